@@ -1,0 +1,159 @@
+"""User accounts: sign-up, login, profile changes and deactivation. Tokens and hashing live in lib.auth."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from pymongo.errors import DuplicateKeyError
+
+from lib import auth, db, errors, throttle
+
+PASSWORD_MIN, PASSWORD_MAX = 8, 256
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def _check_password(password: str, email: str) -> None:
+    if password.strip().lower() == normalize_email(email):
+        raise errors.ValidationFailed(
+            "The password must not be your email address.",
+            details=[{"field": "password", "message": "must differ from the email", "type": "password_policy"}],
+        )
+
+
+class SignupBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    email: EmailStr = Field(max_length=254)
+    password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+    name: str = Field(min_length=1, max_length=100)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be blank")
+        return value
+
+
+class LoginBody(BaseModel):
+    """JSON {email, password} or the OAuth2 password form {username, password}."""
+    model_config = ConfigDict(extra="ignore")
+    email: str = Field(min_length=1, max_length=254)
+    password: str = Field(min_length=1, max_length=PASSWORD_MAX)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _username_is_email(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "email" not in data and "username" in data:
+            data = {**data, "email": data["username"]}
+        return data
+
+
+class ProfileUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    email: EmailStr | None = Field(default=None, max_length=254)
+    new_password: str | None = Field(default=None, min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+    current_password: str | None = Field(default=None, max_length=PASSWORD_MAX)
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> ProfileUpdate:
+        if self.name is None and self.email is None and self.new_password is None:
+            raise ValueError("send at least one of name, email, new_password")
+        return self
+
+
+def public_user(user: dict[str, Any]) -> dict[str, Any]:
+    return {"id": user["_id"], "email": user["email"], "name": user["name"], "created_at": user["created_at"]}
+
+
+def signup(body: SignupBody) -> dict[str, Any]:
+    email = normalize_email(body.email)
+    _check_password(body.password, email)
+    now = db.utcnow()
+    user = {
+        "_id": db.new_id(), "email": email, "name": body.name, "password_hash": auth.hash_password(body.password),
+        "active": True, "session_epoch": 0, "created_at": now, "updated_at": now,
+    }
+    try:
+        db.collection("users").insert_one(user)
+    except DuplicateKeyError:
+        raise errors.Conflict("An account with this email already exists.", code="EMAIL_TAKEN") from None
+    return user
+
+
+_BAD_LOGIN = "The email or password is incorrect."
+
+
+def login(body: LoginBody) -> dict[str, Any]:
+    """A token pair for the right email and password; one answer for every wrong combination."""
+    email = normalize_email(body.email)
+    throttle.check_login_allowed(email)
+    users = db.collection("users")
+    user = users.find_one({"email": email, "active": True})
+    if user is None:
+        auth.burn_password_check(body.password)
+        throttle.record_login_failure(email)
+        raise errors.Unauthorized(_BAD_LOGIN, code="INVALID_CREDENTIALS", headers={})
+    if not auth.verify_password(user["password_hash"], body.password):
+        throttle.record_login_failure(email)
+        raise errors.Unauthorized(_BAD_LOGIN, code="INVALID_CREDENTIALS", headers={})
+    throttle.clear_login_failures(email)
+    if auth.needs_rehash(user["password_hash"]):
+        users.update_one({"_id": user["_id"]}, {"$set": {"password_hash": auth.hash_password(body.password)}})
+    return auth.issue_token_pair(user)
+
+
+def update_profile(user: dict[str, Any], body: ProfileUpdate) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Apply a profile change. Email and password changes need the current password; a password change
+    signs out every other session and returns a fresh token pair for this one."""
+    changes: dict[str, Any] = {}
+    sensitive = body.email is not None or body.new_password is not None
+    if sensitive and (body.current_password is None
+                      or not auth.verify_password(user["password_hash"], body.current_password)):
+        raise errors.Forbidden(
+            "Changing the email or password needs the correct current_password.", code="CURRENT_PASSWORD_REQUIRED"
+        )
+    if body.name is not None:
+        name = body.name.strip()
+        if not name:
+            raise errors.ValidationFailed(
+                "The name must not be blank.", details=[{"field": "name", "message": "must not be blank"}]
+            )
+        changes["name"] = name
+    if body.email is not None:
+        changes["email"] = normalize_email(body.email)
+    if body.new_password is not None:
+        _check_password(body.new_password, changes.get("email", user["email"]))
+        changes["password_hash"] = auth.hash_password(body.new_password)
+    changes["updated_at"] = db.utcnow()
+    update: dict[str, Any] = {"$set": changes}
+    if body.new_password is not None:
+        update["$inc"] = {"session_epoch": 1}
+    try:
+        updated = db.collection("users").find_one_and_update(
+            {"_id": user["_id"], "active": True}, update, return_document=True
+        )
+    except DuplicateKeyError:
+        raise errors.Conflict("An account with this email already exists.", code="EMAIL_TAKEN") from None
+    if updated is None:
+        raise errors.Unauthorized("The account no longer exists.", code="INVALID_TOKEN")
+    tokens = None
+    if body.new_password is not None:
+        auth.revoke_all_for_user(user["_id"])
+        tokens = auth.issue_token_pair(updated)
+    return updated, tokens
+
+
+def deactivate(user: dict[str, Any]) -> None:
+    """Deactivate the account: every token stops working and login is refused from now on."""
+    now = db.utcnow()
+    db.collection("users").update_one(
+        {"_id": user["_id"]},
+        {"$set": {"active": False, "deactivated_at": now, "updated_at": now}, "$inc": {"session_epoch": 1}},
+    )
+    auth.revoke_all_for_user(user["_id"])

@@ -1,0 +1,184 @@
+"""Passwords, access tokens and refresh tokens.
+
+- Passwords: argon2id (argon2-cffi), parameters from settings; a hash made with older parameters is
+  replaced on the next successful login.
+- Access tokens: HS256 JWTs with `sub`, `iat`, `exp`, `jti`, `typ="access"`, `iss` and `ep` (the user's
+  session epoch: bumping it on password change or deactivation invalidates every token issued before).
+  Only HS256 is accepted, so `alg: none` and algorithm-confusion tokens are refused.
+- Refresh tokens: 256 random bits, stored only as a SHA-256 hash, single use. Each use rotates it for a new
+  one in the same family; presenting a used token again means it leaked, so the whole family is revoked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+from pymongo import ReturnDocument
+
+from lib import db, errors
+from lib.config import get_settings
+
+# --- passwords -------------------------------------------------------------------------------------------
+
+def _hasher() -> PasswordHasher:
+    s = get_settings()
+    return PasswordHasher(
+        time_cost=s.argon2_time_cost, memory_cost=s.argon2_memory_kib, parallelism=s.argon2_parallelism,
+        type=Type.ID,
+    )
+
+
+def hash_password(password: str) -> str:
+    return _hasher().hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher().verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(password_hash: str) -> bool:
+    return _hasher().check_needs_rehash(password_hash)
+
+
+_dummy_hash: str | None = None
+
+
+def burn_password_check(password: str) -> None:
+    """Spend the time of one verification so an unknown email answers as slowly as a wrong password."""
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = hash_password(secrets.token_urlsafe(16))
+    verify_password(_dummy_hash, password)
+
+
+# --- access tokens ---------------------------------------------------------------------------------------
+
+ALGORITHM = "HS256"
+
+
+def issue_access_token(user: dict[str, Any]) -> tuple[str, int]:
+    s = get_settings()
+    now = db.utcnow()
+    claims = {
+        "sub": user["_id"],
+        "iat": now,
+        "exp": now + timedelta(seconds=s.access_token_ttl_seconds),
+        "jti": uuid.uuid4().hex,
+        "typ": "access",
+        "iss": s.jwt_issuer,
+        "ep": user.get("session_epoch", 0),
+    }
+    token = jwt.encode(claims, s.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+    return token, s.access_token_ttl_seconds
+
+
+def decode_access_token(token: str) -> dict[str, Any]:
+    s = get_settings()
+    try:
+        claims = jwt.decode(
+            token, s.jwt_secret.get_secret_value(), algorithms=[ALGORITHM], issuer=s.jwt_issuer,
+            options={"require": ["sub", "iat", "exp", "jti", "typ"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise errors.Unauthorized("The access token has expired; refresh it.", code="TOKEN_EXPIRED") from None
+    except jwt.PyJWTError:
+        raise errors.Unauthorized("The access token is not valid.", code="INVALID_TOKEN") from None
+    if claims.get("typ") != "access" or not isinstance(claims.get("sub"), str):
+        raise errors.Unauthorized("The access token is not valid.", code="INVALID_TOKEN")
+    return claims
+
+
+def authenticate(token: str) -> dict[str, Any]:
+    """The active user an access token belongs to, or 401."""
+    claims = decode_access_token(token)
+    user = db.collection("users").find_one({"_id": claims["sub"]})
+    if user is None or not user.get("active", False) or claims.get("ep", 0) != user.get("session_epoch", 0):
+        raise errors.Unauthorized("The access token is no longer valid; log in again.", code="INVALID_TOKEN")
+    return user
+
+
+# --- refresh tokens --------------------------------------------------------------------------------------
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_refresh_token(user_id: str, family_id: str | None = None) -> str:
+    token = secrets.token_urlsafe(32)
+    now = db.utcnow()
+    db.collection("refresh_tokens").insert_one({
+        "_id": db.new_id(),
+        "token_hash": _token_hash(token),
+        "user_id": user_id,
+        "family_id": family_id or db.new_id(),
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=get_settings().refresh_token_ttl_seconds),
+        "used_at": None,
+        "revoked": False,
+    })
+    return token
+
+
+def issue_token_pair(user: dict[str, Any], family_id: str | None = None) -> dict[str, Any]:
+    access, expires_in = issue_access_token(user)
+    return {
+        "access_token": access,
+        "refresh_token": issue_refresh_token(user["_id"], family_id),
+        "token_type": "bearer",
+        "expires_in": expires_in,
+    }
+
+
+_INVALID_REFRESH = "The refresh token is not valid; log in again."
+
+
+def rotate_refresh_token(token: str) -> dict[str, Any]:
+    """Spend a refresh token for a new pair in the same family. Reuse of a spent token revokes the family."""
+    tokens = db.collection("refresh_tokens")
+    now = db.utcnow()
+    spent = tokens.find_one_and_update(
+        {"token_hash": _token_hash(token), "used_at": None, "revoked": False, "expires_at": {"$gt": now}},
+        {"$set": {"used_at": now}},
+        return_document=ReturnDocument.AFTER,
+    )
+    if spent is None:
+        known = tokens.find_one({"token_hash": _token_hash(token)})
+        if known is not None and known.get("used_at") is not None:
+            revoke_family(known["family_id"])
+            raise errors.Unauthorized(
+                "This refresh token was already used; every session it belongs to is now signed out.",
+                code="REFRESH_TOKEN_REUSED",
+            )
+        raise errors.Unauthorized(_INVALID_REFRESH, code="INVALID_REFRESH_TOKEN")
+    user = db.collection("users").find_one({"_id": spent["user_id"], "active": True})
+    if user is None:
+        revoke_family(spent["family_id"])
+        raise errors.Unauthorized(_INVALID_REFRESH, code="INVALID_REFRESH_TOKEN")
+    return issue_token_pair(user, spent["family_id"])
+
+
+def revoke_family(family_id: str) -> None:
+    db.collection("refresh_tokens").update_many({"family_id": family_id}, {"$set": {"revoked": True}})
+
+
+def revoke_by_token(token: str) -> bool:
+    """Log out: revoke the family of a (valid or spent) refresh token. False when the token is unknown."""
+    known = db.collection("refresh_tokens").find_one({"token_hash": _token_hash(token)})
+    if known is None:
+        return False
+    revoke_family(known["family_id"])
+    return True
+
+
+def revoke_all_for_user(user_id: str) -> None:
+    db.collection("refresh_tokens").update_many({"user_id": user_id}, {"$set": {"revoked": True}})

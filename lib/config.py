@@ -1,0 +1,116 @@
+"""One settings object, read from the environment, validated once per process.
+
+Every adapter (database, storage, queue, events, AI providers) is chosen here by configuration, never by
+"if testing". Secrets have no defaults in code: production injects them from Secret Manager as environment
+variables; the local stack generates them once into `.local/` (see scripts/localstack.py).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # --- deployment -------------------------------------------------------------------------------------
+    environment: Literal["local", "production"] = "local"
+    gcp_project: str = "zipkku-local"
+    gcp_region: str = "europe-west1"
+
+    # --- documents (MongoDB Atlas; SecantusDB locally) ----------------------------------------------------
+    mongodb_uri: SecretStr = SecretStr("mongodb://127.0.0.1:27017/?retryWrites=false&directConnection=true")
+    mongodb_db: str = "zipkku"
+    mongodb_timeout_ms: int = Field(default=5000, ge=100)
+
+    # --- auth ---------------------------------------------------------------------------------------------
+    jwt_secret: SecretStr = Field(min_length=32)  # no default: a missing secret is a configuration error
+    jwt_issuer: str = "zipkku"
+    access_token_ttl_seconds: int = Field(default=900, ge=60)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=3600)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_seconds: int = Field(default=15 * 60, ge=1)
+    # argon2id cost; OWASP's second recommended profile (19 MiB, t=2, p=1)
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_memory_kib: int = Field(default=19 * 1024, ge=8)
+    argon2_parallelism: int = Field(default=1, ge=1)
+
+    # --- HTTP ---------------------------------------------------------------------------------------------
+    cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:5173", "http://127.0.0.1:5173"]
+    max_json_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    # --- Cloud Storage (fake-gcs-server locally via STORAGE_EMULATOR_HOST) --------------------------------
+    uploads_bucket: str = "zipkku-uploads"
+    images_bucket: str = "zipkku-images"
+    catalog_bucket: str = "zipkku-catalog"
+    raw_uploads_prefix: str = "raw/"
+    catalog_prefix: str = "catalog/"
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(default=60_000_000, ge=10_000)
+    max_image_edge_px: int = Field(default=2048, ge=256)
+    thumbnail_edge_px: int = Field(default=384, ge=64)
+    signed_put_ttl_seconds: int = Field(default=15 * 60, ge=60)
+    signed_get_ttl_seconds: int = Field(default=15 * 60, ge=60)
+    # Local only: PEM of a throwaway RSA key used to sign V4 URLs (production signs through IAM signBlob).
+    signing_key_file: str = ""
+    signing_service_account: str = ""
+
+    # --- vectors (Qdrant Cloud; local on-disk mode) -------------------------------------------------------
+    qdrant_url: str = ""
+    qdrant_api_key: SecretStr = SecretStr("")
+    qdrant_path: str = ":memory:"  # local mode when qdrant_url is empty
+
+    # --- AI providers -------------------------------------------------------------------------------------
+    generator: Literal["local", "replicate"] = "local"
+    detector: Literal["local", "http"] = "local"
+    embedder: Literal["local", "http"] = "local"
+    replicate_api_url: str = "https://api.replicate.com/v1"
+    replicate_api_token: SecretStr = SecretStr("")
+    replicate_model: str = "adirik/interior-design"
+    replicate_version: str = ""
+    replicate_deadline_seconds: int = Field(default=300, ge=5)
+    detector_url: str = ""
+    detector_api_key: SecretStr = SecretStr("")
+
+    # --- generation: queue, job, events, quota ------------------------------------------------------------
+    task_queue: Literal["local", "cloudtasks"] = "local"
+    tasks_queue_name: str = "generate-interior"
+    tasks_emulator_host: str = ""  # host:port of gcloud-tasks-emulator (contract tests only)
+    tasks_service_account: str = ""
+    generate_job_name: str = "generate-interior"
+    import_job_name: str = "import-catalog"
+    local_job_concurrency: int = Field(default=2, ge=1)
+    events: Literal["local", "pubsub"] = "local"
+    interior_finished_topic: str = "interior-finished"
+    generation_quota: int = Field(default=20, ge=0)
+    generation_quota_period_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    job_lease_seconds: int = Field(default=600, ge=10)
+    job_max_attempts: int = Field(default=3, ge=1)
+
+    # --- local stack --------------------------------------------------------------------------------------
+    local_dir: str = ".local"
+    local_base_url: str = "http://127.0.0.1:8080"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _uri_scheme(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("MONGODB_URI must start with mongodb:// or mongodb+srv://")
+        return value
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings; tests call `get_settings.cache_clear()` after changing the environment."""
+    return Settings()

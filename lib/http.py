@@ -1,0 +1,214 @@
+"""The HTTP conventions every function follows (see DESIGN.md), in one decorator and a few helpers.
+
+    @http_function(methods=["POST"], auth=True)
+    def interiors_save(request, user):
+        body = parse_json(request, SaveBody)          # parse
+        interior = interiors.set_saved(user["_id"], body.interior_id, body.saved)   # authorize + lib
+        return json_response({"interior": interior})  # reply
+
+The decorator answers CORS preflight, refuses other methods with 405 + Allow, bounds the body size, checks
+the bearer token (401) and turns every ApiError, validation error and dependency outage into the error
+envelope. Anything else becomes a logged 500 that reveals nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import flask
+import functions_framework
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import HTTPException
+
+from lib import errors
+from lib.config import get_settings
+from lib.log import setup_logging
+
+log = logging.getLogger("zipkku.http")
+
+Model = TypeVar("Model", bound=BaseModel)
+
+ALLOWED_REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, If-None-Match"
+EXPOSED_RESPONSE_HEADERS = "ETag, Retry-After, Location"
+
+
+# --- replies ---------------------------------------------------------------------------------------------
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> flask.Response:
+    response = flask.Response(
+        json.dumps(body, separators=(",", ":"), default=_json_default), status=status, mimetype="application/json"
+    )
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def no_content() -> flask.Response:
+    return flask.Response(status=204)
+
+
+def error_response(error: errors.ApiError) -> flask.Response:
+    return json_response(error.envelope(), error.status, error.headers)
+
+
+# --- parsing ---------------------------------------------------------------------------------------------
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors as [{field, message, type}], without echoing the rejected input back."""
+    return [
+        {"field": ".".join(str(part) for part in err["loc"]) or "body", "message": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+def validate(model: type[Model], data: Any) -> Model:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise errors.ValidationFailed("The request is not valid.", details=validation_details(exc)) from None
+
+
+def parse_json(request: flask.Request, model: type[Model], *, allow_form: bool = False) -> Model:
+    """The body as `model`: 415 for another content type, 400 for malformed JSON or invalid fields."""
+    mimetype = request.mimetype or ""
+    if allow_form and mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return validate(model, request.form.to_dict())
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise errors.UnsupportedMediaType("Send the body as application/json.")
+    raw = request.get_data(cache=True)
+    try:
+        data = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        raise errors.BadRequest("The body is not valid JSON.", code="INVALID_JSON") from None
+    if not isinstance(data, dict):
+        raise errors.BadRequest("The body must be a JSON object.", code="INVALID_JSON")
+    return validate(model, data)
+
+
+def parse_query(request: flask.Request, model: type[Model]) -> Model:
+    """Query parameters as `model` (a repeated parameter keeps its last value)."""
+    return validate(model, request.args.to_dict())
+
+
+def bearer_token(request: flask.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise errors.Unauthorized("Send an access token as 'Authorization: Bearer <token>'.")
+    return token.strip()
+
+
+# --- CORS ------------------------------------------------------------------------------------------------
+
+def _cors_headers(request: flask.Request, methods: Iterable[str]) -> dict[str, str]:
+    origin = request.headers.get("Origin")
+    if not origin or origin not in get_settings().cors_origins:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Methods": ", ".join(sorted(set(methods) | {"OPTIONS"})),
+        "Access-Control-Allow-Headers": ALLOWED_REQUEST_HEADERS,
+        "Access-Control-Expose-Headers": EXPOSED_RESPONSE_HEADERS,
+        "Access-Control-Max-Age": "3600",
+        "Vary": "Origin",
+    }
+
+
+# --- the decorator ---------------------------------------------------------------------------------------
+
+def _dependency_error(exc: Exception) -> errors.ApiError | None:
+    """A database outage is a 503, not a 500. pymongo is only consulted if this process loaded it."""
+    pymongo = sys.modules.get("pymongo")
+    if pymongo is not None and isinstance(exc, pymongo.errors.ConnectionFailure):
+        return errors.DependencyUnavailable("The database is unavailable; try again shortly.")
+    return None
+
+
+def _http_exception(exc: HTTPException) -> errors.ApiError:
+    code = {
+        400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE",
+        415: "UNSUPPORTED_MEDIA_TYPE",
+    }.get(exc.code or 400, "BAD_REQUEST")
+    status = exc.code if exc.code and 400 <= exc.code < 500 else 400
+    return errors.ApiError(exc.description or exc.name, code=code, status=status)
+
+
+def http_function(
+    *,
+    methods: Iterable[str],
+    auth: bool = False,
+    max_body_bytes: int | None = None,
+) -> Callable[[Callable[..., flask.Response]], Callable[[flask.Request], flask.Response]]:
+    """Wrap `handler(request)` (or `handler(request, user)` with auth=True) as a functions-framework
+    HTTP function that follows every convention in DESIGN.md."""
+    allowed = tuple(sorted({m.upper() for m in methods}))
+    setup_logging()
+
+    def decorate(handler: Callable[..., flask.Response]) -> Callable[[flask.Request], flask.Response]:
+        @functools.wraps(handler)
+        def entry(request: flask.Request) -> flask.Response:
+            cors = _cors_headers(request, allowed)
+            if request.method == "OPTIONS":
+                response = no_content()
+            else:
+                response = _handle(handler, request, allowed, auth, max_body_bytes)
+            response.headers.extend(cors)
+            return response
+
+        return functions_framework.http(entry)
+
+    return decorate
+
+
+def _handle(
+    handler: Callable[..., flask.Response],
+    request: flask.Request,
+    allowed: tuple[str, ...],
+    auth: bool,
+    max_body_bytes: int | None,
+) -> flask.Response:
+    try:
+        if request.method not in allowed and not (request.method == "HEAD" and "GET" in allowed):
+            raise errors.ApiError(
+                f"{request.method} is not allowed here; use {', '.join(allowed)}.",
+                code="METHOD_NOT_ALLOWED", status=405, headers={"Allow": ", ".join((*allowed, "OPTIONS"))},
+            )
+        limit = max_body_bytes or get_settings().max_json_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise errors.PayloadTooLarge(f"The body is larger than {limit} bytes.")
+        request.max_content_length = limit  # also bounds chunked bodies that carry no Content-Length
+        if auth:
+            from lib import auth as auth_lib  # jwt + argon2 only for functions that need them
+
+            user = auth_lib.authenticate(bearer_token(request))
+            return handler(request, user)
+        return handler(request)
+    except errors.ApiError as exc:
+        if exc.status >= 500:
+            log.warning("%s %s -> %s %s", request.method, request.path, exc.status, exc.code)
+        return error_response(exc)
+    except HTTPException as exc:
+        return error_response(_http_exception(exc))
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never leak internals
+        dependency = _dependency_error(exc)
+        if dependency is not None:
+            log.error("dependency unavailable: %s", type(exc).__name__)
+            return error_response(dependency)
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(
+            errors.ApiError("Something went wrong on our side.", code="INTERNAL", status=500)
+        )

@@ -1,0 +1,70 @@
+"""One local HTTP server with every function mounted at /<hyphenated-name>.
+
+Functions are discovered from functions/*/main.py (the folder name is the entry point), so a new function
+needs no registration. Each is loaded exactly as Cloud Run loads it, through functions-framework's
+create_app, and mounted with werkzeug's DispatcherMiddleware.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS_DIR = ROOT / "functions"
+
+
+def function_names(functions_dir: Path = FUNCTIONS_DIR) -> list[str]:
+    return sorted(p.parent.name for p in functions_dir.glob("*/main.py"))
+
+
+def url_path(name: str) -> str:
+    return "/" + name.replace("_", "-")
+
+
+class _EmptyPathToRoot:
+    """`/auth-login` arrives at the mounted app with an empty PATH_INFO, which Flask would 308; make it '/'."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        if not environ.get("PATH_INFO"):
+            environ["PATH_INFO"] = "/"
+        return self.app(environ, start_response)
+
+
+def _not_found(environ, start_response):
+    body = b'{"error":{"code":"NOT_FOUND","message":"No function at this path.","details":[]}}'
+    start_response("404 Not Found", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def build_app(functions_dir: Path = FUNCTIONS_DIR):
+    import functions_framework
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    mounts = {}
+    for name in function_names(functions_dir):
+        app = functions_framework.create_app(target=name, source=str(functions_dir / name / "main.py"))
+        mounts[url_path(name)] = app
+    return _EmptyPathToRoot(DispatcherMiddleware(_not_found, mounts)), sorted(mounts)
+
+
+def serve(host: str, port: int) -> None:
+    from werkzeug.serving import run_simple
+
+    app, paths = build_app()
+    print(f"zipkku dev server on http://{host}:{port} with {len(paths)} functions: {' '.join(paths)}", flush=True)
+    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args()
+    serve(args.host, args.port)
