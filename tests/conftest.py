@@ -44,8 +44,8 @@ def fresh_database(request: pytest.FixtureRequest) -> Iterator[str | None]:
     get_settings.cache_clear()
     db.forget_indexes()
     yield name
+    get_settings.cache_clear()  # a test may have pointed settings elsewhere
     db.client().drop_database(name)
-    get_settings.cache_clear()
 
 
 _apps: dict[str, object] = {}

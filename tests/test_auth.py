@@ -1,0 +1,317 @@
+"""Accounts and auth through the real functions (functions-framework test clients) against SecantusDB."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+
+from lib import db
+from lib.config import get_settings
+
+
+def _error(response) -> dict:
+    body = response.get_json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "details"}, body
+    return body["error"]
+
+
+# --- signup ----------------------------------------------------------------------------------------------
+
+def test_signup_creates_user_with_normalized_email_and_argon2id_hash(fn):
+    r = fn("auth_signup").post("/", json={"email": "  Ada@Example.COM ", "password": "a long secret", "name": " Ada "})
+    assert r.status_code == 201
+    user = r.get_json()["user"]
+    assert user["email"] == "ada@example.com" and user["name"] == "Ada"
+    assert set(user) == {"id", "email", "name", "created_at"}  # never the hash
+    stored = db.collection("users").find_one({"_id": user["id"]})
+    assert stored["password_hash"].startswith("$argon2id$")
+    assert "a long secret" not in json.dumps(stored, default=str)
+
+
+def test_signup_duplicate_email_is_409_whatever_the_case(fn):
+    body = {"email": "dup@example.com", "password": "a long secret", "name": "A"}
+    assert fn("auth_signup").post("/", json=body).status_code == 201
+    r = fn("auth_signup").post("/", json={**body, "email": "DUP@example.com"})
+    assert r.status_code == 409 and _error(r)["code"] == "EMAIL_TAKEN"
+    assert db.collection("users").count_documents({}) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"email": "x@example.com", "password": "short", "name": "A"}, "password"),
+        ({"email": "not-an-email", "password": "a long secret", "name": "A"}, "email"),
+        ({"email": "x@example.com", "password": "a long secret"}, "name"),
+        ({"email": "x@example.com", "password": 12345678, "name": "A"}, "password"),
+        ({"email": "x@example.com", "password": "a long secret", "name": "   "}, "name"),
+        ({"email": "x@example.com", "password": "a long secret", "name": "A", "admin": True}, "admin"),
+    ],
+)
+def test_signup_invalid_fields_give_400_with_field_details(fn, body, field):
+    r = fn("auth_signup").post("/", json=body)
+    assert r.status_code == 400
+    error = _error(r)
+    assert error["code"] == "VALIDATION_ERROR"
+    assert field in [d["field"] for d in error["details"]]
+    assert db.collection("users").count_documents({}) == 0
+
+
+def test_password_equal_to_email_is_refused(fn):
+    r = fn("auth_signup").post("/", json={"email": "same@example.com", "password": "Same@Example.com", "name": "A"})
+    assert r.status_code == 400 and _error(r)["details"][0]["field"] == "password"
+
+
+def test_malformed_json_wrong_type_and_non_object_bodies(fn):
+    client = fn("auth_signup")
+    r = client.post("/", data="{not json", content_type="application/json")
+    assert r.status_code == 400 and _error(r)["code"] == "INVALID_JSON"
+    r = client.post("/", data="[1, 2]", content_type="application/json")
+    assert r.status_code == 400 and _error(r)["code"] == "INVALID_JSON"
+    r = client.post("/", data="email=a", content_type="text/plain")
+    assert r.status_code == 415 and _error(r)["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    r = client.post("/", data=b"\xff\xfe\x00", content_type="application/json")
+    assert r.status_code == 400
+
+
+def test_oversize_body_is_413(fn):
+    big = {"email": "x@example.com", "password": "a long secret", "name": "x" * (get_settings().max_json_body_bytes)}
+    r = fn("auth_signup").post("/", json=big)
+    assert r.status_code == 413 and _error(r)["code"] == "PAYLOAD_TOO_LARGE"
+
+
+def test_wrong_method_is_405_with_allow(fn):
+    r = fn("auth_signup").get("/")
+    assert r.status_code == 405
+    assert _error(r)["code"] == "METHOD_NOT_ALLOWED"
+    assert "POST" in r.headers["Allow"]
+
+
+def test_cors_preflight_and_origin_checks(fn):
+    client = fn("auth_login")
+    r = client.options("/", headers={"Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 204
+    assert r.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"
+    assert "Authorization" in r.headers["Access-Control-Allow-Headers"]
+    r = client.options("/", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert "Access-Control-Allow-Origin" not in r.headers
+    r = client.post("/", json={"email": "a@b.co", "password": "x"}, headers={"Origin": "http://localhost:5173"})
+    assert r.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"  # also on errors
+
+
+# --- login -----------------------------------------------------------------------------------------------
+
+def test_login_json_and_oauth2_form(fn, make_user):
+    u = make_user(email="form@example.com")
+    assert u["tokens"]["token_type"] == "bearer" and u["tokens"]["expires_in"] == get_settings().access_token_ttl_seconds
+    r = fn("auth_login").post("/", data={"username": "FORM@example.com", "password": u["password"]})
+    assert r.status_code == 200
+    claims = jwt.decode(r.get_json()["access_token"], options={"verify_signature": False})
+    assert claims["sub"] == u["user"]["id"] and claims["typ"] == "access"
+    assert {"exp", "iat", "jti"} <= set(claims)
+
+
+def test_wrong_email_and_wrong_password_are_the_same_401(fn, make_user):
+    u = make_user()
+    wrong_password = fn("auth_login").post("/", json={"email": u["email"], "password": "not the password"})
+    wrong_email = fn("auth_login").post("/", json={"email": "nobody@example.com", "password": "not the password"})
+    assert wrong_password.status_code == wrong_email.status_code == 401
+    assert _error(wrong_password) == _error(wrong_email)
+
+
+def test_repeated_failures_are_throttled_with_retry_after(fn, make_user):
+    u = make_user()
+    limit = get_settings().login_max_failures
+    for _ in range(limit):
+        assert fn("auth_login").post("/", json={"email": u["email"], "password": "wrong wrong"}).status_code == 401
+    r = fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]})
+    assert r.status_code == 429 and _error(r)["code"] == "LOGIN_THROTTLED"
+    assert 0 < int(r.headers["Retry-After"]) <= get_settings().login_lockout_seconds
+    # Other accounts are unaffected.
+    other = make_user()
+    assert fn("auth_login").post("/", json={"email": other["email"], "password": other["password"]}).status_code == 200
+
+
+def test_success_resets_the_failure_count(fn, make_user):
+    u = make_user()
+    limit = get_settings().login_max_failures
+    for _ in range(limit - 1):
+        fn("auth_login").post("/", json={"email": u["email"], "password": "wrong wrong"})
+    assert fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).status_code == 200
+    for _ in range(limit - 1):
+        fn("auth_login").post("/", json={"email": u["email"], "password": "wrong wrong"})
+    assert fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).status_code == 200
+
+
+def test_login_rehashes_passwords_made_with_old_parameters(fn, make_user, monkeypatch):
+    u = make_user()
+    before = db.collection("users").find_one({"_id": u["user"]["id"]})["password_hash"]
+    monkeypatch.setenv("ARGON2_TIME_COST", str(get_settings().argon2_time_cost + 1))
+    get_settings.cache_clear()
+    assert fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).status_code == 200
+    after = db.collection("users").find_one({"_id": u["user"]["id"]})["password_hash"]
+    assert after != before and f"t={get_settings().argon2_time_cost}" in after
+
+
+# --- access tokens ---------------------------------------------------------------------------------------
+
+def _token(sub: str, **overrides) -> str:
+    now = datetime.now(UTC)
+    claims = {"sub": sub, "iat": now, "exp": now + timedelta(minutes=5), "jti": "j", "typ": "access",
+              "iss": "zipkku", "ep": 0, **overrides}
+    return jwt.encode(claims, get_settings().jwt_secret.get_secret_value(), algorithm="HS256")
+
+
+def test_me_requires_a_valid_token(fn, make_user):
+    u = make_user()
+    me = fn("me")
+    assert me.get("/", headers=u["headers"]).get_json()["user"]["email"] == u["email"]
+    cases = {
+        "missing": {},
+        "not bearer": {"Authorization": "Basic abc"},
+        "empty": {"Authorization": "Bearer "},
+        "garbage": {"Authorization": "Bearer not.a.jwt"},
+        "expired": {"Authorization": "Bearer " + _token(u["user"]["id"], exp=datetime.now(UTC) - timedelta(seconds=5))},
+        "wrong secret": {"Authorization": "Bearer " + jwt.encode(
+            {"sub": u["user"]["id"], "typ": "access", "iat": int(time.time()), "exp": int(time.time()) + 60,
+             "jti": "x", "iss": "zipkku"}, "another secret that is long enough!!", algorithm="HS256")},
+        "refresh used as access": {"Authorization": "Bearer " + u["tokens"]["refresh_token"]},
+        "wrong typ": {"Authorization": "Bearer " + _token(u["user"]["id"], typ="refresh")},
+        "unknown user": {"Authorization": "Bearer " + _token("nobody")},
+    }
+    for name, headers in cases.items():
+        r = me.get("/", headers=headers)
+        assert r.status_code == 401, name
+        assert r.headers["WWW-Authenticate"].startswith("Bearer"), name
+        _error(r)
+    expired = me.get("/", headers=cases["expired"])
+    assert _error(expired)["code"] == "TOKEN_EXPIRED"
+
+
+def test_tampered_and_alg_none_tokens_are_refused(fn, make_user):
+    u = make_user()
+    header, payload, signature = u["tokens"]["access_token"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["sub"] = make_user()["user"]["id"]  # try to become someone else
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    assert fn("me").get("/", headers={"Authorization": f"Bearer {header}.{forged}.{signature}"}).status_code == 401
+    none_header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').decode().rstrip("=")
+    assert fn("me").get("/", headers={"Authorization": f"Bearer {none_header}.{payload}."}).status_code == 401
+
+
+# --- refresh and logout ----------------------------------------------------------------------------------
+
+def test_refresh_rotates_and_reuse_revokes_the_family(fn, make_user):
+    u = make_user()
+    first = u["tokens"]["refresh_token"]
+    r = fn("auth_refresh").post("/", json={"refresh_token": first})
+    assert r.status_code == 200
+    second = r.get_json()["refresh_token"]
+    assert second != first
+    assert fn("me").get("/", headers={"Authorization": "Bearer " + r.get_json()["access_token"]}).status_code == 200
+    # The first token leaked and is replayed: refused, and the legitimate successor dies with it.
+    replay = fn("auth_refresh").post("/", json={"refresh_token": first})
+    assert replay.status_code == 401 and _error(replay)["code"] == "REFRESH_TOKEN_REUSED"
+    assert fn("auth_refresh").post("/", json={"refresh_token": second}).status_code == 401
+    # Other sessions (another family) of the same user survive.
+    other = fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).get_json()
+    assert fn("auth_refresh").post("/", json={"refresh_token": other["refresh_token"]}).status_code == 200
+
+
+def test_refresh_tokens_are_stored_only_as_hashes(fn, make_user):
+    u = make_user()
+    stored = list(db.collection("refresh_tokens").find({"user_id": u["user"]["id"]}))
+    assert stored and all(u["tokens"]["refresh_token"] not in json.dumps(t, default=str) for t in stored)
+
+
+def test_refresh_bad_input(fn):
+    client = fn("auth_refresh")
+    assert client.post("/", json={"refresh_token": "unknown"}).status_code == 401
+    assert client.post("/", json={}).status_code == 400
+    assert client.post("/", json={"refresh_token": 5}).status_code == 400
+    assert client.get("/").status_code == 405
+
+
+def test_expired_refresh_token_is_refused(fn, make_user):
+    u = make_user()
+    db.collection("refresh_tokens").update_many(
+        {"user_id": u["user"]["id"]}, {"$set": {"expires_at": datetime.now(UTC) - timedelta(seconds=1)}}
+    )
+    r = fn("auth_refresh").post("/", json={"refresh_token": u["tokens"]["refresh_token"]})
+    assert r.status_code == 401 and _error(r)["code"] == "INVALID_REFRESH_TOKEN"
+
+
+def test_logout_revokes_the_family(fn, make_user):
+    u = make_user()
+    assert fn("auth_logout").post("/", json={"refresh_token": u["tokens"]["refresh_token"]}).status_code == 204
+    assert fn("auth_refresh").post("/", json={"refresh_token": u["tokens"]["refresh_token"]}).status_code == 401
+    # Unknown tokens answer the same, revealing nothing.
+    assert fn("auth_logout").post("/", json={"refresh_token": "unknown"}).status_code == 204
+    assert fn("auth_logout").post("/", json={}).status_code == 400
+
+
+# --- me: update and delete -------------------------------------------------------------------------------
+
+def test_update_name_and_email(fn, make_user):
+    u = make_user()
+    r = fn("me").patch("/", json={"name": "New Name"}, headers=u["headers"])
+    assert r.status_code == 200 and r.get_json()["user"]["name"] == "New Name"
+    r = fn("me").patch("/", json={"email": "new@example.com"}, headers=u["headers"])
+    assert r.status_code == 403 and _error(r)["code"] == "CURRENT_PASSWORD_REQUIRED"
+    r = fn("me").patch("/", json={"email": "New@Example.com", "current_password": u["password"]}, headers=u["headers"])
+    assert r.status_code == 200 and r.get_json()["user"]["email"] == "new@example.com"
+    taken = make_user()
+    r = fn("me").patch("/", json={"email": taken["email"], "current_password": u["password"]}, headers=u["headers"])
+    assert r.status_code == 409 and _error(r)["code"] == "EMAIL_TAKEN"
+    assert fn("me").patch("/", json={}, headers=u["headers"]).status_code == 400
+    assert fn("me").patch("/", json={"role": "admin"}, headers=u["headers"]).status_code == 400
+
+
+def test_password_change_signs_out_other_sessions(fn, make_user):
+    u = make_user()
+    wrong = fn("me").patch("/", json={"new_password": "another long one", "current_password": "nope nope"},
+                           headers=u["headers"])
+    assert wrong.status_code == 403
+    r = fn("me").patch("/", json={"new_password": "another long one", "current_password": u["password"]},
+                       headers=u["headers"])
+    assert r.status_code == 200
+    fresh = r.get_json()["tokens"]
+    assert fn("me").get("/", headers=u["headers"]).status_code == 401  # the old access token
+    assert fn("auth_refresh").post("/", json={"refresh_token": u["tokens"]["refresh_token"]}).status_code == 401
+    assert fn("me").get("/", headers={"Authorization": "Bearer " + fresh["access_token"]}).status_code == 200
+    assert fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).status_code == 401
+    assert fn("auth_login").post("/", json={"email": u["email"], "password": "another long one"}).status_code == 200
+
+
+def test_delete_deactivates_the_account(fn, make_user):
+    u = make_user()
+    assert fn("me").delete("/", headers=u["headers"]).status_code == 204
+    assert fn("me").get("/", headers=u["headers"]).status_code == 401
+    assert fn("auth_refresh").post("/", json={"refresh_token": u["tokens"]["refresh_token"]}).status_code == 401
+    r = fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]})
+    assert r.status_code == 401
+    stored = db.collection("users").find_one({"_id": u["user"]["id"]})
+    assert stored["active"] is False and stored["deactivated_at"] is not None
+
+
+def test_one_user_cannot_act_as_another(fn, make_user):
+    alice, bob = make_user(), make_user()
+    r = fn("me").get("/", headers=bob["headers"])
+    assert r.get_json()["user"]["id"] == bob["user"]["id"] != alice["user"]["id"]
+    fn("me").patch("/", json={"name": "Bob Renamed"}, headers=bob["headers"])
+    assert fn("me").get("/", headers=alice["headers"]).get_json()["user"]["name"] == "Test User"
+
+
+def test_database_outage_is_503_not_500(fn, make_user, monkeypatch):
+    u = make_user()
+    monkeypatch.setenv("MONGODB_URI", "mongodb://127.0.0.1:1/?retryWrites=false&directConnection=true")
+    monkeypatch.setenv("MONGODB_TIMEOUT_MS", "200")
+    get_settings.cache_clear()
+    r = fn("me").get("/", headers=u["headers"])
+    assert r.status_code == 503 and _error(r)["code"] == "DEPENDENCY_UNAVAILABLE"
+    assert "Retry-After" in r.headers
