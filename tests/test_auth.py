@@ -108,7 +108,8 @@ def test_cors_preflight_and_origin_checks(fn):
 
 def test_login_json_and_oauth2_form(fn, make_user):
     u = make_user(email="form@example.com")
-    assert u["tokens"]["token_type"] == "bearer" and u["tokens"]["expires_in"] == get_settings().access_token_ttl_seconds
+    assert u["tokens"]["token_type"] == "bearer"
+    assert u["tokens"]["expires_in"] == get_settings().access_token_ttl_seconds
     r = fn("auth_login").post("/", data={"username": "FORM@example.com", "password": u["password"]})
     assert r.status_code == 200
     claims = jwt.decode(r.get_json()["access_token"], options={"verify_signature": False})
