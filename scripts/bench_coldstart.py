@@ -1,0 +1,70 @@
+"""Cold-start cost of every function: a fresh interpreter that loads it the way Cloud Run does
+(functions_framework.create_app), against a bare functions-framework function as the baseline.
+
+    .venv/bin/python scripts/bench_coldstart.py [--repeat 3]
+
+Prints the median wall time per function and the modules it pulled in. Nothing is contacted: settings
+are dummy values, and clients are created lazily, so only imports and module-level work are measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scripts.devserver import function_names  # noqa: E402
+
+PROBE = """
+import sys, time, json
+t = time.perf_counter()
+import functions_framework
+functions_framework.create_app(target=sys.argv[1], source=sys.argv[2])
+elapsed = time.perf_counter() - t
+heavy = sorted(m for m in ("pymongo", "google.cloud.storage", "google.cloud.tasks_v2", "google.cloud.pubsub_v1",
+                           "qdrant_client", "PIL.Image", "onnxruntime", "numpy", "argon2", "jwt")
+               if m in sys.modules)
+print(json.dumps({"seconds": elapsed, "heavy": heavy}))
+"""
+
+BARE = "import functions_framework\n\n@functions_framework.http\ndef bare(request):\n    return 'ok'\n"
+
+
+def measure(target: str, source: str, repeat: int) -> tuple[float, list[str]]:
+    env = {**os.environ, "JWT_SECRET": "x" * 48, "PYTHONPATH": str(ROOT)}
+    runs = []
+    heavy: list[str] = []
+    for _ in range(repeat):
+        out = subprocess.run([sys.executable, "-c", PROBE, target, source], env=env, cwd=ROOT,
+                             capture_output=True, text=True, check=True)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        runs.append(result["seconds"])
+        heavy = result["heavy"]
+    return statistics.median(runs), heavy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        bare = Path(tmp) / "main.py"
+        bare.write_text(BARE)
+        baseline, _ = measure("bare", str(bare), args.repeat)
+    print(f"{'function':24} {'cold start':>10}  {'over bare':>9}  heavy modules loaded")
+    print(f"{'(bare functions-framework)':24} {baseline * 1000:8.0f}ms")
+    for name in function_names():
+        seconds, heavy = measure(name, str(ROOT / "functions" / name / "main.py"), args.repeat)
+        print(f"{name:24} {seconds * 1000:8.0f}ms  {(seconds - baseline) * 1000:+7.0f}ms  {' '.join(heavy)}")
+
+
+if __name__ == "__main__":
+    main()
