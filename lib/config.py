@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     qdrant_url: str = ""
     qdrant_api_key: SecretStr = SecretStr("")
     qdrant_path: str = ":memory:"  # local mode when qdrant_url is empty
+    # Collections are named "<prefix>__<embedder name>__<dim>": vectors of different embedders never mix.
+    qdrant_collection_prefix: str = "products"
+    qdrant_timeout_seconds: int = Field(default=10, ge=1)
 
     # --- AI providers -------------------------------------------------------------------------------------
     generator: Literal["local", "replicate"] = "local"
@@ -75,6 +78,11 @@ class Settings(BaseSettings):
     replicate_deadline_seconds: int = Field(default=300, ge=5)
     detector_url: str = ""
     detector_api_key: SecretStr = SecretStr("")
+    # http embedder: the detector service's embedding endpoint (default <detector_url>/embed), its model
+    # name and vector size (needed to name the collection before the first call)
+    embedder_url: str = ""
+    embedder_name: str = "detector-clip"
+    embedder_dim: int = Field(default=512, ge=2)
 
     # --- generation: queue, job, events, quota ------------------------------------------------------------
     task_queue: Literal["local", "cloudtasks"] = "local"
@@ -84,12 +92,34 @@ class Settings(BaseSettings):
     generate_job_name: str = "generate-interior"
     import_job_name: str = "import-catalog"
     local_job_concurrency: int = Field(default=2, ge=1)
+    # How lib.jobs starts Cloud Run Jobs: "cloudrun" (Admin API jobs:run) or "local" (a subprocess)
+    job_runner: Literal["local", "cloudrun"] = "local"
+    import_batch_size: int = Field(default=64, ge=1)
+    import_max_image_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
+    catalog_cache_seconds: int = Field(default=60, ge=0)
     events: Literal["local", "pubsub"] = "local"
     interior_finished_topic: str = "interior-finished"
     generation_quota: int = Field(default=20, ge=0)
     generation_quota_period_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     job_lease_seconds: int = Field(default=600, ge=10)
     job_max_attempts: int = Field(default=3, ge=1)
+    # Cloud Tasks -> Cloud Run Admin API `jobs/<name>:run`; the queue's retry policy (terraform mirrors it).
+    cloud_run_api_url: str = "https://run.googleapis.com"
+    tasks_max_attempts: int = Field(default=5, ge=1)
+    tasks_min_backoff_seconds: float = Field(default=10.0, ge=0.1)
+    tasks_max_backoff_seconds: float = Field(default=300.0, ge=0.1)
+    # Replicate: seconds a create call may block (`Prefer: wait=N`, max 60), poll interval, transient retries.
+    replicate_wait_seconds: int = Field(default=60, ge=1, le=60)
+    replicate_poll_seconds: float = Field(default=1.0, gt=0)
+    replicate_retries: int = Field(default=3, ge=0)
+    replicate_retry_backoff_seconds: float = Field(default=1.0, ge=0)
+    detector_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Local generator: long edge of the restyled image (the ONNX network works at 384 px anyway).
+    local_generator_max_edge_px: int = Field(default=768, ge=64)
+    # Results: at most this many detected parts per variant, and products matched per part.
+    detector_max_parts: int = Field(default=6, ge=1)
+    detector_min_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    products_per_part: int = Field(default=4, ge=1, le=20)
 
     # --- local stack --------------------------------------------------------------------------------------
     local_dir: str = ".local"
