@@ -65,6 +65,25 @@ def error_response(error: errors.ApiError) -> flask.Response:
     return json_response(error.envelope(), error.status, error.headers)
 
 
+def cached_json_response(
+    request: flask.Request, etag_basis: Any, build: Callable[[], Any], *, max_age: int = 60,
+) -> flask.Response:
+    """A cacheable read: `ETag` from `etag_basis` (the stored data the reply is made of, NOT the reply itself,
+    which may hold freshly signed URLs that differ on every call), `Cache-Control: public, max-age`, and a
+    bodiless 304 when If-None-Match matches, in which case `build()` (signing, serialising) is skipped."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(etag_basis, sort_keys=True, default=_json_default).encode()).hexdigest()
+    etag = f'"{digest[:32]}"'
+    headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}"}
+    candidates = {tag.strip().removeprefix("W/") for tag in request.headers.get("If-None-Match", "").split(",")}
+    if etag in candidates or "*" in candidates:
+        response = flask.Response(status=304)
+        response.headers.update(headers)
+        return response
+    return json_response(build(), headers=headers)
+
+
 # --- parsing ---------------------------------------------------------------------------------------------
 
 def validation_details(exc: ValidationError) -> list[dict[str, Any]]:

@@ -1,0 +1,244 @@
+"""Product image vectors in Qdrant, through `qdrant-client` only.
+
+- Production: Qdrant Cloud, `QDRANT_URL` + `QDRANT_API_KEY` (REST).
+- Local stack: the same REST code path against scripts/qdrant_local.py (a stand-in serving Qdrant's documented
+  REST API on 127.0.0.1), because qdrant-client's local mode locks its folder to one process and the dev server
+  and the job subprocesses must share one store.
+- Unit tests may leave `QDRANT_URL` empty: local mode on `QDRANT_PATH` (":memory:" by default).
+
+One collection per embedder, named "<prefix>__<embedder name>__<dim>", so vectors of different models never
+share a collection (switching embedders means re-importing into a new collection, not corrupting the old).
+Points have deterministic ids (uuid5 of the product id), so re-imports overwrite instead of duplicating, and
+carry the payload the searches filter on: label (keyword index) and dimensions/price (float indexes).
+
+Issue 5's generation job searches for every detected part at once:
+    search_similar_batch([(vector, "sofa", {"width_cm": 220}), (vector, "lamp", None)], limit=4)
+        -> [[(product_id, score), ...], [...]]      # ONE request (query_batch_points)
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from lib import errors
+from lib.config import get_settings
+
+_NAMESPACE = uuid.UUID("7d0f4a56-7f1e-4f4e-9a38-3c5b0d7a2e11")  # fixed: point ids must never change
+DIMENSION_KEYS = ("width_cm", "depth_cm", "height_cm")
+_FLOAT_FIELDS = (*DIMENSION_KEYS, "price")
+
+_lock = threading.Lock()
+_clients: dict[tuple, Any] = {}
+_ready: set[tuple] = set()
+_centroids: dict[tuple, dict[str, list[float]]] = {}
+
+MaxDims = Mapping[str, float | None] | Sequence[float | None] | None
+
+
+def client():
+    """The process's QdrantClient for the configured URL (or local-mode path), created on first use."""
+    settings = get_settings()
+    key = (settings.qdrant_url, settings.qdrant_path)
+    existing = _clients.get(key)
+    if existing is not None:
+        return existing
+    with _lock:
+        if key not in _clients:
+            from qdrant_client import QdrantClient
+
+            if settings.qdrant_url:
+                _clients[key] = QdrantClient(
+                    url=settings.qdrant_url, api_key=settings.qdrant_api_key.get_secret_value() or None,
+                    timeout=settings.qdrant_timeout_seconds, check_compatibility=False,
+                    # a plain-http local stand-in must not receive the key; Qdrant Cloud is https
+                    https=settings.qdrant_url.startswith("https://"),
+                )
+            elif settings.qdrant_path == ":memory:":
+                _clients[key] = QdrantClient(location=":memory:")
+            else:
+                _clients[key] = QdrantClient(path=settings.qdrant_path)
+        return _clients[key]
+
+
+def collection_name(embedder_name: str | None = None, dim: int | None = None) -> str:
+    if embedder_name is None or dim is None:
+        from lib.embed import get_embedder
+
+        embedder = get_embedder()
+        embedder_name, dim = embedder.name, embedder.dim
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in embedder_name)
+    return f"{get_settings().qdrant_collection_prefix}__{safe}__{dim}"
+
+
+def point_id(product_id: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, product_id))
+
+
+def _unavailable(exc: Exception) -> errors.DependencyUnavailable:
+    return errors.DependencyUnavailable(f"The vector index is unavailable ({type(exc).__name__}).")
+
+
+def _call(fn, *args, **kwargs):
+    """Run a client call; transport failures and server errors become a 503, never a 500."""
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    try:
+        return fn(*args, **kwargs)
+    except ResponseHandlingException as exc:
+        raise _unavailable(exc) from exc
+    except UnexpectedResponse as exc:
+        if exc.status_code is not None and exc.status_code >= 500:
+            raise _unavailable(exc) from exc
+        raise
+
+
+def ensure_collection(name: str | None = None, dim: int | None = None) -> str:
+    """Create the embedder's collection and its payload indexes if missing (once per process)."""
+    from qdrant_client import models
+
+    if name is None or dim is None:
+        from lib.embed import get_embedder
+
+        dim = get_embedder().dim
+        name = collection_name()
+    settings = get_settings()
+    key = (settings.qdrant_url, settings.qdrant_path, name)
+    if key in _ready:
+        return name
+    qdrant = client()
+    if not _call(qdrant.collection_exists, name):
+        _call(qdrant.create_collection, name,
+              vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE))
+        _call(qdrant.create_payload_index, name, "label", models.PayloadSchemaType.KEYWORD)
+        for field in _FLOAT_FIELDS:
+            _call(qdrant.create_payload_index, name, field, models.PayloadSchemaType.FLOAT)
+    _ready.add(key)
+    return name
+
+
+def upsert_products(items: Iterable[tuple[str, Sequence[float], Mapping[str, Any]]]) -> int:
+    """Upsert (product_id, vector, payload) triples; payload should carry label and dimensions."""
+    from qdrant_client import models
+
+    points = [
+        models.PointStruct(id=point_id(pid), vector=list(vector), payload={**payload, "product_id": pid})
+        for pid, vector, payload in items
+    ]
+    if points:
+        _call(client().upsert, ensure_collection(), points=points, wait=True)
+        _centroids.clear()
+    return len(points)
+
+
+def delete_products(product_ids: Iterable[str]) -> None:
+    from qdrant_client import models
+
+    ids = [point_id(pid) for pid in product_ids]
+    if ids:
+        _call(client().delete, ensure_collection(), points_selector=models.PointIdsList(points=ids), wait=True)
+        _centroids.clear()
+
+
+def count() -> int:
+    return _call(client().count, ensure_collection(), exact=True).count
+
+
+def get_vector(product_id: str) -> list[float] | None:
+    records = _call(client().retrieve, ensure_collection(), ids=[point_id(product_id)], with_vectors=True,
+                    with_payload=False)
+    return list(records[0].vector) if records else None
+
+
+def _max_dims(max_dims: MaxDims) -> dict[str, float]:
+    if not max_dims:
+        return {}
+    if isinstance(max_dims, Mapping):
+        pairs = ((k, max_dims.get(k)) for k in DIMENSION_KEYS)
+    else:
+        pairs = zip(DIMENSION_KEYS, max_dims, strict=False)
+    return {k: float(v) for k, v in pairs if v is not None}
+
+
+def build_filter(label: str | None, max_dims: MaxDims = None, exclude_product: str | None = None):
+    from qdrant_client import models
+
+    must: list = []
+    if label:
+        must.append(models.FieldCondition(key="label", match=models.MatchValue(value=label)))
+    for key, value in _max_dims(max_dims).items():
+        must.append(models.FieldCondition(key=key, range=models.Range(lte=value)))
+    must_not = [models.HasIdCondition(has_id=[point_id(exclude_product)])] if exclude_product else None
+    if not must and not must_not:
+        return None
+    return models.Filter(must=must or None, must_not=must_not)
+
+
+def _hits(points) -> list[tuple[str, float]]:
+    return [(p.payload["product_id"], float(p.score)) for p in points]
+
+
+def search_similar(vector: Sequence[float], label: str | None = None, max_dims: MaxDims = None,
+                   limit: int = 10) -> list[tuple[str, float]]:
+    """Nearest products to one vector (cosine), optionally of one label and within maximum dimensions."""
+    response = _call(client().query_points, ensure_collection(), query=list(vector),
+                     query_filter=build_filter(label, max_dims), limit=limit, with_payload=["product_id"])
+    return _hits(response.points)
+
+
+def search_similar_batch(queries: Sequence[tuple[Sequence[float], str | None, MaxDims]],
+                         limit: int = 4) -> list[list[tuple[str, float]]]:
+    """Many (vector, label, max_dims) queries in ONE request; results in the same order as the queries."""
+    from qdrant_client import models
+
+    if not queries:
+        return []
+    requests = [
+        models.QueryRequest(query=list(vector), filter=build_filter(label, max_dims), limit=limit,
+                            with_payload=["product_id"])
+        for vector, label, max_dims in queries
+    ]
+    responses = _call(client().query_batch_points, ensure_collection(), requests=requests)
+    return [_hits(r.points) for r in responses]
+
+
+def label_centroids() -> dict[str, list[float]]:
+    """Mean unit vector per label over the whole catalog (cached per process until the next upsert).
+
+    Issue 5's local detector labels a crop by its nearest centroid: a catalog-derived classifier that needs no
+    model of its own."""
+    import numpy as np
+
+    name = ensure_collection()
+    settings = get_settings()
+    key = (settings.qdrant_url, settings.qdrant_path, name)
+    if key in _centroids:
+        return _centroids[key]
+    sums: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    offset = None
+    while True:
+        records, offset = _call(client().scroll, name, limit=512, offset=offset, with_vectors=True,
+                                with_payload=["label"])
+        for record in records:
+            label = record.payload.get("label")
+            vec = np.asarray(record.vector, dtype=np.float64)
+            sums[label] = sums.get(label, 0) + vec
+            counts[label] = counts.get(label, 0) + 1
+        if offset is None:
+            break
+    result = {}
+    for label, total in sums.items():
+        mean = total / counts[label]
+        norm = float(np.linalg.norm(mean))
+        result[label] = (mean / norm if norm else mean).tolist()
+    _centroids[key] = result
+    return result
+
+
+def reset_caches() -> None:
+    """Tests point the process at another Qdrant between cases."""
+    _ready.clear()
+    _centroids.clear()
