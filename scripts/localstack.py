@@ -291,6 +291,40 @@ class GcsServer:
         stop_process(self.proc)
 
 
+# --- vectors: the local Qdrant stand-in ------------------------------------------------------------------
+
+class QdrantServer:
+    """scripts/qdrant_local.py: Qdrant's REST API on 127.0.0.1 over qdrant-client local mode (`storage` is a
+    folder or ":memory:"), so the dev server and job subprocesses share one store through QDRANT_URL."""
+
+    def __init__(self, storage: str, log_path: Path | None = None) -> None:
+        self.storage = storage
+        self.log_path = log_path
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> QdrantServer:
+        if self.storage != ":memory:":
+            Path(self.storage).mkdir(parents=True, exist_ok=True)
+        self.proc = spawn(
+            [sys.executable, str(ROOT / "scripts" / "qdrant_local.py"), "--host", "127.0.0.1",
+             "--port", str(self.port), "--path", self.storage],
+            self.log_path,
+        )
+        wait_for_port(self.port, self.proc, name="Qdrant stand-in")
+        return self
+
+    def env(self) -> dict[str, str]:
+        return {"QDRANT_URL": self.url}
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
 # --- the whole stack -------------------------------------------------------------------------------------
 
 class LocalStack:
@@ -315,6 +349,8 @@ class LocalStack:
         try:
             mongo_storage = str(self.local_dir / "mongo") if self.persistent else ":memory:"
             self._add(MongoServer(mongo_storage, logs / "mongo.log"))
+            self._add(QdrantServer(str(self.local_dir / "qdrant") if self.persistent else ":memory:",
+                                   logs / "qdrant.log"))
             self._add_storage(logs)
         except BaseException:
             self.stop()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import threading
 import time
 
@@ -228,6 +229,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=6333)
     parser.add_argument("--path", default=":memory:")
     args = parser.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no per-request access log
     server = make_server(args.host, args.port, QdrantStandIn(args.path), threaded=True)
     print(f"qdrant stand-in on http://{args.host}:{args.port} ({args.path})", flush=True)
     server.serve_forever()
