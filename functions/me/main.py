@@ -1,4 +1,5 @@
-"""/me: GET the caller's account, PATCH it {name?, email?, new_password + current_password?}, DELETE it."""
+"""/me: GET the caller's account (with generation usage, recent saved designs and notifications),
+PATCH it {name?, email?, new_password + current_password?}, DELETE it."""
 
 from lib import accounts
 from lib.http import http_function, json_response, no_content, parse_json
@@ -16,4 +17,10 @@ def me(request, user):
     if request.method == "DELETE":
         accounts.deactivate(user)
         return no_content()
-    return json_response({"user": accounts.public_user(user)}, headers={"Cache-Control": "no-store"})
+    from lib import interiors, notifications, quota  # generation's view of the account
+
+    return json_response({
+        "user": accounts.public_user(user), "usage": quota.usage(user["_id"]),
+        "recent_saved": [interiors.view(d, summary=True) for d in interiors.recent_saved(user["_id"], 6)],
+        "notifications": notifications.recent(user["_id"]),
+    }, headers={"Cache-Control": "no-store"})

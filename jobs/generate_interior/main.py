@@ -1,0 +1,35 @@
+"""Cloud Run Job `generate-interior`: run the generation pipeline (lib.generation) for queued interiors.
+
+    python jobs/generate_interior/main.py --interior ID [--interior ID ...]   # what a Cloud Task starts
+    python jobs/generate_interior/main.py                                      # sweep: every claimable one
+
+With several tasks per execution (CLOUD_RUN_TASK_COUNT), each task takes the interiors of its own shard
+(CLOUD_RUN_TASK_INDEX). Prints a JSON summary line; exits 0 unless the job itself could not run, because a
+failed interior is a recorded result, not a crash to be retried.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
+
+from lib import generation  # noqa: E402
+from lib.log import setup_logging  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--interior", action="append", default=[], help="interior id (repeatable)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    summary = generation.run(args.interior or None)
+    print(json.dumps({"job": "generate-interior", **summary}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""Interiors: a user's generation requests and their results (the `interiors` collection).
+
+Request side (functions): `create` validates the upload, style and room type, takes one unit of quota, stores
+the interior `queued` and enqueues the generation job through lib.tasks, named after the interior. Read side:
+`view` turns a stored document into the API shape (gs:// references become short-lived signed URLs only here),
+`list_for`, `set_saved`, `delete`. The job's side (claiming, progress, results) is lib.generation.
+
+Document: {_id, user_id, upload_id, original_image (gs://), room_type, style, prompt, variants_requested,
+strength, status queued|running|done|failed, progress {stage, percent}, reason?, reason_message?,
+variants [{index, seed, image (gs://), detected_parts [...]?}], saved, idempotency_key?, quota_period,
+attempts, lease_owner?, lease_expires_at?, created_at, updated_at, finished_at?}.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pymongo import DESCENDING
+from pymongo.errors import DuplicateKeyError
+
+from lib import db, errors, quota
+from lib.config import get_settings
+
+log = logging.getLogger("zipkku.interiors")
+
+COLLECTION = "interiors"
+MAX_PROMPT = 500
+MAX_VARIANTS = 4
+ENQUEUE_FAILED = "ENQUEUE_FAILED"
+
+
+# --- request bodies --------------------------------------------------------------------------------------
+
+class GenerateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    upload_id: str = Field(min_length=1, max_length=64)
+    room_type: str = Field(min_length=1, max_length=64)
+    style: str = Field(min_length=1, max_length=64)
+    prompt: str = Field(default="", max_length=MAX_PROMPT)
+    variants: int = Field(default=1, ge=1, le=MAX_VARIANTS)
+    strength: float = Field(default=0.6, ge=0.0, le=1.0)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        if any(ord(c) < 32 and c not in "\n\t" for c in value):
+            raise ValueError("must not contain control characters")
+        return value.strip()
+
+
+class IdempotencyKey(BaseModel):
+    key: str = Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
+
+
+class GetQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=64)
+
+
+class ListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    saved: bool | None = None
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=200)
+
+
+class SaveBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    interior_id: str = Field(min_length=1, max_length=64)
+    saved: bool = True
+
+
+class DeleteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    interior_id: str = Field(min_length=1, max_length=64)
+
+
+# --- catalog lookups (the catalog's collections belong to lib.catalog; we only read them) ------------------
+
+def _by_id_or_name(collection: str, value: str) -> dict[str, Any] | None:
+    return db.collection(collection).find_one({"$or": [{"_id": value}, {"name": value}]})
+
+
+def resolve_style(style: str, room_type: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The style and room type documents; 422 when either is unknown or they do not fit each other."""
+    style_doc = _by_id_or_name("styles", style)
+    if style_doc is None:
+        raise errors.Unprocessable(f"Unknown style '{style}'.", code="UNKNOWN_STYLE",
+                                   details=[{"field": "style", "message": "no such style"}])
+    room_doc = _by_id_or_name("room_types", room_type)
+    if room_doc is None:
+        raise errors.Unprocessable(f"Unknown room type '{room_type}'.", code="UNKNOWN_ROOM_TYPE",
+                                   details=[{"field": "room_type", "message": "no such room type"}])
+    fits = style_doc.get("room_types")
+    if fits and room_doc["_id"] not in fits and room_doc.get("name") not in fits:
+        raise errors.Unprocessable(
+            f"The style '{style_doc.get('name', style)}' is not offered for a {room_doc.get('name', room_type)}.",
+            code="STYLE_ROOM_MISMATCH", details=[{"field": "style", "message": "does not fit the room type"}])
+    return style_doc, room_doc
+
+
+def upload_image_ref(upload: dict[str, Any]) -> str | None:
+    """The normalized photo of a ready upload (lib.uploads stores it as a gs:// reference in `image`)."""
+    value = upload.get("image")
+    return value if isinstance(value, str) and value.startswith("gs://") else None
+
+
+def ready_upload(user_id: str, upload_id: str) -> dict[str, Any]:
+    upload = db.collection("uploads").find_one({"_id": upload_id, "user_id": user_id})
+    if upload is None:
+        raise errors.NotFound("No such upload.", code="UPLOAD_NOT_FOUND")
+    if upload.get("status") != "ready" or upload_image_ref(upload) is None:
+        raise errors.Conflict(f"The upload is {upload.get('status', 'not ready')}; generate from a ready upload.",
+                              code="UPLOAD_NOT_READY")
+    return upload
+
+
+# --- create ----------------------------------------------------------------------------------------------
+
+def task_id(interior_id: str) -> str:
+    return f"interior-{interior_id}"
+
+
+def create(user: dict[str, Any], body: GenerateBody, idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
+    """(interior doc, created?) for a generate request. Same key from the same user -> the same interior."""
+    from lib import tasks
+
+    user_id = user["_id"]
+    interiors = db.collection(COLLECTION)
+    if idempotency_key is not None:
+        existing = interiors.find_one({"user_id": user_id, "idempotency_key": idempotency_key})
+        if existing is not None:
+            return existing, False
+    upload = ready_upload(user_id, body.upload_id)
+    style_doc, room_doc = resolve_style(body.style, body.room_type)
+    period = quota.take(user_id)
+    now = db.utcnow()
+    doc: dict[str, Any] = {
+        "_id": db.new_id(), "user_id": user_id, "upload_id": upload["_id"],
+        "original_image": upload_image_ref(upload), "room_type": room_doc.get("name", room_doc["_id"]),
+        "style": style_doc.get("name", style_doc["_id"]), "style_id": style_doc["_id"], "prompt": body.prompt,
+        "variants_requested": body.variants, "strength": body.strength, "status": "queued",
+        "progress": {"stage": "queued", "percent": 0}, "variants": [], "saved": False, "quota_period": period,
+        "attempts": 0, "created_at": now, "updated_at": now,
+    }
+    if idempotency_key is not None:
+        doc["idempotency_key"] = idempotency_key
+    try:
+        interiors.insert_one(doc)
+    except DuplicateKeyError:  # the same key raced us: give the unit back and answer with the winner's
+        quota.refund(user_id, period)
+        existing = interiors.find_one({"user_id": user_id, "idempotency_key": idempotency_key})
+        if existing is None:
+            raise errors.Conflict("A request with this Idempotency-Key is in progress.") from None
+        return existing, False
+    except Exception:
+        quota.refund(user_id, period)
+        raise
+    try:
+        tasks.enqueue_job(get_settings().generate_job_name, task_id=task_id(doc["_id"]),
+                          args=["--interior", doc["_id"]])
+    except tasks.TaskExists:
+        pass  # already on its way (cannot happen for a fresh id, but harmless)
+    except (tasks.EnqueueFailed, Exception) as exc:  # noqa: BLE001 - whatever the cause, nothing will run it
+        log.error("enqueue failed for interior %s: %s", doc["_id"], exc)
+        fail(doc["_id"], ENQUEUE_FAILED, "The generation could not be started.", only_status=("queued",))
+        raise errors.DependencyUnavailable("The generation could not be started; try again shortly.",
+                                           code="ENQUEUE_FAILED") from None
+    return doc, True
+
+
+def fail(interior_id: str, reason: str, message: str, *, only_status: tuple[str, ...] = ("queued", "running"),
+         lease_owner: str | None = None) -> dict[str, Any] | None:
+    """Mark failed with a reason code and refund its quota unit, exactly once (the status guards it)."""
+    query: dict[str, Any] = {"_id": interior_id, "status": {"$in": list(only_status)}}
+    if lease_owner is not None:
+        query["lease_owner"] = lease_owner
+    now = db.utcnow()
+    failed = db.collection(COLLECTION).find_one_and_update(
+        query,
+        {"$set": {"status": "failed", "reason": reason, "reason_message": message, "updated_at": now,
+                  "finished_at": now, "lease_expires_at": None}},
+        return_document=True,
+    )
+    if failed is not None:
+        quota.refund(failed["user_id"], failed.get("quota_period"))
+    return failed
+
+
+# --- read ------------------------------------------------------------------------------------------------
+
+def get_owned(user_id: str, interior_id: str) -> dict[str, Any]:
+    doc = db.collection(COLLECTION).find_one({"_id": interior_id, "user_id": user_id})
+    if doc is None:
+        raise errors.NotFound("No such interior.", code="INTERIOR_NOT_FOUND")
+    return doc
+
+
+def _url(ref: str | None) -> str | None:
+    from lib import storage
+
+    return storage.client_url(ref) if ref else None
+
+
+def _product_view(product: dict[str, Any]) -> dict[str, Any]:
+    return {**product, "image_url": _url(product.get("image_url"))}
+
+
+def _ar_view(obj: dict[str, Any]) -> dict[str, Any]:
+    return {**obj, "model_url": _url(obj.get("model_url")), "image_url": _url(obj.get("image_url"))}
+
+
+def _part_view(part: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": part["id"], "label": part["label"], "confidence": part["confidence"], "box": part["box"],
+        "products": [_product_view(p) for p in part.get("products", [])],
+        "ar_objects": [_ar_view(a) for a in part.get("ar_objects", [])],
+    }
+
+
+def view(doc: dict[str, Any], *, summary: bool = False) -> dict[str, Any]:
+    """The API shape of an interior; `summary` (lists) leaves out detected parts."""
+    out: dict[str, Any] = {
+        "id": doc["_id"], "status": doc["status"], "progress": doc.get("progress"),
+        "room_type": doc["room_type"], "style": doc["style"], "prompt": doc.get("prompt", ""),
+        "variants_requested": doc.get("variants_requested", 1), "saved": bool(doc.get("saved")),
+        "original_image_url": _url(doc.get("original_image")), "created_at": doc["created_at"],
+        "updated_at": doc.get("updated_at"), "finished_at": doc.get("finished_at"),
+    }
+    if doc["status"] == "failed":
+        out["reason"] = doc.get("reason")
+        out["reason_message"] = doc.get("reason_message")
+    variants = [v for v in doc.get("variants") or [] if v.get("image")]
+    if summary:
+        out["thumbnail_url"] = _url(variants[0]["image"]) if variants else out["original_image_url"]
+        return out
+    show_parts = doc["status"] == "done"
+    out["variants"] = [
+        {"index": v["index"], "image_url": _url(v["image"]),
+         "detected_parts": [_part_view(p) for p in v.get("detected_parts") or []] if show_parts else []}
+        for v in variants
+    ]
+    return out
+
+
+# --- list with a stable cursor ---------------------------------------------------------------------------
+
+def _encode_cursor(doc: dict[str, Any]) -> str:
+    raw = json.dumps([doc["created_at"].isoformat(), doc["_id"]]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, last_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(created), str(last_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise errors.ValidationFailed("The cursor is not valid.", details=[
+            {"field": "cursor", "message": "not a cursor from a previous page", "type": "value_error"}]) from None
+
+
+def list_for(user_id: str, query: ListQuery) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first; the cursor is (created_at, id) of the last item, so inserts never shift pages."""
+    criteria: dict[str, Any] = {"user_id": user_id}
+    if query.saved is not None:
+        criteria["saved"] = query.saved
+    if query.cursor:
+        created, last_id = _decode_cursor(query.cursor)
+        criteria["$or"] = [{"created_at": {"$lt": created}}, {"created_at": created, "_id": {"$lt": last_id}}]
+    docs = list(db.collection(COLLECTION).find(criteria).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+                .limit(query.limit + 1))
+    next_cursor = _encode_cursor(docs[query.limit - 1]) if len(docs) > query.limit else None
+    return docs[:query.limit], next_cursor
+
+
+def recent_saved(user_id: str, limit: int = 6) -> list[dict[str, Any]]:
+    docs, _ = list_for(user_id, ListQuery(saved=True, limit=limit))
+    return docs
+
+
+# --- manage ----------------------------------------------------------------------------------------------
+
+def set_saved(user_id: str, interior_id: str, saved: bool) -> dict[str, Any]:
+    doc = db.collection(COLLECTION).find_one_and_update(
+        {"_id": interior_id, "user_id": user_id}, {"$set": {"saved": saved, "updated_at": db.utcnow()}},
+        return_document=True,
+    )
+    if doc is None:
+        raise errors.NotFound("No such interior.", code="INTERIOR_NOT_FOUND")
+    return doc
+
+
+def images_prefix(user_id: str, interior_id: str) -> str:
+    return f"interiors/{user_id}/{interior_id}/"
+
+
+def delete(user_id: str, interior_id: str) -> None:
+    """Remove the interior and its stored images. A running generation notices (its lease updates stop
+    matching) and stops; anything it writes afterwards lands under the deleted prefix and is removed again."""
+    from lib import storage
+
+    doc = db.collection(COLLECTION).find_one_and_delete({"_id": interior_id, "user_id": user_id})
+    if doc is None:
+        raise errors.NotFound("No such interior.", code="INTERIOR_NOT_FOUND")
+    if doc["status"] in ("queued", "running"):
+        quota.refund(user_id, doc.get("quota_period"))  # nothing was delivered
+    storage.delete_prefix(get_settings().images_bucket, images_prefix(user_id, interior_id))

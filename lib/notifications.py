@@ -1,0 +1,53 @@
+"""In-app notifications (the `notifications` collection), recorded from domain events.
+
+A notification's id is derived from the Pub/Sub message id, so a redelivered message (Pub/Sub delivers at
+least once) inserts nothing new: the unique _id makes recording idempotent without a separate ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from pymongo import DESCENDING
+from pymongo.errors import DuplicateKeyError
+
+from lib import db
+
+COLLECTION = "notifications"
+
+
+def record_interior_finished(message_id: str, payload: dict[str, Any]) -> str:
+    """'recorded', 'duplicate' or 'ignored' (malformed, or the interior no longer exists)."""
+    interior_id, user_id = payload.get("interior_id"), payload.get("user_id")
+    status = payload.get("status")
+    if not isinstance(interior_id, str) or not isinstance(user_id, str) or status not in ("done", "failed"):
+        return "ignored"
+    interior = db.collection("interiors").find_one({"_id": interior_id, "user_id": user_id},
+                                                   {"_id": 1, "style": 1, "room_type": 1})
+    if interior is None:
+        return "ignored"
+    done = status == "done"
+    text = (f"Your {interior.get('style', '')} {interior.get('room_type', '').replace('_', ' ')} is ready."
+            if done else "Your design could not be generated; your quota unit was refunded.")
+    doc = {
+        "_id": hashlib.sha256(f"interior.finished:{message_id}".encode()).hexdigest()[:32],
+        "user_id": user_id, "kind": "interior.finished", "interior_id": interior_id, "status": status,
+        "reason": payload.get("reason"), "message": " ".join(text.split()), "read": False,
+        "created_at": db.utcnow(),
+    }
+    try:
+        db.collection(COLLECTION).insert_one(doc)
+    except DuplicateKeyError:
+        return "duplicate"
+    return "recorded"
+
+
+def recent(user_id: str, limit: int = 20) -> list[dict[str, Any]]:
+    docs = db.collection(COLLECTION).find({"user_id": user_id}).sort([("created_at", DESCENDING)]).limit(limit)
+    return [
+        {"id": d["_id"], "kind": d["kind"], "interior_id": d.get("interior_id"), "status": d.get("status"),
+         "reason": d.get("reason"), "message": d.get("message"), "read": d.get("read", False),
+         "created_at": d["created_at"]}
+        for d in docs
+    ]
