@@ -185,3 +185,25 @@ def client_url(value: str | None) -> str | None:
     if value.startswith(("http://", "https://")):
         return value
     return signed_get_url(*parse_ref(value))
+
+
+# --- events ---------------------------------------------------------------------------------------------------
+
+FINALIZED_EVENT = "google.cloud.storage.object.v1.finalized"
+
+
+def finalized_object(cloud_event) -> dict | None:
+    """The object resource (Cloud Storage JSON) of a `google.cloud.storage.object.v1.finalized` CloudEvent,
+    or None for any other or malformed event (CloudEvent functions log and return: never raise on bad input,
+    since a raise makes Eventarc redeliver it forever)."""
+    import json
+
+    if cloud_event["type"] != FINALIZED_EVENT:
+        return None
+    data = cloud_event.data
+    if isinstance(data, bytes | str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            return None
+    return data if isinstance(data, dict) else None

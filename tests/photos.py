@@ -1,0 +1,81 @@
+"""Test photos made with Pillow: phone-like JPEGs with EXIF orientation and GPS, and the hostile files the
+upload path must refuse (truncated, bombs, huge headers). Shared by the tests and scripts/bench_images.py."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+GPS_LATITUDE = (60.0, 10.0, 12.34)  # a recognizable position that must not survive
+CAMERA_MAKE = "ZipkkuTestCam"
+
+
+def _scene(width: int, height: int):
+    """A photo-like picture: smooth gradients plus noise (noise keeps JPEG sizes realistic), with a red
+    block in the top-left corner so orientation can be checked after processing."""
+    from PIL import Image, ImageDraw
+
+    small = Image.linear_gradient("L").resize((width, height))
+    noise = Image.effect_noise((width, height), 40)
+    img = Image.merge("RGB", (small, noise, small.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, 0, width // 4, height // 4), fill=(255, 0, 0))
+    return img
+
+
+def phone_jpeg(width: int = 4032, height: int = 3024, *, orientation: int = 1, gps: bool = True,
+               quality: int = 90) -> bytes:
+    """A JPEG the way phones write them: EXIF with Make, Orientation and GPS; the stored pixels are the
+    sensor's (landscape) and the orientation tag says how to turn them."""
+    from PIL import Image
+
+    img = _scene(width, height)
+    exif = Image.Exif()
+    exif[0x010F] = CAMERA_MAKE  # Make
+    exif[0x0112] = orientation  # Orientation
+    if gps:
+        exif[0x8825] = {1: "N", 2: GPS_LATITUDE, 3: "E", 4: (24.0, 56.0, 0.0)}
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=quality, exif=exif.tobytes(), comment=b"secret comment")
+    return out.getvalue()
+
+
+def image_bytes(fmt: str, width: int = 640, height: int = 480, mode: str = "RGB") -> bytes:
+    img = _scene(width, height).convert(mode)
+    out = io.BytesIO()
+    if fmt == "HEIF":
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    img.save(out, format=fmt)
+    return out.getvalue()
+
+
+def png_bomb(width: int = 20000, height: int = 20000) -> bytes:
+    """A tiny PNG (a few hundred KB) that would decode to width*height*3 bytes of zeros."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\x00" + b"\x00" * (width * 3)
+    compressor = zlib.compressobj(9)
+    body = b"".join(compressor.compress(row) for _ in range(64)) + compressor.flush()  # first rows only
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def jpeg_with_header_size(width: int = 30000, height: int = 30000) -> bytes:
+    """A small valid JPEG whose SOF header claims width x height (the body is a 16x16 image's)."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), (10, 20, 30)).save(out, format="JPEG")
+    data = bytearray(out.getvalue())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def truncated_jpeg() -> bytes:
+    data = phone_jpeg(800, 600, gps=False)
+    return data[: len(data) // 2]
