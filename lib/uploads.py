@@ -1,0 +1,287 @@
+"""Photo uploads: the `uploads` collection, signed direct uploads and processing of finalized objects.
+
+Flow: `create_pending` stores an upload `pending` and hands out a signed PUT URL for
+`gs://<uploads bucket>/raw/<user_id>/<upload_id>`; the browser PUTs the photo; Cloud Storage announces the
+finalized object (Eventarc -> on_upload_finalized) and `handle_finalized` checks and normalizes it into the
+images bucket and marks the upload `ready` (or `rejected` with a reason). `create_direct` runs the same
+processing synchronously on a multipart body.
+
+Object names carry only our ids, never a user's file name. Outputs go to another bucket and prefix, so
+processing never triggers itself. Processing is idempotent on the object generation: a claim (with a lease,
+so a crashed attempt is retried) lets exactly one delivery of a generation do the work, outputs are written
+with if_generation_match=0 under names that include the generation, and a redelivered event is a no-op.
+
+Document: {_id, user_id, status: pending|ready|rejected, reason?, reason_message?, content_type, size_bytes,
+source: signed|direct, raw?, image?, thumbnail?, width?, height?, generation_processed?, claim_generation?,
+claim_expires_at?, created_at, updated_at}. Refs are gs:// strings; URLs are signed only in public_upload.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from lib import db, errors, images
+from lib.config import get_settings
+
+log = logging.getLogger("zipkku.uploads")
+
+COLLECTION = "uploads"
+CLAIM_LEASE = timedelta(seconds=120)  # a processing attempt that dies releases its claim after this
+_ID = re.compile(r"^[0-9a-f]{32}$")
+
+# Direct uploads cannot be undone by the user; these are the HTTP answers for each rejection reason.
+_DIRECT_ERRORS: dict[str, type[errors.ApiError]] = {
+    "empty": errors.BadRequest,
+    "too_large": errors.PayloadTooLarge,
+    "not_an_image": errors.UnsupportedMediaType,
+    "content_type_mismatch": errors.UnsupportedMediaType,
+}
+
+
+class CreateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    content_type: StrictStr = Field(min_length=1, max_length=100)
+    size_bytes: StrictInt = Field(ge=1)
+
+
+class GetQuery(BaseModel):
+    id: str = Field(min_length=1, max_length=64)
+
+
+def _collection():
+    return db.collection(COLLECTION)
+
+
+def _raw_name(user_id: str, upload_id: str) -> str:
+    return f"{get_settings().raw_uploads_prefix}{user_id}/{upload_id}"
+
+
+def _output_names(user_id: str, upload_id: str, version: str) -> tuple[str, str]:
+    base = f"uploads/{user_id}/{upload_id}/{version}"
+    return f"{base}/image.jpg", f"{base}/thumbnail.jpg"
+
+
+def normalize_content_type(value: str) -> str:
+    """'Image/JPEG; charset=x' -> 'image/jpeg'; 415 (listing what we accept) for anything else."""
+    content_type = value.split(";", 1)[0].strip().lower()
+    if content_type not in images.ACCEPTED_TYPES:
+        raise errors.UnsupportedMediaType(
+            f"Content type {content_type or '(none)'!r} is not accepted; "
+            f"use one of {', '.join(images.ACCEPTED_TYPES)}.",
+            details=[{"field": "content_type", "message": "unsupported image type", "type": "unsupported"}],
+        )
+    return content_type
+
+
+def _check_size(size_bytes: int) -> None:
+    limit = get_settings().max_upload_bytes
+    if size_bytes > limit:
+        raise errors.PayloadTooLarge(
+            f"The photo is {size_bytes} bytes; the limit is {limit} bytes.",
+            details=[{"field": "size_bytes", "message": f"at most {limit}", "type": "too_large"}],
+        )
+
+
+# --- reading ------------------------------------------------------------------------------------------------
+
+def get_for_user(user_id: str, upload_id: str) -> dict[str, Any]:
+    """The caller's upload; 404 for an unknown id and for someone else's (no difference is revealed)."""
+    if not isinstance(upload_id, str) or not _ID.match(upload_id):
+        raise errors.NotFound("No such upload.")
+    doc = _collection().find_one({"_id": upload_id, "user_id": user_id})
+    if doc is None:
+        raise errors.NotFound("No such upload.")
+    return doc
+
+
+def public_upload(doc: dict[str, Any]) -> dict[str, Any]:
+    """What a client sees: status, the reason if rejected, signed URLs of the normalized image when ready."""
+    from lib import storage
+
+    reply: dict[str, Any] = {
+        "id": doc["_id"], "status": doc["status"], "content_type": doc.get("content_type"),
+        "size_bytes": doc.get("size_bytes"), "created_at": doc.get("created_at"), "updated_at": doc.get("updated_at"),
+    }
+    if doc["status"] == "rejected":
+        reply["reason"] = doc.get("reason")
+        reply["message"] = doc.get("reason_message")
+    if doc["status"] == "ready":
+        reply.update({
+            "image_url": storage.client_url(doc.get("image")),
+            "thumbnail_url": storage.client_url(doc.get("thumbnail")),
+            "width": doc.get("width"), "height": doc.get("height"),
+        })
+    return reply
+
+
+# --- signed uploads -----------------------------------------------------------------------------------------
+
+def create_pending(user_id: str, body: CreateBody) -> dict[str, Any]:
+    """A pending upload and the signed PUT the browser uses: {upload, put_url, headers, expires_at}."""
+    from lib import storage
+
+    content_type = normalize_content_type(body.content_type)
+    _check_size(body.size_bytes)
+    settings = get_settings()
+    upload_id, now = db.new_id(), db.utcnow()
+    raw = _raw_name(user_id, upload_id)
+    # The signature binds the content type and caps the body at the declared size.
+    put_url, headers = storage.signed_put_url(settings.uploads_bucket, raw, content_type, body.size_bytes)
+    expires_at = storage.signed_put_expiry()
+    doc = {
+        "_id": upload_id, "user_id": user_id, "status": "pending", "source": "signed",
+        "content_type": content_type, "size_bytes": body.size_bytes,
+        "raw": storage.ref(settings.uploads_bucket, raw), "created_at": now, "updated_at": now,
+    }
+    _collection().insert_one(doc)
+    return {"upload": public_upload(doc), "put_url": put_url, "headers": headers, "expires_at": expires_at}
+
+
+def _parse_raw_name(name: str) -> tuple[str, str] | None:
+    prefix = get_settings().raw_uploads_prefix
+    if not name.startswith(prefix):
+        return None
+    parts = name[len(prefix):].split("/")
+    if len(parts) != 2 or not all(_ID.match(p) for p in parts):
+        return None
+    return parts[0], parts[1]
+
+
+def handle_finalized(data: dict[str, Any]) -> str:
+    """Process one finalized-object event (Cloud Storage object JSON). Returns what happened: ignored,
+    unknown, duplicate, stale, ready or rejected. Bad input never raises (a raise makes Eventarc retry);
+    only a dependency outage does, after releasing the claim so the retry can run."""
+    settings = get_settings()
+    bucket, name = data.get("bucket"), data.get("name")
+    if bucket != settings.uploads_bucket or not isinstance(name, str):
+        return "ignored"
+    ids = _parse_raw_name(name)
+    if ids is None:
+        return "ignored"  # not an upload of ours (e.g. someone else's object, or a malformed name)
+    try:
+        generation, size = int(data["generation"]), int(data.get("size", -1))
+    except (KeyError, TypeError, ValueError):
+        log.warning("finalized event without a usable generation for %s", name)
+        return "ignored"
+    user_id, upload_id = ids
+    uploads = _collection()
+    now = db.utcnow()
+    claimed = uploads.find_one_and_update(
+        {"_id": upload_id, "user_id": user_id, "generation_processed": {"$ne": generation},
+         "$or": [{"claim_generation": {"$ne": generation}}, {"claim_expires_at": {"$lt": now}}]},
+        {"$set": {"claim_generation": generation, "claim_expires_at": now + CLAIM_LEASE}},
+    )
+    if claimed is None:
+        return "duplicate" if uploads.count_documents({"_id": upload_id, "user_id": user_id}, limit=1) else "unknown"
+    try:
+        return _process_claimed(claimed, bucket, name, generation, size)
+    except Exception:
+        uploads.update_one({"_id": upload_id, "claim_generation": generation},
+                           {"$unset": {"claim_generation": "", "claim_expires_at": ""}})
+        raise
+
+
+def _process_claimed(doc: dict[str, Any], bucket: str, name: str, generation: int, size: int) -> str:
+    from google.api_core.exceptions import NotFound
+
+    from lib import storage
+
+    settings = get_settings()
+    limit = min(settings.max_upload_bytes, doc.get("size_bytes") or settings.max_upload_bytes)
+    if size == 0:
+        return _reject(doc, generation, images.ImageRejected("empty", "The file is empty."))
+    if size > limit:
+        return _reject(doc, generation, images.ImageRejected(
+            "too_large", f"The file is {size} bytes; at most {limit} bytes were allowed for this upload."))
+    try:
+        data = storage.download_bytes(bucket, name, generation=generation)
+    except NotFound:
+        # Overwritten or deleted since: the newer generation brings its own event.
+        _collection().update_one({"_id": doc["_id"], "claim_generation": generation},
+                                 {"$unset": {"claim_generation": "", "claim_expires_at": ""}})
+        return "stale"
+    try:
+        sniffed = images.sniff(data)
+        if sniffed is not None and sniffed != doc["content_type"]:
+            raise images.ImageRejected(
+                "content_type_mismatch",
+                f"The file is {sniffed} but the upload was declared as {doc['content_type']}.")
+        result = images.normalize(
+            data, max_bytes=limit, max_pixels=settings.max_image_pixels,
+            max_edge=settings.max_image_edge_px, thumbnail_edge=settings.thumbnail_edge_px,
+        )
+    except images.ImageRejected as rejection:
+        return _reject(doc, generation, rejection)
+    image_ref, thumbnail_ref = _store_outputs(doc, f"g{generation}", result)
+    _collection().update_one(
+        {"_id": doc["_id"], "claim_generation": generation},
+        {"$set": {"status": "ready", "image": image_ref, "thumbnail": thumbnail_ref, "width": result.width,
+                  "height": result.height, "generation_processed": generation, "updated_at": db.utcnow()},
+         "$unset": {"reason": "", "reason_message": "", "claim_generation": "", "claim_expires_at": ""}},
+    )
+    log.info("upload %s ready (%dx%d from %s)", doc["_id"], result.width, result.height, result.source_type)
+    return "ready"
+
+
+def _store_outputs(doc: dict[str, Any], version: str, result: images.NormalizedImage) -> tuple[str, str]:
+    """Write the normalized image and thumbnail once: an object already there is from an earlier attempt of
+    the same version (same input, same bytes), so a PreconditionFailed is success."""
+    from google.api_core.exceptions import PreconditionFailed
+
+    from lib import storage
+
+    bucket = get_settings().images_bucket
+    image_name, thumbnail_name = _output_names(doc["user_id"], doc["_id"], version)
+    for object_name, data in ((image_name, result.jpeg), (thumbnail_name, result.thumbnail)):
+        with contextlib.suppress(PreconditionFailed):
+            storage.upload_bytes(bucket, object_name, data, images.OUTPUT_TYPE, if_generation_match=0)
+    return storage.ref(bucket, image_name), storage.ref(bucket, thumbnail_name)
+
+
+def _reject(doc: dict[str, Any], generation: int, rejection: images.ImageRejected) -> str:
+    _collection().update_one(
+        {"_id": doc["_id"], "claim_generation": generation},
+        {"$set": {"status": "rejected", "reason": rejection.code, "reason_message": rejection.message,
+                  "generation_processed": generation, "updated_at": db.utcnow()},
+         "$unset": {"image": "", "thumbnail": "", "width": "", "height": "", "claim_generation": "",
+                    "claim_expires_at": ""}},
+    )
+    log.info("upload %s rejected: %s", doc["_id"], rejection.code)
+    return "rejected"
+
+
+# --- direct (multipart) uploads -----------------------------------------------------------------------------
+
+def create_direct(user_id: str, data: bytes, declared_type: str | None) -> dict[str, Any]:
+    """Process a photo sent in the request body, synchronously; the upload is `ready` when this returns.
+    Refused photos are answered with the reason (nothing is stored); the raw bytes are never kept."""
+    settings = get_settings()
+    _check_size(len(data))
+    declared = (declared_type or "").split(";", 1)[0].strip().lower()
+    try:
+        sniffed = images.sniff(data)
+        if declared in images.ACCEPTED_TYPES and sniffed is not None and sniffed != declared:
+            raise images.ImageRejected(
+                "content_type_mismatch", f"The file is {sniffed} but was sent as {declared}.")
+        result = images.normalize_with_settings(data)
+    except images.ImageRejected as rejection:
+        error = _DIRECT_ERRORS.get(rejection.code, errors.Unprocessable)
+        raise error(rejection.message, code=None if error is not errors.Unprocessable else "IMAGE_REJECTED",
+                    details=[{"field": "file", "message": rejection.message, "type": rejection.code}]) from None
+    upload_id, now = db.new_id(), db.utcnow()
+    doc: dict[str, Any] = {
+        "_id": upload_id, "user_id": user_id, "status": "ready", "source": "direct",
+        "content_type": result.source_type, "size_bytes": len(data), "created_at": now, "updated_at": now,
+    }
+    image_ref, thumbnail_ref = _store_outputs(doc, "direct", result)
+    doc.update({"image": image_ref, "thumbnail": thumbnail_ref, "width": result.width, "height": result.height})
+    _collection().insert_one(doc)
+    log.info("direct upload %s ready (%dx%d, %s)", upload_id, result.width, result.height, settings.images_bucket)
+    return doc

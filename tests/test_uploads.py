@@ -1,0 +1,362 @@
+"""Photo uploads through the functions, on the real local components: SecantusDB, fake-gcs-server (signed
+PUTs and GETs with `requests`), and on_upload_finalized receiving binary CloudEvents as Eventarc sends them."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+import requests
+from PIL import Image
+
+from scripts.storage_events import cloud_event_request
+from tests import photos
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user()
+
+
+def create(fn, user, content_type="image/jpeg", size_bytes=1000, **extra):
+    return fn("uploads_create").post("/", json={"content_type": content_type, "size_bytes": size_bytes, **extra},
+                                     headers=user["headers"])
+
+
+def get(fn, user, upload_id):
+    return fn("uploads_get").get("/", query_string={"id": upload_id}, headers=user["headers"])
+
+
+def raw_object(upload_id: str) -> tuple[str, str]:
+    """(bucket, name) of an upload's raw object, read from its document (never from the client)."""
+    from lib import db, storage
+
+    return storage.parse_ref(db.collection("uploads").find_one({"_id": upload_id})["raw"])
+
+
+def object_resource(bucket: str, name: str) -> dict:
+    from lib import storage
+
+    blob = storage.bucket(bucket).get_blob(name)
+    assert blob is not None, f"{bucket}/{name} was not uploaded"
+    return dict(blob._properties)
+
+
+def deliver(fn, obj: dict, event_id: str = "evt-1"):
+    headers, body = cloud_event_request(obj, event_id)
+    response = fn("on_upload_finalized").post("/", data=body, headers=headers)
+    assert response.status_code == 200, response.data
+    return response
+
+
+def put_photo(fn, user, data: bytes, content_type="image/jpeg", size_bytes=None) -> tuple[str, dict]:
+    """create -> PUT to the signed URL -> deliver the finalize event; returns (upload id, object resource)."""
+    created = create(fn, user, content_type, size_bytes if size_bytes is not None else max(len(data), 1))
+    assert created.status_code == 201, created.get_json()
+    reply = created.get_json()
+    put = requests.put(reply["put_url"], data=data, headers=reply["headers"], timeout=30)
+    assert put.status_code == 200, put.text
+    upload_id = reply["upload"]["id"]
+    obj = object_resource(*raw_object(upload_id))
+    deliver(fn, obj)
+    return upload_id, obj
+
+
+def image_objects(user_id: str) -> list:
+    from lib import storage
+    from lib.config import get_settings
+
+    return list(storage.client().list_blobs(get_settings().images_bucket, prefix=f"uploads/{user_id}/"))
+
+
+# --- uploads_create ---------------------------------------------------------------------------------------
+
+def test_create_returns_a_pending_upload_and_a_signed_put(fn, user):
+    response = create(fn, user, "image/jpeg", 123456)
+    assert response.status_code == 201
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.get_json()
+    assert body["upload"]["status"] == "pending" and len(body["upload"]["id"]) == 32
+    assert "X-Goog-Signature=" in body["put_url"] and "X-Goog-Algorithm=GOOG4-RSA-SHA256" in body["put_url"]
+    assert body["headers"] == {"Content-Type": "image/jpeg", "x-goog-content-length-range": "0,123456"}
+    assert body["expires_at"].endswith("Z")
+    # The object name is ours (user and upload ids), whatever the client might call its file.
+    bucket, name = raw_object(body["upload"]["id"])
+    assert name == f"raw/{user['user']['id']}/{body['upload']['id']}"
+    assert get(fn, user, body["upload"]["id"]).get_json()["upload"]["status"] == "pending"
+
+
+@pytest.mark.parametrize("content_type", ["image/gif", "text/plain", "application/octet-stream", "image/svg+xml"])
+def test_create_refuses_other_types_with_415(fn, user, content_type):
+    response = create(fn, user, content_type)
+    assert response.status_code == 415
+    error = response.get_json()["error"]
+    assert error["code"] == "UNSUPPORTED_MEDIA_TYPE" and "image/heic" in error["message"]
+
+
+@pytest.mark.parametrize("content_type", ["image/png", "image/webp", "image/heic", "IMAGE/JPEG; charset=binary"])
+def test_create_accepts_each_photo_type(fn, user, content_type):
+    assert create(fn, user, content_type).status_code == 201
+
+
+def test_create_refuses_over_the_limit_with_413_naming_it(fn, user):
+    response = create(fn, user, size_bytes=20 * 1024 * 1024 + 1)
+    assert response.status_code == 413
+    assert str(20 * 1024 * 1024) in response.get_json()["error"]["message"]
+
+
+@pytest.mark.parametrize("body", [
+    {"content_type": "image/jpeg", "size_bytes": 0},
+    {"content_type": "image/jpeg", "size_bytes": -5},
+    {"content_type": "image/jpeg", "size_bytes": "100"},
+    {"content_type": "image/jpeg", "size_bytes": 1.5},
+    {"content_type": "image/jpeg"},
+    {"size_bytes": 100},
+    {"content_type": 5, "size_bytes": 100},
+    {"content_type": "image/jpeg", "size_bytes": 100, "name": "../../etc/passwd"},
+])
+def test_create_validates_the_body(fn, user, body):
+    response = fn("uploads_create").post("/", json=body, headers=user["headers"])
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "VALIDATION_ERROR"
+
+
+def test_uploads_need_a_token(fn):
+    assert fn("uploads_create").post("/", json={"content_type": "image/jpeg", "size_bytes": 1}).status_code == 401
+    assert fn("uploads_get").get("/", query_string={"id": "0" * 32}).status_code == 401
+    assert fn("uploads_direct").post("/").status_code == 401
+
+
+# --- the full signed path ---------------------------------------------------------------------------------
+
+def test_full_path_signed_put_event_ready_and_signed_gets(fn, user):
+    source = photos.phone_jpeg(4032, 3024, orientation=6)
+    upload_id, _ = put_photo(fn, user, source)
+
+    reply = get(fn, user, upload_id)
+    assert reply.status_code == 200 and reply.headers["Cache-Control"] == "no-store"
+    upload = reply.get_json()["upload"]
+    assert upload["status"] == "ready", upload
+    assert upload["height"] > upload["width"] and max(upload["width"], upload["height"]) <= 2048
+
+    image = requests.get(upload["image_url"], timeout=30)
+    thumbnail = requests.get(upload["thumbnail_url"], timeout=30)
+    assert image.status_code == 200 and thumbnail.status_code == 200
+    for data, edge in ((image.content, max(upload["width"], upload["height"])), (thumbnail.content, 384)):
+        img = Image.open(io.BytesIO(data))
+        assert img.format == "JPEG" and max(img.size) == edge
+        assert len(img.getexif()) == 0  # EXIF (and with it GPS) is gone
+        assert b"ZipkkuTestCam" not in data and b"GPS" not in data
+    assert Image.open(io.BytesIO(image.content)).size == (upload["width"], upload["height"])
+    assert "X-Goog-Signature=" in upload["image_url"]
+
+
+def test_each_photo_type_becomes_ready(fn, user):
+    for fmt, content_type in (("PNG", "image/png"), ("WEBP", "image/webp"), ("HEIF", "image/heic")):
+        upload_id, _ = put_photo(fn, user, photos.image_bytes(fmt), content_type)
+        upload = get(fn, user, upload_id).get_json()["upload"]
+        assert (upload["status"], upload["width"], upload["height"]) == ("ready", 640, 480), (fmt, upload)
+
+
+# --- bad input: each rejected with a clear reason, nothing else lost -------------------------------------
+
+@pytest.mark.parametrize(("data", "content_type", "declared", "reason"), [
+    (b"I am a text file renamed to room.jpg\n" * 20, "image/jpeg", None, "not_an_image"),
+    (photos.truncated_jpeg(), "image/jpeg", None, "truncated"),
+    (b"", "image/jpeg", 1, "empty"),
+    (photos.png_bomb(20000, 20000), "image/png", None, "too_many_pixels"),
+    (photos.jpeg_with_header_size(30000, 30000), "image/jpeg", None, "too_many_pixels"),
+    (photos.image_bytes("JPEG"), "image/png", None, "content_type_mismatch"),
+    (photos.image_bytes("PNG", 800, 600), "image/png", 1000, "too_large"),  # more bytes than declared
+])
+def test_bad_uploads_are_rejected_with_a_reason(fn, user, data, content_type, declared, reason):
+    good_id, _ = put_photo(fn, user, photos.image_bytes("JPEG"))
+    good_objects = sorted(b.name for b in image_objects(user["user"]["id"]))
+
+    bad_id, _ = put_photo(fn, user, data, content_type, declared)
+
+    upload = get(fn, user, bad_id).get_json()["upload"]
+    assert upload["status"] == "rejected" and upload["reason"] == reason, upload
+    assert upload["message"]
+    assert "image_url" not in upload and "thumbnail_url" not in upload
+    # Nothing was written for the bad one; the earlier photo is untouched.
+    assert sorted(b.name for b in image_objects(user["user"]["id"])) == good_objects
+    assert get(fn, user, good_id).get_json()["upload"]["status"] == "ready"
+
+
+def test_redelivered_events_change_nothing_and_write_nothing_twice(fn, user):
+    from lib import db
+
+    upload_id, obj = put_photo(fn, user, photos.image_bytes("JPEG"))
+    before_doc = db.collection("uploads").find_one({"_id": upload_id})
+    before_objects = {b.name: b.generation for b in image_objects(user["user"]["id"])}
+    assert len(before_objects) == 2
+
+    deliver(fn, obj, "evt-1")  # same event id again
+    deliver(fn, obj, "evt-2")  # and as a different delivery of the same generation
+
+    assert db.collection("uploads").find_one({"_id": upload_id}) == before_doc
+    assert {b.name: b.generation for b in image_objects(user["user"]["id"])} == before_objects
+
+
+def test_a_new_generation_is_processed_again(fn, user):
+    from lib import storage
+
+    upload_id, obj = put_photo(fn, user, photos.image_bytes("JPEG", 640, 480))
+    bucket, name = raw_object(upload_id)
+    storage.upload_bytes(bucket, name, photos.image_bytes("JPEG", 320, 200), "image/jpeg")  # re-PUT
+    deliver(fn, object_resource(bucket, name))
+    upload = get(fn, user, upload_id).get_json()["upload"]
+    assert (upload["status"], upload["width"], upload["height"]) == ("ready", 320, 200)
+
+
+def test_a_stale_generation_is_skipped(fn, user):
+    from lib import storage
+
+    created = create(fn, user, size_bytes=10_000).get_json()
+    bucket, name = raw_object(created["upload"]["id"])
+    storage.upload_bytes(bucket, name, photos.image_bytes("JPEG", 64, 64), "image/jpeg")
+    old = object_resource(bucket, name)
+    storage.upload_bytes(bucket, name, photos.image_bytes("JPEG", 64, 64), "image/jpeg")
+    deliver(fn, old)  # its generation no longer exists: the newer one brings its own event
+    assert get(fn, user, created["upload"]["id"]).get_json()["upload"]["status"] == "pending"
+
+
+def test_events_outside_the_raw_prefix_or_bucket_are_ignored(fn, user):
+    from lib import db, storage
+    from lib.config import get_settings
+
+    settings = get_settings()
+    created = create(fn, user).get_json()
+    upload_id = created["upload"]["id"]
+    user_id = user["user"]["id"]
+    data = photos.image_bytes("JPEG")
+    outsiders = [
+        (settings.uploads_bucket, f"other/{user_id}/{upload_id}"),
+        (settings.uploads_bucket, f"raw/{user_id}/{upload_id}/extra"),
+        (settings.uploads_bucket, f"raw/{user_id}/not-an-id"),
+        (settings.images_bucket, f"raw/{user_id}/{upload_id}"),  # our outputs' bucket: never reprocessed
+    ]
+    for bucket, name in outsiders:
+        storage.upload_bytes(bucket, name, data, "image/jpeg")
+        deliver(fn, object_resource(bucket, name))
+    # A well-formed name for an upload that does not exist, and another user's id in the path.
+    other = storage.ref(settings.uploads_bucket, f"raw/{'a' * 32}/{upload_id}")
+    storage.upload_bytes(*storage.parse_ref(other), data, "image/jpeg")
+    deliver(fn, object_resource(*storage.parse_ref(other)))
+
+    doc = db.collection("uploads").find_one({"_id": upload_id})
+    assert doc["status"] == "pending" and "claim_generation" not in doc
+    assert image_objects(user_id) == []
+
+
+@pytest.mark.parametrize("data", [b"not json", b"[1, 2]", b"{}", b'{"bucket": "zipkku-uploads"}',
+                                  b'{"bucket": "zipkku-uploads", "name": 5}'])
+def test_malformed_events_are_acknowledged_not_raised(fn, user, data):
+    headers, _ = cloud_event_request({"bucket": "zipkku-uploads", "name": "raw/x/y"}, "evt-bad")
+    assert fn("on_upload_finalized").post("/", data=data, headers=headers).status_code == 200
+
+
+def test_other_event_types_are_ignored(fn, user):
+    created = create(fn, user).get_json()
+    bucket, name = raw_object(created["upload"]["id"])
+    headers, body = cloud_event_request({"bucket": bucket, "name": name, "generation": "1", "size": "5"}, "e")
+    headers["ce-type"] = "google.cloud.storage.object.v1.deleted"
+    assert fn("on_upload_finalized").post("/", data=body, headers=headers).status_code == 200
+    assert get(fn, user, created["upload"]["id"]).get_json()["upload"]["status"] == "pending"
+
+
+# --- uploads_get ------------------------------------------------------------------------------------------
+
+def test_someone_elses_upload_is_404(fn, make_user):
+    owner, stranger = make_user(), make_user()
+    upload_id = create(fn, owner).get_json()["upload"]["id"]
+    response = get(fn, stranger, upload_id)
+    assert response.status_code == 404 and response.get_json()["error"]["code"] == "NOT_FOUND"
+    assert get(fn, owner, upload_id).status_code == 200
+
+
+@pytest.mark.parametrize("upload_id", ["0" * 32, "nope", "../../x", "A" * 32, "{'$ne': 1}"])
+def test_unknown_or_malformed_ids_are_404(fn, user, upload_id):
+    assert get(fn, user, upload_id).status_code == 404
+
+
+def test_get_without_an_id_is_400(fn, user):
+    response = fn("uploads_get").get("/", headers=user["headers"])
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "VALIDATION_ERROR"
+
+
+def test_lib_get_for_user_is_what_generation_reads(fn, make_user):
+    from lib import errors, uploads
+
+    owner, stranger = make_user(), make_user()
+    upload_id, _ = put_photo(fn, owner, photos.image_bytes("JPEG"))
+    doc = uploads.get_for_user(owner["user"]["id"], upload_id)
+    assert doc["status"] == "ready" and doc["image"].startswith("gs://")
+    with pytest.raises(errors.NotFound):
+        uploads.get_for_user(stranger["user"]["id"], upload_id)
+    public = uploads.public_upload(doc)
+    assert public["image_url"].startswith("http") and "user_id" not in public and "raw" not in public
+
+
+# --- uploads_direct ---------------------------------------------------------------------------------------
+
+def direct(fn, user, data, filename="room.jpg", content_type="image/jpeg"):
+    return fn("uploads_direct").post(
+        "/", data={"file": (io.BytesIO(data), filename, content_type)}, headers=user["headers"],
+        content_type="multipart/form-data",
+    )
+
+
+def test_direct_upload_is_processed_synchronously(fn, user):
+    started = time.perf_counter()
+    response = direct(fn, user, photos.phone_jpeg(2000, 1500, orientation=8))
+    assert response.status_code == 201, response.get_json()
+    upload = response.get_json()["upload"]
+    assert upload["status"] == "ready" and (upload["width"], upload["height"]) == (1500, 2000)
+    image = requests.get(upload["image_url"], timeout=30).content
+    assert len(Image.open(io.BytesIO(image)).getexif()) == 0 and b"ZipkkuTestCam" not in image
+    assert get(fn, user, upload["id"]).get_json()["upload"]["status"] == "ready"
+    assert time.perf_counter() - started < 5
+
+
+def test_direct_upload_sniffs_the_bytes_not_the_name(fn, user):
+    response = direct(fn, user, photos.image_bytes("PNG"), filename="photo.jpg",
+                      content_type="application/octet-stream")
+    assert response.status_code == 201
+    assert response.get_json()["upload"]["content_type"] == "image/png"
+
+
+@pytest.mark.parametrize(("data", "content_type", "status", "code"), [
+    (b"", "image/jpeg", 400, "BAD_REQUEST"),
+    (b"plain text\n" * 50, "image/jpeg", 415, "UNSUPPORTED_MEDIA_TYPE"),
+    (photos.image_bytes("JPEG"), "image/png", 415, "UNSUPPORTED_MEDIA_TYPE"),
+    (photos.truncated_jpeg(), "image/jpeg", 422, "IMAGE_REJECTED"),
+    (photos.png_bomb(), "image/png", 422, "IMAGE_REJECTED"),
+    (photos.jpeg_with_header_size(), "image/jpeg", 422, "IMAGE_REJECTED"),
+])
+def test_direct_upload_refuses_bad_files(fn, user, data, content_type, status, code):
+    from lib import db
+
+    response = direct(fn, user, data, content_type=content_type)
+    assert response.status_code == status, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == code and error["details"][0]["field"] == "file"
+    assert db.collection("uploads").count_documents({}) == 0
+    assert image_objects(user["user"]["id"]) == []
+
+
+def test_direct_upload_needs_a_multipart_file(fn, user):
+    as_json = fn("uploads_direct").post("/", json={"file": "x"}, headers=user["headers"])
+    assert as_json.status_code == 415
+    no_file = fn("uploads_direct").post("/", data={"other": "x"}, headers=user["headers"],
+                                        content_type="multipart/form-data")
+    assert no_file.status_code == 400 and no_file.get_json()["error"]["details"][0]["field"] == "file"
+
+
+def test_direct_upload_body_limit_is_413(fn, user):
+    too_big = b"\xff\xd8\xff" + b"\x00" * (20 * 1024 * 1024 + 64 * 1024)
+    response = direct(fn, user, too_big)
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
