@@ -24,6 +24,7 @@ def main() -> None:
     args = parser.parse_args()
 
     stack = LocalStack(Path(args.local_dir).resolve(), persistent=True)
+    bridge = None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         stack.start()
@@ -32,10 +33,16 @@ def main() -> None:
         from scripts import devserver, seed
 
         seed.prepare_local(stack)
+        # Finalized objects -> CloudEvent functions (Eventarc's job in production); retries until the server is up.
+        from scripts.storage_events import StorageEventBridge
+
+        bridge = StorageEventBridge.from_env(os.environ["LOCAL_BASE_URL"]).start()
         devserver.serve("127.0.0.1", args.port)
     except KeyboardInterrupt:
         pass
     finally:
+        if bridge is not None:
+            bridge.stop()
         stack.stop()
 
 
