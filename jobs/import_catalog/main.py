@@ -1,0 +1,50 @@
+"""Cloud Run Job `import-catalog`: import one catalog file (CSV or JSON Lines) into Mongo + Qdrant.
+
+    python jobs/import_catalog/main.py --source gs://zipkku-catalog/catalog/acme.csv [--import-id ID] [--name N]
+
+(with the repo root on PYTHONPATH). Shards by CLOUD_RUN_TASK_INDEX / CLOUD_RUN_TASK_COUNT; progress goes to the
+log, final counts to stdout (one JSON line) and to the `imports` document. Exit code 0 even when rows were
+skipped (they are reported with line numbers); 1 when the file itself could not be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from lib import catalog_import, db  # noqa: E402
+from lib.log import setup_logging  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", required=True, help="gs://bucket/object or a local path (.csv/.jsonl/.json)")
+    parser.add_argument("--import-id", default=None, help="the imports document to record into")
+    parser.add_argument("--name", default=None, help="catalog name for stable product ids (default: file stem)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    index = int(os.environ.get("CLOUD_RUN_TASK_INDEX", "0"))
+    count = int(os.environ.get("CLOUD_RUN_TASK_COUNT", "1"))
+    import_id = args.import_id or os.environ.get("CLOUD_RUN_EXECUTION") or db.new_id()
+    try:
+        result = catalog_import.run_import(args.source, import_id=import_id, task_index=index, task_count=count,
+                                           name=args.name)
+    except (OSError, ValueError) as exc:
+        print(json.dumps({"import_id": import_id, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}))
+        return 1
+    except Exception as exc:  # noqa: BLE001 - e.g. the object is missing (google NotFound): same answer
+        print(json.dumps({"import_id": import_id, "status": "failed", "error": type(exc).__name__}))
+        return 1
+    summary = {k: result[k] for k in ("rows", "imported", "invalid", "failed", "seconds")}
+    print(json.dumps({"import_id": import_id, "task_index": index, "task_count": count, **summary,
+                      "errors": result["errors"][:20]}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""The catalog's reads: styles and room types, product search, similar products, AR models.
+
+Documents (Mongo):
+  styles      {_id: slug, name, description, image_url: gs://, room_types: [slug], palette: [hex]}
+  room_types  {_id: slug, name}
+  products    {_id, label, name, brand, price, currency, product_url, image_urls: [gs:// or https],
+               dimensions {width_cm, depth_cm, height_cm}, styles, source, import_id, created_at, updated_at}
+  ar_models   {_id, label, name, model_url: gs://...glb, image_url, position, rotation, scale,
+               dimensions {width_cm, depth_cm, height_cm}  (the model's own, true-to-size)}
+Vectors live in Qdrant (lib.vectors). Stored refs are gs:// strings, signed only here, on the way out.
+Replies are cached by browsers/CDNs via lib.http.cached_json_response; the ETag basis includes a "signing
+epoch" that changes every half signed-URL lifetime, so a revalidated cached reply never holds expired URLs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import statistics
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lib import db, errors
+from lib.config import get_settings
+
+LABEL_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
+DIMENSIONS = ("width_cm", "depth_cm", "height_cm")
+
+
+# --- request models ----------------------------------------------------------------------------------------
+
+class _Query(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class StylesQuery(_Query):
+    name: str | None = Field(default=None, min_length=1, max_length=80)
+
+
+class SearchQuery(_Query):
+    label: str | None = Field(default=None, pattern=LABEL_PATTERN)
+    q: str | None = Field(default=None, min_length=1, max_length=100)
+    max_width_cm: float | None = Field(default=None, gt=0, le=10_000)
+    max_depth_cm: float | None = Field(default=None, gt=0, le=10_000)
+    max_height_cm: float | None = Field(default=None, gt=0, le=10_000)
+    min_price: float | None = Field(default=None, ge=0)
+    max_price: float | None = Field(default=None, ge=0)
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=200)
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+class SimilarQuery(_Query):
+    product_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    limit: int = Field(default=10, ge=1, le=50)
+    label: str | None = Field(default=None, pattern=LABEL_PATTERN)
+
+
+class ArQuery(_Query):
+    label: str = Field(min_length=1, max_length=40)
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+# --- signing on the way out --------------------------------------------------------------------------------
+
+def signing_epoch() -> int:
+    """Changes every half signed-URL lifetime; part of every ETag basis (see the module docstring)."""
+    return int(time.time() // max(1, get_settings().signed_get_ttl_seconds // 2))
+
+
+def _sign(value: str | None) -> str | None:
+    from lib import storage
+
+    return storage.client_url(value) if value else None
+
+
+# --- styles ------------------------------------------------------------------------------------------------
+
+def styles_and_room_types() -> tuple[list[dict], list[dict]]:
+    styles = list(db.collection("styles").find({}).sort("_id", 1))
+    room_types = list(db.collection("room_types").find({}).sort("_id", 1))
+    return styles, room_types
+
+
+def find_style(name: str) -> dict:
+    """By id or case-insensitive display name; 404 with the known names otherwise."""
+    styles = db.collection("styles")
+    wanted = name.strip().lower()
+    style = styles.find_one({"_id": wanted}) or styles.find_one(
+        {"name": {"$regex": f"^{re.escape(name.strip())}$", "$options": "i"}})
+    if style is None:
+        known = ", ".join(s["_id"] for s in styles.find({}, {"_id": 1}).sort("_id", 1))
+        raise errors.NotFound(f"No style named '{name[:80]}'. Known styles: {known or 'none yet'}.",
+                              code="STYLE_NOT_FOUND")
+    return style
+
+
+def public_style(style: dict) -> dict:
+    return {"id": style["_id"], "name": style["name"], "description": style.get("description", ""),
+            "image_url": _sign(style.get("image_url")), "room_types": style.get("room_types", []),
+            "palette": style.get("palette", [])}
+
+
+def public_room_type(room_type: dict) -> dict:
+    return {"id": room_type["_id"], "name": room_type["name"]}
+
+
+# --- products ----------------------------------------------------------------------------------------------
+
+def public_product(product: dict, score: float | None = None) -> dict:
+    out = {
+        "id": product["_id"], "label": product["label"], "name": product["name"], "brand": product.get("brand", ""),
+        "price": product.get("price"), "currency": product.get("currency", "EUR"),
+        "product_url": product.get("product_url"),
+        "image_urls": [_sign(u) for u in product.get("image_urls", []) if u],
+        "dimensions": product.get("dimensions", {}), "styles": product.get("styles", []),
+    }
+    if score is not None:
+        out["score"] = round(score, 6)
+    return out
+
+
+def encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"a": last_id}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        last_id = data["a"]
+        if not isinstance(last_id, str) or not last_id:
+            raise ValueError
+        return last_id
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise errors.BadRequest("The cursor is not valid; start again without it.", code="INVALID_CURSOR") from None
+
+
+def search_filter(query: SearchQuery) -> dict:
+    if query.min_price is not None and query.max_price is not None and query.min_price > query.max_price:
+        raise errors.ValidationFailed("The request is not valid.", details=[
+            {"field": "min_price", "message": "min_price must not exceed max_price", "type": "value_error"}])
+    flt: dict[str, Any] = {}
+    if query.label:
+        flt["label"] = query.label  # leads the label_id / label_price indexes
+    price: dict[str, float] = {}
+    if query.min_price is not None:
+        price["$gte"] = query.min_price
+    if query.max_price is not None:
+        price["$lte"] = query.max_price
+    if price:
+        flt["price"] = price
+    for dim in DIMENSIONS:
+        limit = getattr(query, f"max_{dim}")
+        if limit is not None:
+            flt[f"dimensions.{dim}"] = {"$lte": limit}
+    if query.q:
+        flt["name_lc"] = {"$regex": re.escape(query.q.lower())}
+    return flt
+
+
+def search_products(query: SearchQuery) -> tuple[list[dict], str | None]:
+    """One page sorted by _id (unique, so pages never overlap or skip); the cursor is the last id seen."""
+    flt = search_filter(query)
+    if query.cursor:
+        flt["_id"] = {"$gt": decode_cursor(query.cursor)}
+    docs = list(db.collection("products").find(flt).sort("_id", 1).limit(query.limit + 1))
+    next_cursor = encode_cursor(docs[query.limit - 1]["_id"]) if len(docs) > query.limit else None
+    return docs[:query.limit], next_cursor
+
+
+def get_product(product_id: str) -> dict:
+    product = db.collection("products").find_one({"_id": product_id})
+    if product is None:
+        raise errors.NotFound("No product with this id.", code="PRODUCT_NOT_FOUND")
+    return product
+
+
+def similar_products(query: SimilarQuery) -> list[tuple[dict, float]]:
+    """The nearest products to a product's image vector (same label unless `label` says otherwise)."""
+    from lib import vectors
+
+    product = get_product(query.product_id)
+    vector = vectors.get_vector(product["_id"])
+    if vector is None:
+        raise errors.Conflict("This product has no image embedding yet; re-run the catalog import.",
+                              code="NOT_EMBEDDED")
+    hits = vectors.search_similar(vector, label=query.label or product["label"], limit=query.limit)
+    return with_products(hits)
+
+
+def with_products(hits: list[tuple[str, float]]) -> list[tuple[dict, float]]:
+    """(product_id, score) hits -> (product doc, score) in the same order; ids missing in Mongo are dropped."""
+    docs = {d["_id"]: d for d in db.collection("products").find({"_id": {"$in": [pid for pid, _ in hits]}})}
+    return [(docs[pid], score) for pid, score in hits if pid in docs]
+
+
+# --- AR models ---------------------------------------------------------------------------------------------
+
+def known_labels() -> list[str]:
+    return sorted(db.collection("ar_models").distinct("label"))
+
+
+def typical_dimensions(label: str) -> dict[str, float] | None:
+    """Median width/depth/height (cm) of the label's products: what a typical one measures."""
+    rows = [d.get("dimensions") or {} for d in db.collection("products").find({"label": label}, {"dimensions": 1})]
+    rows = [r for r in rows if all(isinstance(r.get(k), int | float) for k in DIMENSIONS)]
+    if not rows:
+        return None
+    return {k: round(float(statistics.median(r[k] for r in rows)), 1) for k in DIMENSIONS}
+
+
+def ar_models_for(label: str) -> tuple[list[dict], dict[str, float] | None]:
+    models = list(db.collection("ar_models").find({"label": label}).sort("_id", 1))
+    if not models:
+        known = ", ".join(known_labels()) or "none yet"
+        raise errors.NotFound(f"No 3D model for label '{label[:40]}'. Known labels: {known}.",
+                              code="LABEL_NOT_FOUND")
+    return models, typical_dimensions(label)
+
+
+def public_ar_object(model: dict, typical: dict[str, float] | None) -> dict:
+    own = model["dimensions"]
+    dims = typical or own
+    # the model is true-to-size for its own dimensions; scale it to the label's typical product
+    scale = {axis: round(dims[key] / own[key], 4) if own.get(key) else 1.0
+             for axis, key in (("x", "width_cm"), ("y", "height_cm"), ("z", "depth_cm"))}
+    return {
+        "id": model["_id"], "label": model["label"], "name": model.get("name", model["label"]),
+        "model_url": _sign(model["model_url"]), "image_url": _sign(model.get("image_url")),
+        "position": model.get("position", {"x": 0.0, "y": 0.0, "z": 0.0}),
+        "rotation": model.get("rotation", {"x": 0.0, "y": 0.0, "z": 0.0}),
+        "scale": scale,
+        "width": dims["width_cm"], "depth": dims["depth_cm"], "height": dims["height_cm"],
+        "model_dimensions": own,
+    }
+
+
+# --- writes used by the demo seed and operators ------------------------------------------------------------
+
+def upsert_documents(collection: str, docs: list[dict]) -> None:
+    """Replace-or-insert by _id, stamping updated_at (styles, room types, AR models)."""
+    from pymongo import ReplaceOne
+
+    if not docs:
+        return
+    now = db.utcnow()
+    db.collection(collection).bulk_write(
+        [ReplaceOne({"_id": d["_id"]}, {**d, "updated_at": now}, upsert=True) for d in docs], ordered=False)

@@ -1,0 +1,394 @@
+"""Catalog import: rows of a catalog file -> products in Mongo + image embeddings in Qdrant, idempotently.
+
+Input: CSV with a header (name, product_url, image_url, width, depth, height, price, label; optional brand,
+currency, description, styles as "a|b") or JSON Lines with the same keys (also `.json` holding one array).
+The file comes from a gs:// object or a local path; image_url may be gs://, http(s) or a local path (local
+paths only for a local catalog file, resolved next to it).
+
+- Every row is validated (`CatalogRow`); a bad row is reported with its line number and skipped, never fatal.
+- Product ids are stable: sha256(source name + product_url), so a re-run upserts instead of duplicating;
+  vector point ids derive from the product id (lib.vectors.point_id).
+- Sharding (Cloud Run Jobs): task i of n handles the rows whose line number % n == i; every task reads the
+  file (cheap next to fetching and embedding images), so n tasks cover every row exactly once.
+- Work goes in batches: images fetched concurrently, embedded, then one Mongo bulk upsert and one Qdrant
+  upsert per batch. Progress is logged per batch; the `imports` document collects counts and errors from all
+  shards and turns `done` when the last shard finishes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pymongo import ReturnDocument, UpdateOne
+
+from lib import db
+from lib.config import get_settings
+
+log = logging.getLogger("zipkku.import")
+
+MAX_ERRORS_KEPT = 200
+_LABEL = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+
+
+class CatalogRow(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=300)
+    product_url: str = Field(min_length=8, max_length=2000)
+    image_url: str = Field(min_length=1, max_length=2000)
+    width: float = Field(gt=0, le=2000, description="cm")
+    depth: float = Field(gt=0, le=2000, description="cm")
+    height: float = Field(gt=0, le=2000, description="cm")
+    price: float = Field(ge=0, le=10_000_000)
+    label: str
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    brand: str = Field(default="", max_length=120)
+    description: str = Field(default="", max_length=4000)
+    styles: list[str] = Field(default_factory=list)
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _label(cls, value: Any) -> Any:
+        value = str(value).strip().lower().replace(" ", "-") if value is not None else value
+        if not value or not _LABEL.match(value):
+            raise ValueError("label must be a short lowercase word such as sofa or tv-stand")
+        return value
+
+    @field_validator("product_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("product_url must be an http(s) URL")
+        return value
+
+    @field_validator("styles", mode="before")
+    @classmethod
+    def _styles(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return []
+        if isinstance(value, str):
+            return [s.strip().lower() for s in value.split("|") if s.strip()]
+        return value
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _currency(cls, value: Any) -> Any:
+        return str(value).strip().upper() if value not in (None, "") else "EUR"
+
+
+def product_id(source: str, product_url: str) -> str:
+    return hashlib.sha256(f"{source}\n{product_url}".encode()).hexdigest()[:24]
+
+
+def _first_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False)[:3]:
+        field = ".".join(str(p) for p in err["loc"]) or "row"
+        parts.append(f"{field}: {err['msg']}")
+    return "; ".join(parts)
+
+
+# --- reading -----------------------------------------------------------------------------------------------
+
+def read_source(source: str) -> bytes:
+    """The catalog file's bytes from gs://bucket/name or a local path."""
+    if source.startswith("gs://"):
+        from lib import storage
+
+        return storage.download_bytes(*storage.parse_ref(source))
+    return Path(source).read_bytes()
+
+
+def source_kind(source: str) -> str:
+    lower = source.lower()
+    if lower.endswith(".csv"):
+        return "csv"
+    if lower.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    raise ValueError("a catalog file must be .csv, .jsonl, .ndjson or .json")
+
+
+def source_name(source: str) -> str:
+    """The catalog's name for product ids: the file name without extension (re-uploads keep their ids)."""
+    return Path(source.split("/")[-1]).stem or "catalog"
+
+
+def iter_rows(data: bytes, kind: str) -> Iterator[tuple[int, dict | None, str | None]]:
+    """(line number, raw row or None, error or None) for every data row, 1-based as an editor shows them."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        yield 1, None, "the file is not UTF-8 text"
+        return
+    if kind == "csv":
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        missing = {"name", "product_url", "image_url", "width", "depth", "height", "price", "label"} - set(
+            (f or "").strip() for f in reader.fieldnames or [])
+        if missing:
+            yield 1, None, f"the header lacks {', '.join(sorted(missing))}"
+            return
+        for row in reader:
+            line = reader.line_num
+            if None in row:
+                yield line, None, "more fields than the header"
+                continue
+            yield line, {(k or "").strip(): v for k, v in row.items()}, None
+        return
+    stripped = text.lstrip()
+    if stripped.startswith("["):  # a .json file holding one array
+        try:
+            items = json.loads(text)
+        except ValueError as exc:
+            yield 1, None, f"invalid JSON: {exc}"
+            return
+        for index, item in enumerate(items, start=1):
+            yield (index, item, None) if isinstance(item, dict) else (index, None, "not a JSON object")
+        return
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            item = json.loads(raw)
+        except ValueError:
+            yield line, None, "invalid JSON"
+            continue
+        yield (line, item, None) if isinstance(item, dict) else (line, None, "not a JSON object")
+
+
+# --- images ------------------------------------------------------------------------------------------------
+
+def fetch_image(url: str, base_dir: Path | None, max_bytes: int) -> bytes:
+    """Image bytes from gs://, http(s) or (for local catalog files) a path next to the file."""
+    if url.startswith("gs://"):
+        from lib import storage
+
+        data = storage.download_bytes(*storage.parse_ref(url))
+    elif url.startswith(("http://", "https://")):
+        import requests
+
+        with requests.get(url, timeout=20, stream=True) as response:
+            if response.status_code != 200:
+                raise ValueError(f"image URL answered {response.status_code}")
+            chunks, size = [], 0
+            for chunk in response.iter_content(64 * 1024):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ValueError(f"image larger than {max_bytes} bytes")
+                chunks.append(chunk)
+            data = b"".join(chunks)
+    else:
+        if base_dir is None:
+            raise ValueError("local image paths are only allowed in a local catalog file")
+        path = (base_dir / url).resolve()
+        data = path.read_bytes()
+    if len(data) > max_bytes:
+        raise ValueError(f"image larger than {max_bytes} bytes")
+    return data
+
+
+# --- the import --------------------------------------------------------------------------------------------
+
+def _product_doc(pid: str, row: CatalogRow, source: str, import_id: str, image_ref: str) -> dict:
+    return {
+        "label": row.label, "name": row.name, "name_lc": row.name.lower(), "brand": row.brand,
+        "price": round(row.price, 2), "currency": row.currency, "product_url": row.product_url,
+        "image_urls": [image_ref],
+        "dimensions": {"width_cm": row.width, "depth_cm": row.depth, "height_cm": row.height},
+        "styles": row.styles, "description": row.description, "source": source, "import_id": import_id,
+    }
+
+
+def import_records(
+    records: Iterable[tuple[int, dict | None, str | None]],
+    *,
+    source: str,
+    import_id: str,
+    task_index: int = 0,
+    task_count: int = 1,
+    fetch: Callable[[str], bytes] | None = None,
+    base_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Import this shard's rows; returns {rows, imported, invalid, failed, errors[{line, error}], seconds}."""
+    from lib import vectors
+    from lib.embed import EmbedError, get_embedder
+
+    settings = get_settings()
+    embedder = get_embedder()
+    vectors.ensure_collection()
+    fetch = fetch or (lambda url: fetch_image(url, base_dir, settings.import_max_image_bytes))
+    counts = {"rows": 0, "imported": 0, "invalid": 0, "failed": 0}
+    errors: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    batch: list[tuple[int, CatalogRow]] = []
+
+    def fail(line: int, message: str, kind: str) -> None:
+        counts[kind] += 1
+        errors.append({"line": line, "error": message})
+        log.warning("catalog %s line %d skipped: %s", source, line, message)
+
+    def flush() -> None:
+        if not batch:
+            return
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            fetched = list(pool.map(lambda item: _safe(fetch, item[1].image_url), batch))
+        ready: list[tuple[int, CatalogRow, bytes]] = []
+        for (line, row), (data, error) in zip(batch, fetched, strict=True):
+            if error:
+                fail(line, f"image: {error}", "failed")
+            else:
+                ready.append((line, row, data))
+        vectors_out: list[list[float] | None] = []
+        try:
+            vectors_out = list(embedder.embed_images([data for _, _, data in ready]))
+        except EmbedError:  # one bad image fails the batch call: embed one by one to find it
+            for line, _, data in ready:
+                try:
+                    vectors_out.append(embedder.embed_images([data])[0])
+                except EmbedError as exc:
+                    fail(line, f"image: {exc}", "failed")
+                    vectors_out.append(None)
+        now = db.utcnow()
+        writes, points = [], []
+        for (_line, row, data), vector in zip(ready, vectors_out, strict=True):
+            if vector is None:
+                continue
+            pid = product_id(source, row.product_url)
+            image_ref = row.image_url
+            if not image_ref.startswith(("gs://", "http://", "https://")):
+                image_ref = _store_local_image(source, pid, data)  # clients cannot fetch our local paths
+            doc = _product_doc(pid, row, source, import_id, image_ref)
+            writes.append(UpdateOne({"_id": pid}, {"$set": {**doc, "updated_at": now},
+                                                   "$setOnInsert": {"created_at": now}}, upsert=True))
+            points.append((pid, vector, {"label": row.label, "price": doc["price"], **doc["dimensions"]}))
+        if writes:
+            db.collection("products").bulk_write(writes, ordered=False)
+            vectors.upsert_products(points)
+            counts["imported"] += len(writes)
+        log.info("catalog %s shard %d/%d: %d rows, %d imported, %d invalid, %d failed (%.1f rows/s)",
+                 source, task_index, task_count, counts["rows"], counts["imported"], counts["invalid"],
+                 counts["failed"], counts["rows"] / max(1e-6, time.perf_counter() - started))
+        batch.clear()
+
+    for line, raw, error in records:
+        if line % task_count != task_index:
+            continue
+        counts["rows"] += 1
+        if error is not None:
+            fail(line, error, "invalid")
+            continue
+        try:
+            row = CatalogRow.model_validate(raw)
+        except ValidationError as exc:
+            fail(line, _first_error(exc), "invalid")
+            continue
+        batch.append((line, row))
+        if len(batch) >= settings.import_batch_size:
+            flush()
+    flush()
+    return {**counts, "errors": errors, "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _store_local_image(source: str, pid: str, data: bytes) -> str:
+    from lib import storage
+
+    kind = {b"\xff\xd8": ("image/jpeg", "jpg"), b"\x89P": ("image/png", "png")}.get(data[:2], ("image/webp", "webp"))
+    bucket = get_settings().catalog_bucket
+    name = f"products/{source}/{pid}.{kind[1]}"
+    storage.upload_bytes(bucket, name, data, kind[0])
+    return storage.ref(bucket, name)
+
+
+def _safe(fetch: Callable[[str], bytes], url: str) -> tuple[bytes | None, str | None]:
+    try:
+        return fetch(url), None
+    except Exception as exc:  # noqa: BLE001 - any fetch failure only skips that row
+        return None, f"{type(exc).__name__}: {exc}"[:300]
+
+
+def run_import(source: str, *, import_id: str, task_index: int = 0, task_count: int = 1,
+               name: str | None = None) -> dict[str, Any]:
+    """The job's whole run for one shard, recorded in the `imports` document `import_id`."""
+    imports = db.collection("imports")
+    now = db.utcnow()
+    name = name or source_name(source)
+    imports.update_one({"_id": import_id}, {
+        "$setOnInsert": {"source": source, "name": name, "task_count": task_count, "created_at": now,
+                         "finished_shards": 0, "counts": {"rows": 0, "imported": 0, "invalid": 0, "failed": 0}},
+        "$set": {"status": "running", "updated_at": now, f"shards.{task_index}": {"status": "running"}},
+    }, upsert=True)
+    try:
+        kind = source_kind(source)
+        data = read_source(source)
+        base_dir = None if source.startswith("gs://") else Path(source).resolve().parent
+        result = import_records(iter_rows(data, kind), source=name, import_id=import_id, task_index=task_index,
+                                task_count=task_count, base_dir=base_dir)
+    except Exception as exc:
+        imports.update_one({"_id": import_id}, {"$set": {
+            "status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:500], "updated_at": db.utcnow(),
+            f"shards.{task_index}": {"status": "failed"}}})
+        raise
+    counts = {k: result[k] for k in ("rows", "imported", "invalid", "failed")}
+    doc = imports.find_one_and_update({"_id": import_id}, {
+        "$inc": {**{f"counts.{k}": v for k, v in counts.items()}, "finished_shards": 1},
+        "$push": {"errors": {"$each": result["errors"][:MAX_ERRORS_KEPT], "$slice": MAX_ERRORS_KEPT}},
+        "$set": {f"shards.{task_index}": {"status": "done", **counts, "seconds": result["seconds"]},
+                 "updated_at": db.utcnow()},
+    }, return_document=ReturnDocument.AFTER)
+    if doc and doc.get("finished_shards", 0) >= doc.get("task_count", 1) and doc.get("status") != "failed":
+        imports.update_one({"_id": import_id}, {"$set": {"status": "done", "finished_at": db.utcnow()}})
+    return result
+
+
+# --- the trigger -------------------------------------------------------------------------------------------
+
+def handle_catalog_object(obj: dict) -> str:
+    """A finalized object in the catalog bucket: start the import job for catalog files under the catalog
+    prefix, exactly once per object generation. Returns what happened (for the log); never raises for bad
+    input (that would make Eventarc redeliver forever); raises only when the job could not be started, so the
+    event is retried."""
+    from datetime import timedelta
+
+    from pymongo.errors import DuplicateKeyError
+
+    from lib import jobs
+
+    settings = get_settings()
+    bucket, name, generation = obj.get("bucket"), obj.get("name"), str(obj.get("generation") or "")
+    if not isinstance(bucket, str) or not isinstance(name, str):
+        return "ignored: no bucket/name"
+    if bucket != settings.catalog_bucket or not name.startswith(settings.catalog_prefix):
+        return "ignored: not a catalog file location"
+    try:
+        source_kind(name)
+    except ValueError:
+        return "ignored: not a .csv/.jsonl/.json file"
+    key = f"{bucket}/{name}#{generation}"
+    import_id = "imp-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    now = db.utcnow()
+    try:
+        db.collection("processed_events").insert_one(
+            {"_id": f"catalog-import:{key}", "expires_at": now + timedelta(days=7)})
+    except DuplicateKeyError:
+        return f"duplicate: import {import_id} already started"
+    source = f"gs://{bucket}/{name}"
+    db.collection("imports").update_one({"_id": import_id}, {"$setOnInsert": {
+        "source": source, "name": source_name(name), "status": "queued", "task_count": 1, "finished_shards": 0,
+        "counts": {"rows": 0, "imported": 0, "invalid": 0, "failed": 0}, "created_at": now}}, upsert=True)
+    try:
+        execution = jobs.run_job(settings.import_job_name, args=["--source", source, "--import-id", import_id])
+    except Exception:
+        db.collection("processed_events").delete_one({"_id": f"catalog-import:{key}"})  # let the retry start it
+        raise
+    db.collection("imports").update_one({"_id": import_id}, {"$set": {"execution": execution}})
+    return f"started import {import_id} ({execution})"
