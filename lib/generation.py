@@ -158,7 +158,7 @@ def _generation_request(doc: dict[str, Any]) -> GenerationRequest:
 
     style = db.collection("styles").find_one({"_id": doc.get("style_id")}) or {}
     return GenerationRequest(
-        image=_download(doc["original_image"]), room_type=doc["room_type"], style=doc["style"],
+        image=_download(doc["original_image"]), room_type=doc["room_type"], style=doc.get("style_name", doc["style"]),
         prompt=doc.get("prompt", ""), strength=doc.get("strength", 0.6),
         image_url=storage.client_url(doc["original_image"]) if get_settings().generator == "replicate" else None,
         style_image=_style_image(style) if get_settings().generator == "local" else None,

@@ -129,8 +129,15 @@ def task_id(interior_id: str) -> str:
 
 def create(user: dict[str, Any], body: GenerateBody, idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
     """(interior doc, created?) for a generate request. Same key from the same user -> the same interior."""
-    from lib import tasks
+    doc, created = store_request(user, body, idempotency_key)
+    if created:
+        enqueue(doc)
+    return doc, created
 
+
+def store_request(user: dict[str, Any], body: GenerateBody,
+                  idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
+    """Validate, take a quota unit and store the interior `queued` (not yet enqueued)."""
     user_id = user["_id"]
     interiors = db.collection(COLLECTION)
     if idempotency_key is not None:
@@ -143,8 +150,9 @@ def create(user: dict[str, Any], body: GenerateBody, idempotency_key: str | None
     now = db.utcnow()
     doc: dict[str, Any] = {
         "_id": db.new_id(), "user_id": user_id, "upload_id": upload["_id"],
-        "original_image": upload_image_ref(upload), "room_type": room_doc.get("name", room_doc["_id"]),
-        "style": style_doc.get("name", style_doc["_id"]), "style_id": style_doc["_id"], "prompt": body.prompt,
+        "original_image": upload_image_ref(upload), "room_type": room_doc["_id"],
+        "style": style_doc["_id"], "style_id": style_doc["_id"], "style_name": style_doc.get("name", style_doc["_id"]),
+        "prompt": body.prompt,
         "variants_requested": body.variants, "strength": body.strength, "status": "queued",
         "progress": {"stage": "queued", "percent": 0}, "variants": [], "saved": False, "quota_period": period,
         "attempts": 0, "created_at": now, "updated_at": now,
@@ -162,17 +170,23 @@ def create(user: dict[str, Any], body: GenerateBody, idempotency_key: str | None
     except Exception:
         quota.refund(user_id, period)
         raise
+    return doc, True
+
+
+def enqueue(doc: dict[str, Any]) -> None:
+    """Start the generation job for a queued interior; on failure: failed + refunded, then 503."""
+    from lib import tasks
+
     try:
         tasks.enqueue_job(get_settings().generate_job_name, task_id=task_id(doc["_id"]),
                           args=["--interior", doc["_id"]])
     except tasks.TaskExists:
-        pass  # already on its way (cannot happen for a fresh id, but harmless)
-    except (tasks.EnqueueFailed, Exception) as exc:  # noqa: BLE001 - whatever the cause, nothing will run it
+        pass  # already on its way: the queue refused a duplicate, which is the point of naming tasks
+    except Exception as exc:  # noqa: BLE001 - whatever the cause, nothing will run it
         log.error("enqueue failed for interior %s: %s", doc["_id"], exc)
         fail(doc["_id"], ENQUEUE_FAILED, "The generation could not be started.", only_status=("queued",))
         raise errors.DependencyUnavailable("The generation could not be started; try again shortly.",
                                            code="ENQUEUE_FAILED") from None
-    return doc, True
 
 
 def fail(interior_id: str, reason: str, message: str, *, only_status: tuple[str, ...] = ("queued", "running"),

@@ -1,0 +1,235 @@
+"""The generate_interior job: leases, resume, duplicates, provider faults, refunds, results, sharding."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+
+from lib import db, generation, interiors, quota
+from lib.config import get_settings
+from scripts.localstack import ROOT
+from tests.doubles import ReplicateDouble
+from tests.generation_helpers import queued_interior, ready_upload, seed_mini_catalog
+
+JOB = ROOT / "jobs" / "generate_interior" / "main.py"
+
+
+@pytest.fixture
+def env(stack, monkeypatch):
+    from lib import providers
+
+    def apply(**values):
+        for key, value in values.items():
+            monkeypatch.setenv(key.upper(), str(value))
+        get_settings.cache_clear()
+        providers.generator.cache_clear()
+        providers.detector.cache_clear()
+
+    apply()
+    yield apply
+    get_settings.cache_clear()
+    providers.generator.cache_clear()
+    providers.detector.cache_clear()
+
+
+@pytest.fixture
+def replicate(env):
+    double = ReplicateDouble().start()
+    env(generator="replicate", replicate_api_url=f"{double.url}/v1", replicate_api_token=double.token,
+        replicate_poll_seconds=0.05, replicate_retry_backoff_seconds=0.01, replicate_retries=2)
+    yield double
+    double.stop()
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user()["user"]
+
+
+def _doc(interior_id):
+    return db.collection("interiors").find_one({"_id": interior_id})
+
+
+def _notifications(user_id):
+    return list(db.collection("notifications").find({"user_id": user_id}))
+
+
+def _object_exists(ref: str) -> bool:
+    from lib import storage
+
+    bucket, name = storage.parse_ref(ref)
+    return storage.bucket(bucket).blob(name).exists()
+
+
+def test_job_generates_variants_detects_matches_products_and_ar(env, user, fn, make_user):
+    catalog = seed_mini_catalog()
+    doc = queued_interior(user, ready_upload(user["id"]), variants=2, prompt="cosy")
+    assert generation.run([doc["_id"]]) == {"done": 1, "failed": 0, "skipped": 0, "lost": 0}
+
+    done = _doc(doc["_id"])
+    assert done["status"] == "done" and done["progress"] == {"stage": "done", "percent": 100}
+    assert done["attempts"] == 1 and [v["index"] for v in done["variants"]] == [0, 1]
+    assert all(_object_exists(v["image"]) for v in done["variants"])
+    assert done["variants"][0]["seed"] != done["variants"][1]["seed"]
+    parts = [p for v in done["variants"] for p in v["detected_parts"]]
+    assert parts, "the local detector should find catalog-like regions"
+    for part in parts:
+        assert part["label"] in catalog["labels"] and 0 <= part["confidence"] <= 1
+        box = part["box"]
+        assert box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= 640 and box["y"] + box["height"] <= 480
+        assert part["products"] and all(p["label"] == part["label"] for p in part["products"])  # label filter
+        assert [a["label"] for a in part["ar_objects"]] == [part["label"]]
+        assert "embedding" not in part
+
+    # the API view: signed image URLs, product cards, AR models, and the owner's notification
+    login = make_user()
+    r = fn("interiors_get").get(f"/?id={doc['_id']}", headers=login["headers"])
+    assert r.status_code == 404  # someone else's interior
+    assert [n["status"] for n in _notifications(user["id"])] == ["done"]
+    assert quota.usage(user["id"])["used"] == 1
+
+
+def test_claim_is_exclusive_and_an_expired_lease_is_claimed_again(env, user):
+    seed_mini_catalog()
+    doc = queued_interior(user, ready_upload(user["id"]))
+    first = generation.claim(doc["_id"], "owner-a")
+    assert first["status"] == "running" and first["attempts"] == 1
+    assert generation.claim(doc["_id"], "owner-b") is None  # live lease
+    db.collection("interiors").update_one({"_id": doc["_id"]},
+                                          {"$set": {"lease_expires_at": db.utcnow() - timedelta(seconds=1)}})
+    second = generation.claim(doc["_id"], "owner-b")
+    assert second["lease_owner"] == "owner-b" and second["attempts"] == 2
+    with pytest.raises(generation.LeaseLost):  # the first owner can no longer write
+        generation.checkpoint(first, "owner-a", {"progress": {"stage": "generating", "percent": 5}})
+
+
+def test_after_max_attempts_the_interior_fails_and_is_refunded(env, user):
+    seed_mini_catalog()
+    doc = queued_interior(user, ready_upload(user["id"]))
+    assert quota.usage(user["id"])["used"] == 1
+    db.collection("interiors").update_one({"_id": doc["_id"]}, {"$set": {
+        "status": "running", "attempts": get_settings().job_max_attempts, "lease_owner": "crashed",
+        "lease_expires_at": db.utcnow() - timedelta(seconds=1)}})
+    assert generation.run([doc["_id"]])["failed"] == 1
+    failed = _doc(doc["_id"])
+    assert failed["status"] == "failed" and failed["reason"] == generation.ATTEMPTS_EXHAUSTED
+    assert quota.usage(user["id"])["used"] == 0
+    assert [n["status"] for n in _notifications(user["id"])] == ["failed"]
+    assert generation.run([doc["_id"]])["skipped"] == 1  # nothing happens twice
+
+
+def _start_job(interior_id: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(JOB), "--interior", interior_id], cwd=ROOT, env=dict(os.environ),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise TimeoutError("condition not reached")
+
+
+def test_a_job_killed_mid_run_resumes_without_regenerating_stored_variants(replicate, user):
+    seed_mini_catalog()
+    doc = queued_interior(user, ready_upload(user["id"]), variants=3)
+    replicate.plan = ["ok", "never"]  # the second variant hangs: the job is killed while waiting for it
+    proc = _start_job(doc["_id"])
+    try:
+        _wait_for(lambda: len(replicate.creates) == 2 and len(_doc(doc["_id"])["variants"]) == 1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    stored = _doc(doc["_id"])["variants"][0]
+    assert _doc(doc["_id"])["status"] == "running"
+    # the lease runs out (as time would make it), then a retry resumes
+    db.collection("interiors").update_one({"_id": doc["_id"]},
+                                          {"$set": {"lease_expires_at": db.utcnow() - timedelta(seconds=1)}})
+    assert generation.run([doc["_id"]])["done"] == 1
+    done = _doc(doc["_id"])
+    assert done["status"] == "done" and done["attempts"] == 2
+    assert done["variants"][0]["image"] == stored["image"] and done["variants"][0]["seed"] == stored["seed"]
+    seeds = [c["body"]["input"]["seed"] for c in replicate.creates]
+    assert len(seeds) == 4 and seeds[2:].count(stored["seed"]) == 0  # variant 0 was never asked for again
+    assert seeds[1] == seeds[2]  # the hung variant is asked for again with the same seed
+
+
+def test_the_same_task_delivered_twice_gives_one_result(replicate, user):
+    seed_mini_catalog()
+    doc = queued_interior(user, ready_upload(user["id"]))
+    replicate.plan = ["slow"]
+    replicate.slow_seconds = 1.5
+    first, second = _start_job(doc["_id"]), _start_job(doc["_id"])
+    assert first.wait(60) == 0 and second.wait(60) == 0
+    done = _doc(doc["_id"])
+    assert done["status"] == "done" and done["attempts"] == 1 and len(done["variants"]) == 1
+    assert len(replicate.creates) == 1
+    assert len(_notifications(user["id"])) == 1
+
+
+def test_provider_500_then_success(replicate, user):
+    seed_mini_catalog()
+    doc = queued_interior(user, ready_upload(user["id"]))
+    replicate.plan = [500, "ok"]
+    assert generation.run([doc["_id"]])["done"] == 1
+    assert len(replicate.creates) == 2 and _doc(doc["_id"])["status"] == "done"
+
+
+@pytest.mark.parametrize(("plan", "reason"), [([402], "PROVIDER_BILLING"), (["nsfw"], "PROVIDER_REJECTED_PROMPT")])
+def test_permanent_provider_failure_fails_and_refunds(replicate, user, fn, make_user, plan, reason):
+    seed_mini_catalog()
+    login = make_user()
+    doc = queued_interior({"id": login["user"]["id"]}, ready_upload(login["user"]["id"]))
+    replicate.plan = list(plan)
+    assert generation.run([doc["_id"]])["failed"] == 1
+    assert len(replicate.creates) == 1  # never retried
+    r = fn("interiors_get").get(f"/?id={doc['_id']}", headers=login["headers"])
+    body = r.get_json()["interior"]
+    assert r.status_code == 200 and body["status"] == "failed" and body["reason"] == reason
+    assert quota.usage(login["user"]["id"])["used"] == 0
+    me = fn("me").get("/", headers=login["headers"]).get_json()
+    assert me["usage"]["used"] == 0 and me["notifications"][0]["status"] == "failed"
+
+
+def test_retryable_failures_use_up_the_attempts_then_fail(replicate, env, user):
+    seed_mini_catalog()
+    env(replicate_retries=0, job_max_attempts=2)
+    doc = queued_interior(user, ready_upload(user["id"]))
+    replicate.plan = [503, 503, 503]
+    assert generation.run([doc["_id"]], retry_delay=0)["failed"] == 1
+    failed = _doc(doc["_id"])
+    assert failed["status"] == "failed" and failed["reason"] == "PROVIDER_UNAVAILABLE" and failed["attempts"] == 2
+    assert len(replicate.creates) == 2 and quota.usage(user["id"])["used"] == 0
+
+
+def test_an_interior_deleted_during_the_run_stops_the_job_and_leaves_no_images(replicate, user):
+    seed_mini_catalog()
+    doc = queued_interior(user, ready_upload(user["id"]), variants=2)
+    replicate.plan = ["ok", "slow"]
+    replicate.slow_seconds = 1.0
+    proc = _start_job(doc["_id"])
+    _wait_for(lambda: len(_doc(doc["_id"])["variants"]) == 1)
+    interiors.delete(user["id"], doc["_id"])
+    assert proc.wait(60) == 0
+    from lib import storage
+
+    leftovers = list(storage.client().list_blobs(get_settings().images_bucket,
+                                                 prefix=interiors.images_prefix(user["id"], doc["_id"])))
+    assert leftovers == []
+
+
+def test_sharding_splits_the_sweep_without_overlap(env, user):
+    seed_mini_catalog()
+    upload = ready_upload(user["id"])
+    ids = {queued_interior(user, upload)["_id"] for _ in range(8)}
+    shard0, shard1 = set(generation.candidates(0, 2)), set(generation.candidates(1, 2))
+    assert shard0 | shard1 == ids and not shard0 & shard1
+    assert shard0 and shard1
