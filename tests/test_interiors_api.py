@@ -1,0 +1,285 @@
+"""The interiors functions: validation, ownership, idempotency, quota (incl. concurrency), enqueue failure,
+reading, the library (cursor, save, delete), the finished-event handler and `me`."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from lib import db, generation, jobs, quota
+from lib.config import get_settings
+from tests.generation_helpers import queued_interior, ready_upload, seed_mini_catalog
+
+
+@pytest.fixture
+def env(stack, monkeypatch):
+    def apply(**values):
+        for key, value in values.items():
+            monkeypatch.setenv(key.upper(), str(value))
+        get_settings.cache_clear()
+
+    apply()
+    yield apply
+    # jobs started by the local queue must be finished before the test's database goes away
+    for execution_id in list(jobs._executions):
+        jobs.wait(execution_id, timeout=120)
+    jobs._executions.clear()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def ctx(env, make_user):
+    seed_mini_catalog()
+    login = make_user()
+    return {**login, "upload": ready_upload(login["user"]["id"])}
+
+
+def _generate(fn, ctx, headers=None, **body):
+    payload = {"upload_id": ctx["upload"], "room_type": "living_room", "style": "boho", **body}
+    return fn("interiors_generate").post("/", json=payload, headers={**ctx["headers"], **(headers or {})})
+
+
+def test_generate_answers_202_at_once_and_the_job_finishes_it(fn, ctx):
+    r = _generate(fn, ctx, prompt="  plants everywhere ", variants=1, strength=0.5)
+    assert r.status_code == 202, r.get_json()
+    interior = r.get_json()["interior"]
+    assert interior["status"] == "queued" and interior["progress"] == {"stage": "queued", "percent": 0}
+    assert interior["prompt"] == "plants everywhere" and interior["style"] == "boho"
+    assert r.headers["Location"] == f"/interiors-get?id={interior['id']}"
+    assert db.collection("local_tasks").count_documents({"_id": {"$regex": f"interior-{interior['id']}$"}}) == 1
+    for execution_id in list(jobs._executions):
+        assert jobs.wait(execution_id, timeout=120).succeeded
+    got = fn("interiors_get").get(f"/?id={interior['id']}", headers=ctx["headers"]).get_json()["interior"]
+    assert got["status"] == "done" and got["variants"][0]["image_url"].startswith("http")
+    assert got["original_image_url"].startswith("http")
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"upload_id": None}, "upload_id"),
+    ({"room_type": ""}, "room_type"),
+    ({"prompt": "x" * 501}, "prompt"),
+    ({"prompt": "bad\x00byte"}, "prompt"),
+    ({"variants": 0}, "variants"),
+    ({"variants": 5}, "variants"),
+    ({"strength": 1.5}, "strength"),
+    ({"extra": 1}, "extra"),
+])
+def test_generate_rejects_bad_fields(fn, ctx, body, field):
+    r = _generate(fn, ctx, **body)
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "VALIDATION_ERROR"
+    assert r.get_json()["error"]["details"][0]["field"] == field
+    assert quota.usage(ctx["user"]["id"])["used"] == 0
+
+
+@pytest.mark.parametrize(("body", "status", "code"), [
+    ({"style": "gothic"}, 422, "UNKNOWN_STYLE"),
+    ({"room_type": "garage"}, 422, "UNKNOWN_ROOM_TYPE"),
+    ({"style": "spa"}, 422, "STYLE_ROOM_MISMATCH"),
+    ({"upload_id": "nope"}, 404, "UPLOAD_NOT_FOUND"),
+])
+def test_generate_rejects_unknown_references(fn, ctx, body, status, code):
+    r = _generate(fn, ctx, **body)
+    assert r.status_code == status and r.get_json()["error"]["code"] == code
+    assert quota.usage(ctx["user"]["id"])["used"] == 0
+
+
+def test_generate_refuses_someone_elses_and_unready_uploads(fn, ctx, make_user):
+    other = make_user()
+    r = _generate(fn, {**ctx, "upload": ready_upload(other["user"]["id"])})
+    assert r.status_code == 404 and r.get_json()["error"]["code"] == "UPLOAD_NOT_FOUND"
+    db.collection("uploads").update_one({"_id": ctx["upload"]}, {"$set": {"status": "pending"}})
+    r = _generate(fn, ctx)
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "UPLOAD_NOT_READY"
+
+
+def test_generate_needs_json_and_a_token(fn, ctx):
+    r = fn("interiors_generate").post("/", data="upload_id=1", headers=ctx["headers"],
+                                      content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 415
+    r = fn("interiors_generate").post("/", data="{", headers=ctx["headers"], content_type="application/json")
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "INVALID_JSON"
+    assert fn("interiors_generate").post("/", json={}).status_code == 401
+
+
+def test_idempotency_key_returns_the_same_interior(fn, ctx, make_user):
+    first = _generate(fn, ctx, headers={"Idempotency-Key": "key-1"})
+    again = _generate(fn, ctx, headers={"Idempotency-Key": "key-1"})
+    assert first.status_code == again.status_code == 202
+    assert first.get_json()["interior"]["id"] == again.get_json()["interior"]["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert quota.usage(ctx["user"]["id"])["used"] == 1
+    assert db.collection("interiors").count_documents({"user_id": ctx["user"]["id"]}) == 1
+    # another user's identical key is theirs alone
+    other = make_user()
+    mine = _generate(fn, {**other, "upload": ready_upload(other["user"]["id"])}, headers={"Idempotency-Key": "key-1"})
+    assert mine.get_json()["interior"]["id"] != first.get_json()["interior"]["id"]
+    bad = _generate(fn, ctx, headers={"Idempotency-Key": "x" * 200})
+    assert bad.status_code == 400
+
+
+def test_quota_exceeded_is_429_with_retry_after(fn, ctx, env):
+    env(generation_quota=1)
+    assert _generate(fn, ctx).status_code == 202
+    r = _generate(fn, ctx)
+    assert r.status_code == 429 and r.get_json()["error"]["code"] == "QUOTA_EXCEEDED"
+    assert 0 < int(r.headers["Retry-After"]) <= get_settings().generation_quota_period_seconds
+
+
+def test_one_unit_left_and_two_concurrent_requests_give_one_202_and_one_429(fn, ctx, env):
+    env(generation_quota=3)
+    db.collection("quota_usage").insert_one({"_id": ctx["user"]["id"], "used": 2,
+                                             "resets_at": db.utcnow() + timedelta(days=1)})
+    barrier, results = threading.Barrier(2), []
+
+    def post():
+        client = fn("interiors_generate")
+        barrier.wait()
+        results.append(_generate(lambda _name: client, ctx).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results) == [202, 429]
+    assert quota.usage(ctx["user"]["id"])["used"] == 3
+
+
+def test_enqueue_failure_fails_the_interior_refunds_and_answers_503(fn, ctx, env):
+    from scripts.localstack import free_port
+
+    env(task_queue="cloudtasks", tasks_emulator_host=f"127.0.0.1:{free_port()}")  # nothing listens there
+    r = _generate(fn, ctx)
+    assert r.status_code == 503 and r.get_json()["error"]["code"] == "ENQUEUE_FAILED" and r.headers["Retry-After"]
+    doc = db.collection("interiors").find_one({"user_id": ctx["user"]["id"]})
+    assert doc["status"] == "failed" and doc["reason"] == "ENQUEUE_FAILED"
+    assert quota.usage(ctx["user"]["id"])["used"] == 0
+
+
+def test_get_validates_and_hides_other_users(fn, ctx, make_user):
+    doc = queued_interior(ctx["user"], ctx["upload"])
+    get = fn("interiors_get")
+    assert get.get("/", headers=ctx["headers"]).status_code == 400
+    assert get.get("/?id=nope", headers=ctx["headers"]).status_code == 404
+    assert get.get(f"/?id={doc['_id']}", headers=make_user()["headers"]).status_code == 404
+    body = get.get(f"/?id={doc['_id']}", headers=ctx["headers"]).get_json()["interior"]
+    assert body["status"] == "queued" and body["variants"] == [] and body["saved"] is False
+
+
+def test_list_pages_newest_first_with_a_stable_cursor_and_saved_filter(fn, ctx, env):
+    env(generation_quota=50)
+    ids = [queued_interior(ctx["user"], ctx["upload"])["_id"] for _ in range(5)]
+    list_fn, save_fn = fn("interiors_list"), fn("interiors_save")
+    page = list_fn.get("/?limit=2", headers=ctx["headers"]).get_json()
+    seen = [i["id"] for i in page["interiors"]]
+    queued_interior(ctx["user"], ctx["upload"])  # a new one must not shift the next pages
+    while page["next_cursor"]:
+        page = list_fn.get(f"/?limit=2&cursor={page['next_cursor']}", headers=ctx["headers"]).get_json()
+        seen += [i["id"] for i in page["interiors"]]
+    assert seen == list(reversed(ids))
+    r = save_fn.post("/", json={"interior_id": ids[1], "saved": True}, headers=ctx["headers"])
+    assert r.status_code == 200 and r.get_json()["interior"]["saved"] is True
+    saved = list_fn.get("/?saved=true", headers=ctx["headers"]).get_json()["interiors"]
+    assert [i["id"] for i in saved] == [ids[1]]
+    for bad in ("/?limit=0", "/?limit=101", "/?cursor=%%%", "/?cursor=bm90LWpzb24", "/?saved=maybe", "/?x=1"):
+        r = list_fn.get(bad, headers=ctx["headers"])
+        assert r.status_code == 400 and r.get_json()["error"]["code"] == "VALIDATION_ERROR", bad
+
+
+def test_save_and_delete_validate_and_hide_other_users(fn, ctx, make_user):
+    doc = queued_interior(ctx["user"], ctx["upload"])
+    other = make_user()["headers"]
+    save, delete = fn("interiors_save"), fn("interiors_delete")
+    assert save.post("/", json={"interior_id": doc["_id"]}, headers=other).status_code == 404
+    bad = {"interior_id": doc["_id"], "saved": "yes please"}
+    assert save.post("/", json=bad, headers=ctx["headers"]).status_code == 400
+    assert save.post("/", json={}, headers=ctx["headers"]).status_code == 400
+    assert delete.delete(f"/?id={doc['_id']}", headers=other).status_code == 404
+    assert delete.delete("/", headers=ctx["headers"]).status_code == 400
+    assert delete.get(f"/?id={doc['_id']}", headers=ctx["headers"]).status_code == 405
+    assert db.collection("interiors").count_documents({"_id": doc["_id"]}) == 1
+
+
+def test_delete_removes_the_interior_and_its_images(fn, ctx):
+    from lib import storage
+
+    doc = queued_interior(ctx["user"], ctx["upload"])
+    assert generation.run([doc["_id"]])["done"] == 1
+    prefix = f"interiors/{ctx['user']['id']}/{doc['_id']}/"
+    bucket = get_settings().images_bucket
+    assert list(storage.client().list_blobs(bucket, prefix=prefix))
+    r = fn("interiors_delete").post("/", json={"interior_id": doc["_id"]}, headers=ctx["headers"])
+    assert r.status_code == 204
+    assert list(storage.client().list_blobs(bucket, prefix=prefix)) == []
+    assert fn("interiors_get").get(f"/?id={doc['_id']}", headers=ctx["headers"]).status_code == 404
+    assert quota.usage(ctx["user"]["id"])["used"] == 1  # a delivered design is not refunded
+
+
+def test_deleting_a_queued_interior_refunds_it(fn, ctx):
+    doc = queued_interior(ctx["user"], ctx["upload"])
+    assert fn("interiors_delete").delete(f"/?id={doc['_id']}", headers=ctx["headers"]).status_code == 204
+    assert quota.usage(ctx["user"]["id"])["used"] == 0
+
+
+def _finished_event(message_id: str, payload: dict):
+    import json
+
+    from lib import events
+
+    return events.pubsub_cloud_event("interior-finished", json.dumps(payload).encode(), {"kind": "interior.finished"},
+                                     message_id)
+
+
+def test_on_interior_finished_is_idempotent_and_drops_malformed_messages(fn, ctx):
+    from cloudevents.http import CloudEvent
+
+    from lib.events import _load_function
+
+    handler = _load_function("on_interior_finished")
+    doc = queued_interior(ctx["user"], ctx["upload"])
+    payload = {"interior_id": doc["_id"], "user_id": ctx["user"]["id"], "status": "done"}
+    handler(_finished_event("m-1", payload))
+    handler(_finished_event("m-1", payload))  # redelivered
+    assert db.collection("notifications").count_documents({"user_id": ctx["user"]["id"]}) == 1
+    for bad in (CloudEvent({"type": "x", "source": "y"}, {"nothing": True}),
+                CloudEvent({"type": "x", "source": "y"}, {"message": {"data": "%%%"}}),
+                _finished_event("m-2", {"interior_id": 5}),
+                _finished_event("m-3", {**payload, "user_id": "someone-else"}),
+                _finished_event("m-4", {**payload, "status": "weird"})):
+        handler(bad)  # must not raise
+    assert db.collection("notifications").count_documents({}) == 1
+
+
+def test_on_interior_finished_through_functions_framework(fn, ctx):
+    import functions_framework
+    from cloudevents.conversion import to_binary
+
+    from scripts.localstack import ROOT
+
+    app = functions_framework.create_app(target="on_interior_finished",
+                                         source=str(ROOT / "functions" / "on_interior_finished" / "main.py"),
+                                         signature_type="cloudevent")
+    doc = queued_interior(ctx["user"], ctx["upload"])
+    headers, body = to_binary(_finished_event("m-9", {"interior_id": doc["_id"], "user_id": ctx["user"]["id"],
+                                                      "status": "failed", "reason": "PROVIDER_BILLING"}))
+    assert app.test_client().post("/", headers=headers, data=body).status_code == 200
+    note = db.collection("notifications").find_one({"user_id": ctx["user"]["id"]})
+    assert note["status"] == "failed" and note["reason"] == "PROVIDER_BILLING"
+
+
+def test_me_reports_usage_recent_saved_and_notifications(fn, ctx, env):
+    env(generation_quota=20)
+    me = fn("me").get("/", headers=ctx["headers"]).get_json()
+    assert me["usage"] == {"used": 0, "limit": 20, "resets_at": None}
+    assert me["recent_saved"] == [] and me["notifications"] == []
+    ids = [queued_interior(ctx["user"], ctx["upload"])["_id"] for _ in range(8)]
+    for interior_id in ids:
+        fn("interiors_save").post("/", json={"interior_id": interior_id, "saved": True}, headers=ctx["headers"])
+    assert generation.run([ids[0]])["done"] == 1
+    me = fn("me").get("/", headers=ctx["headers"]).get_json()
+    assert me["usage"]["used"] == 8 and me["usage"]["limit"] == 20 and me["usage"]["resets_at"]
+    assert len(me["recent_saved"]) == 6 and me["recent_saved"][0]["id"] == ids[-1]
+    assert [n["interior_id"] for n in me["notifications"]] == [ids[0]]
+    assert me["user"]["id"] == ctx["user"]["id"]
