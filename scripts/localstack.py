@@ -325,6 +325,40 @@ class QdrantServer:
         stop_process(self.proc)
 
 
+# --- Cloud Tasks: gcloud-tasks-emulator (contract tests only) ----------------------------------------------
+
+class TasksEmulator:
+    """gcloud-tasks-emulator as a child process, for lib.tasks' contract tests. Not part of LocalStack.start():
+    `make run` uses the local queue adapter, and this emulator binds every interface ([::]:port) whatever host
+    it is given, so it runs only while a test needs it, with `-r` bounding its otherwise endless immediate
+    retries, and is stopped by its PID."""
+
+    def __init__(self, project: str, region: str, queue: str, max_retries: int = 1,
+                 log_path: Path | None = None) -> None:
+        self.queue = f"projects/{project}/locations/{region}/queues/{queue}"
+        self.max_retries = max_retries
+        self.log_path = log_path
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> TasksEmulator:
+        binary = shutil.which("gcloud-tasks-emulator", path=str(VENV_BIN)) or "gcloud-tasks-emulator"
+        self.proc = spawn([binary, "start", "-p", str(self.port), "-r", str(self.max_retries), "-q",
+                           "-d", self.queue], self.log_path)
+        wait_for_port(self.port, self.proc, name="gcloud-tasks-emulator")
+        return self
+
+    def env(self) -> dict[str, str]:
+        return {"TASKS_EMULATOR_HOST": self.host}
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
 # --- the whole stack -------------------------------------------------------------------------------------
 
 class LocalStack:
