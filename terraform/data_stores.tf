@@ -1,0 +1,111 @@
+# --- MongoDB Atlas: project, cluster (Flex by default), the application's user, who may connect ---------------
+locals {
+  atlas_flex   = var.atlas_cluster_size == "FLEX"
+  cluster_name = "${var.name_prefix}-main"
+  mongodb_srv = local.atlas_flex ? (
+    one(mongodbatlas_flex_cluster.this[*].connection_strings.standard_srv)
+  ) : one(mongodbatlas_advanced_cluster.this[*].connection_strings.standard_srv)
+}
+
+resource "mongodbatlas_project" "this" {
+  name   = var.name_prefix
+  org_id = var.atlas_org_id
+}
+
+resource "mongodbatlas_flex_cluster" "this" {
+  count = local.atlas_flex ? 1 : 0
+
+  project_id = mongodbatlas_project.this.id
+  name       = local.cluster_name
+  provider_settings = {
+    backing_provider_name = "GCP"
+    region_name           = var.atlas_region
+  }
+  termination_protection_enabled = var.deletion_protection
+}
+
+resource "mongodbatlas_advanced_cluster" "this" {
+  count = local.atlas_flex ? 0 : 1
+
+  project_id                     = mongodbatlas_project.this.id
+  name                           = local.cluster_name
+  cluster_type                   = "REPLICASET"
+  backup_enabled                 = true
+  termination_protection_enabled = var.deletion_protection
+
+  replication_specs = [{
+    region_configs = [{
+      provider_name = "GCP"
+      region_name   = var.atlas_region
+      priority      = 7
+      electable_specs = {
+        instance_size = var.atlas_cluster_size
+        node_count    = 3
+      }
+    }]
+  }]
+}
+
+# The password is generated per run and written only (never stored in the state); it reaches the user and the
+# MONGODB_URI secret in the same apply whenever var.mongodb_password_version changes.
+resource "mongodbatlas_database_user" "app" {
+  project_id          = mongodbatlas_project.this.id
+  username            = "${var.name_prefix}-app"
+  auth_database_name  = "admin"
+  password_wo         = ephemeral.random_password.mongodb.result
+  password_wo_version = var.mongodb_password_version
+
+  roles {
+    role_name     = "readWrite"
+    database_name = var.mongodb_db
+  }
+
+  scopes {
+    name = local.cluster_name
+    type = "CLUSTER"
+  }
+}
+
+resource "mongodbatlas_project_ip_access_list" "this" {
+  for_each = toset(var.atlas_ip_access_list)
+
+  project_id = mongodbatlas_project.this.id
+  cidr_block = each.value
+  comment    = "Zipkku functions and jobs egress"
+}
+
+# --- Qdrant Cloud: one cluster and a database API key for the application -----------------------------------
+data "qdrant-cloud_booking_packages" "gcp" {
+  cloud_provider = "gcp"
+  cloud_region   = var.qdrant_region
+}
+
+locals {
+  qdrant_package = one([
+    for package in data.qdrant-cloud_booking_packages.gcp.packages : package
+    if package.resource_configuration[0].cpu == var.qdrant_package.cpu && package.resource_configuration[0].ram == var.qdrant_package.ram
+  ])
+}
+
+resource "qdrant-cloud_accounts_cluster" "this" {
+  name           = "${var.name_prefix}-vectors"
+  cloud_provider = data.qdrant-cloud_booking_packages.gcp.cloud_provider
+  cloud_region   = data.qdrant-cloud_booking_packages.gcp.cloud_region
+
+  configuration {
+    number_of_nodes = var.qdrant_nodes
+    node_configuration {
+      package_id = local.qdrant_package.id
+    }
+  }
+}
+
+resource "qdrant-cloud_accounts_database_api_key_v2" "app" {
+  cluster_id = qdrant-cloud_accounts_cluster.this.id
+  name       = "${var.name_prefix}-app"
+
+  # The application creates its collections (one per embedder), so it needs manage rights.
+  global_access_rule {
+    access_type = "GLOBAL_ACCESS_RULE_ACCESS_TYPE_MANAGE"
+  }
+}

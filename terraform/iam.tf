@@ -1,0 +1,144 @@
+# One service account per role, each granted only what its role needs, on the narrowest resource that
+# carries the permission (bucket, secret, queue, topic, job, service account). No basic roles anywhere.
+#   api      runtime of the HTTP functions
+#   events   runtime of the CloudEvent functions
+#   worker   runtime of the Cloud Run jobs
+#   tasks    identity Cloud Tasks uses to start the generation job through the Cloud Run Admin API
+#   trigger  identity Eventarc and the Pub/Sub push subscription use to invoke event functions
+locals {
+  service_accounts = {
+    api     = "Zipkku HTTP functions"
+    events  = "Zipkku event functions"
+    worker  = "Zipkku jobs"
+    tasks   = "Zipkku Cloud Tasks caller"
+    trigger = "Zipkku event delivery"
+  }
+
+  storage_agent        = data.google_storage_project_service_account.this.email_address
+  pubsub_service_agent = "service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+  # Each identity may read exactly the secrets its functions and jobs declare ("account/secret" pairs).
+  secret_grants = {
+    for grant in distinct(concat(
+      flatten([for spec in local.function_specs : [for key in spec.secrets : "${spec.service_account}/${key}"]]),
+      flatten([for job in local.jobs : [for key in job.secrets : "worker/${key}"]]),
+    )) : grant => { account = split("/", grant)[0], secret = split("/", grant)[1] }
+  }
+
+  bucket_grants = {
+    "api/uploads"    = { account = "api", bucket = "uploads", role = "roles/storage.objectUser" }
+    "api/images"     = { account = "api", bucket = "images", role = "roles/storage.objectUser" }
+    "events/uploads" = { account = "events", bucket = "uploads", role = "roles/storage.objectUser" }
+    "events/catalog" = { account = "events", bucket = "catalog", role = "roles/storage.objectViewer" }
+    "worker/uploads" = { account = "worker", bucket = "uploads", role = "roles/storage.objectViewer" }
+    "worker/images"  = { account = "worker", bucket = "images", role = "roles/storage.objectUser" }
+    "worker/catalog" = { account = "worker", bucket = "catalog", role = "roles/storage.objectViewer" }
+  }
+}
+
+resource "google_service_account" "this" {
+  for_each = local.service_accounts
+
+  account_id   = "${var.name_prefix}-${each.key}"
+  display_name = each.value
+}
+
+data "google_storage_project_service_account" "this" {}
+
+resource "google_secret_manager_secret_iam_member" "accessor" {
+  for_each = local.secret_grants
+
+  secret_id = google_secret_manager_secret.this[each.value.secret].id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.this[each.value.account].email}"
+}
+
+resource "google_storage_bucket_iam_member" "objects" {
+  for_each = local.bucket_grants
+
+  bucket = google_storage_bucket.this[each.value.bucket].name
+  role   = each.value.role
+  member = "serviceAccount:${google_service_account.this[each.value.account].email}"
+}
+
+# Signed URLs: the HTTP functions sign V4 URLs with IAM signBlob as themselves (SIGNING_SERVICE_ACCOUNT).
+resource "google_service_account_iam_member" "api_signs_as_itself" {
+  service_account_id = google_service_account.this["api"].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${google_service_account.this["api"].email}"
+}
+
+# Enqueueing: interiors_generate (api) and on_catalog_uploaded (events) create tasks whose OAuth token is
+# minted for the tasks account, which needs actAs on it.
+resource "google_cloud_tasks_queue_iam_member" "enqueuer" {
+  for_each = toset(["api", "events"])
+
+  name     = google_cloud_tasks_queue.generate.name
+  location = var.region
+  role     = "roles/cloudtasks.enqueuer"
+  member   = "serviceAccount:${google_service_account.this[each.key].email}"
+}
+
+resource "google_service_account_iam_member" "act_as_tasks" {
+  for_each = toset(["api", "events"])
+
+  service_account_id = google_service_account.this["tasks"].name
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${google_service_account.this[each.key].email}"
+}
+
+# Starting a job with overrides, and nothing else (predefined run roles also allow editing jobs).
+resource "google_project_iam_custom_role" "job_runner" {
+  role_id     = "${replace(var.name_prefix, "-", "_")}_job_runner"
+  title       = "Zipkku job runner"
+  description = "Run a Cloud Run job with container overrides."
+  permissions = ["run.jobs.run", "run.jobs.runWithOverrides"]
+}
+
+resource "google_cloud_run_v2_job_iam_member" "runner" {
+  for_each = {
+    "tasks/generate_interior" = { account = "tasks", job = "generate_interior" }
+    "tasks/import_catalog"    = { account = "tasks", job = "import_catalog" }
+    "events/import_catalog"   = { account = "events", job = "import_catalog" }
+  }
+
+  name     = google_cloud_run_v2_job.this[each.value.job].name
+  location = var.region
+  role     = google_project_iam_custom_role.job_runner.id
+  member   = "serviceAccount:${google_service_account.this[each.value.account].email}"
+}
+
+# The generation job announces finished interiors.
+resource "google_pubsub_topic_iam_member" "worker_publishes" {
+  topic  = google_pubsub_topic.this["interior_finished"].id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${google_service_account.this["worker"].email}"
+}
+
+# Eventarc storage triggers: Cloud Storage's service agent publishes the object events, and the trigger
+# identity must be allowed to receive them (both are project-level roles by the product's design).
+resource "google_project_iam_member" "storage_agent_publishes" {
+  project = var.project_id
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${local.storage_agent}"
+}
+
+resource "google_project_iam_member" "trigger_receives_events" {
+  project = var.project_id
+  role    = "roles/eventarc.eventReceiver"
+  member  = "serviceAccount:${google_service_account.this["trigger"].email}"
+}
+
+# Pub/Sub push with OIDC: the Pub/Sub service agent mints tokens for the trigger identity...
+resource "google_service_account_iam_member" "pubsub_mints_trigger_tokens" {
+  service_account_id = google_service_account.this["trigger"].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${local.pubsub_service_agent}"
+}
+
+# ...and forwards undeliverable messages to the dead-letter topic.
+resource "google_pubsub_topic_iam_member" "pubsub_dead_letters" {
+  topic  = google_pubsub_topic.this["dead_letter"].id
+  role   = "roles/pubsub.publisher"
+  member = "serviceAccount:${local.pubsub_service_agent}"
+}

@@ -1,0 +1,104 @@
+# Every Cloud Run job, from ONE map. Each key is a folder jobs/<key>/ built into the image
+# <region>-docker.pkg.dev/<project>/zipkku/<key with hyphens>:<image_tag> (scripts/package.py writes its build
+# context, Cloud Build pushes it); the job is named with hyphens. tests/test_infra.py checks map == folders.
+#   generate_interior  started by Cloud Tasks (the queue calls the Cloud Run Admin API jobs.run with overrides)
+#   import_catalog     started by on_catalog_uploaded (jobs.run with overrides)
+# The jobs claim work with leases in Mongo, so a retried or duplicated run never duplicates work.
+locals {
+  jobs = {
+    generate_interior = {
+      cpu         = "2"
+      memory      = "4Gi"
+      timeout     = "1800s"
+      max_retries = 1
+      parallelism = 1
+      secrets     = ["jwt_secret", "mongodb_uri", "qdrant_api_key", "replicate_api_token", "detector_api_key"]
+    }
+    import_catalog = {
+      cpu         = "1"
+      memory      = "2Gi"
+      timeout     = "3600s"
+      max_retries = 2
+      parallelism = 1
+      secrets     = ["jwt_secret", "mongodb_uri", "qdrant_api_key", "detector_api_key"]
+    }
+  }
+
+  image_repository = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
+}
+
+resource "google_artifact_registry_repository" "images" {
+  location      = var.region
+  repository_id = var.name_prefix
+  description   = "Zipkku job images (one per folder in jobs/), tagged with the commit SHA."
+  format        = "DOCKER"
+  #checkov:skip=CKV_GCP_84:Google-managed encryption; the images hold code, no customer data, and CMEK would add a KMS key to operate without a requirement for it
+
+  docker_config {
+    immutable_tags = true
+  }
+
+  cleanup_policies {
+    id     = "keep-recent"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = 20
+    }
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_cloud_run_v2_job" "this" {
+  for_each = local.jobs
+
+  name                = replace(each.key, "_", "-")
+  location            = var.region
+  deletion_protection = var.deletion_protection
+  labels              = { app = "zipkku" }
+
+  template {
+    task_count  = 1
+    parallelism = each.value.parallelism
+
+    template {
+      service_account = google_service_account.this["worker"].email
+      timeout         = each.value.timeout
+      max_retries     = each.value.max_retries
+
+      containers {
+        image = "${local.image_repository}/${replace(each.key, "_", "-")}:${var.image_tag}"
+
+        resources {
+          limits = {
+            cpu    = each.value.cpu
+            memory = each.value.memory
+          }
+        }
+
+        dynamic "env" {
+          for_each = local.common_env
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+
+        dynamic "env" {
+          for_each = toset(each.value.secrets)
+          content {
+            name = upper(env.value)
+            value_source {
+              secret_key_ref {
+                secret  = google_secret_manager_secret.this[env.value].secret_id
+                version = "latest"
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  depends_on = [google_project_service.this, google_secret_manager_secret_iam_member.accessor]
+}

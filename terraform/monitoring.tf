@@ -1,0 +1,328 @@
+# Monitoring from the structured logs (lib/log.py writes one JSON object per line; Cloud Logging keeps the
+# fields under jsonPayload). The generation job logs, through `extra={"json_fields": {...}}`:
+#   {"event": "interior.finished", "status": "done" | "failed", "reason": "<why it failed>"}   once per interior
+#   {"event": "interior.stage", "stage": "<generate|store|detect|match|...>", "duration_ms": <number>}
+# HTTP 5xx come from Cloud Run's own request logs, so they cover crashes the function could not log.
+locals {
+  metric_prefix = "logging.googleapis.com/user"
+}
+
+resource "google_logging_metric" "generation_outcomes" {
+  name        = "${var.name_prefix}/generation_outcomes"
+  description = "Finished generations by outcome and failure reason."
+  filter      = "resource.type=\"cloud_run_job\" AND jsonPayload.event=\"interior.finished\""
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+    labels {
+      key        = "outcome"
+      value_type = "STRING"
+    }
+    labels {
+      key        = "reason"
+      value_type = "STRING"
+    }
+  }
+
+  label_extractors = {
+    outcome = "EXTRACT(jsonPayload.status)"
+    reason  = "EXTRACT(jsonPayload.reason)"
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_logging_metric" "stage_durations" {
+  name            = "${var.name_prefix}/stage_durations"
+  description     = "Duration of each generation stage."
+  filter          = "resource.type=\"cloud_run_job\" AND jsonPayload.event=\"interior.stage\""
+  value_extractor = "EXTRACT(jsonPayload.duration_ms)"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "DISTRIBUTION"
+    unit        = "ms"
+    labels {
+      key        = "stage"
+      value_type = "STRING"
+    }
+  }
+
+  label_extractors = {
+    stage = "EXTRACT(jsonPayload.stage)"
+  }
+
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 24
+      growth_factor      = 2
+      scale              = 10
+    }
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_logging_metric" "http_5xx" {
+  name        = "${var.name_prefix}/http_5xx"
+  description = "HTTP responses with status >= 500, by function."
+  filter      = "resource.type=\"cloud_run_revision\" AND logName=\"projects/${var.project_id}/logs/run.googleapis.com%2Frequests\" AND httpRequest.status>=500"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+    labels {
+      key        = "function"
+      value_type = "STRING"
+    }
+  }
+
+  label_extractors = {
+    function = "EXTRACT(resource.labels.service_name)"
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_monitoring_notification_channel" "email" {
+  for_each = toset(var.alert_emails)
+
+  display_name = "Zipkku alerts: ${each.value}"
+  type         = "email"
+  labels = {
+    email_address = each.value
+  }
+}
+
+locals {
+  notification_channels = [for channel in google_monitoring_notification_channel.email : channel.id]
+}
+
+resource "google_monitoring_alert_policy" "generation_failures" {
+  display_name          = "Zipkku: generation failure rate"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "failed / finished generations over 15 min > ${var.generation_failure_ratio_threshold}"
+    condition_threshold {
+      filter             = "metric.type=\"${local.metric_prefix}/${google_logging_metric.generation_outcomes.name}\" AND resource.type=\"cloud_run_job\" AND metric.label.outcome=\"failed\""
+      denominator_filter = "metric.type=\"${local.metric_prefix}/${google_logging_metric.generation_outcomes.name}\" AND resource.type=\"cloud_run_job\""
+      comparison         = "COMPARISON_GT"
+      threshold_value    = var.generation_failure_ratio_threshold
+      duration           = "0s"
+
+      aggregations {
+        alignment_period     = "900s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+      denominator_aggregations {
+        alignment_period     = "900s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    content   = "Generations are failing. Group the log-based metric by `reason` (dashboard) and read the job's logs: `jsonPayload.event=\"interior.finished\" AND jsonPayload.status=\"failed\"`. Failed generations refund the user's quota."
+    mime_type = "text/markdown"
+  }
+}
+
+resource "google_monitoring_alert_policy" "http_5xx" {
+  display_name          = "Zipkku: 5xx responses"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "a function answered more than ${var.http_5xx_threshold} 5xx in 5 min"
+    condition_threshold {
+      filter          = "metric.type=\"${local.metric_prefix}/${google_logging_metric.http_5xx.name}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.http_5xx_threshold
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["metric.label.function"]
+      }
+    }
+  }
+
+  documentation {
+    content   = "A function is failing. 503s mean a dependency (Atlas, Qdrant) is down; 500s are bugs: search the function's logs for severity>=ERROR."
+    mime_type = "text/markdown"
+  }
+}
+
+resource "google_monitoring_alert_policy" "dead_letters" {
+  display_name          = "Zipkku: dead-lettered interior.finished messages"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "messages waiting in ${google_pubsub_subscription.dead_letter.name}"
+    condition_threshold {
+      filter          = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.dead_letter.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
+  documentation {
+    content   = "on_interior_finished could not take some messages after every retry. Pull them from the dead-letter subscription, fix the cause, and republish them to interior-finished."
+    mime_type = "text/markdown"
+  }
+}
+
+resource "google_monitoring_dashboard" "zipkku" {
+  dashboard_json = jsonencode({
+    displayName = "Zipkku"
+    mosaicLayout = {
+      columns = 48
+      tiles = [
+        {
+          xPos = 0, yPos = 0, width = 24, height = 16
+          widget = {
+            title = "Generations by outcome and reason"
+            xyChart = {
+              dataSets = [{
+                plotType = "STACKED_BAR"
+                timeSeriesQuery = {
+                  timeSeriesFilter = {
+                    filter = "metric.type=\"${local.metric_prefix}/${google_logging_metric.generation_outcomes.name}\" AND resource.type=\"cloud_run_job\""
+                    aggregation = {
+                      alignmentPeriod    = "300s"
+                      perSeriesAligner   = "ALIGN_DELTA"
+                      crossSeriesReducer = "REDUCE_SUM"
+                      groupByFields      = ["metric.label.outcome", "metric.label.reason"]
+                    }
+                  }
+                }
+              }]
+            }
+          }
+        },
+        {
+          xPos = 24, yPos = 0, width = 24, height = 16
+          widget = {
+            title = "Stage durations (p95, ms)"
+            xyChart = {
+              dataSets = [{
+                plotType = "LINE"
+                timeSeriesQuery = {
+                  timeSeriesFilter = {
+                    filter = "metric.type=\"${local.metric_prefix}/${google_logging_metric.stage_durations.name}\" AND resource.type=\"cloud_run_job\""
+                    aggregation = {
+                      alignmentPeriod    = "300s"
+                      perSeriesAligner   = "ALIGN_DELTA"
+                      crossSeriesReducer = "REDUCE_PERCENTILE_95"
+                      groupByFields      = ["metric.label.stage"]
+                    }
+                  }
+                }
+              }]
+            }
+          }
+        },
+        {
+          xPos = 0, yPos = 16, width = 24, height = 16
+          widget = {
+            title = "5xx by function"
+            xyChart = {
+              dataSets = [{
+                plotType = "STACKED_BAR"
+                timeSeriesQuery = {
+                  timeSeriesFilter = {
+                    filter = "metric.type=\"${local.metric_prefix}/${google_logging_metric.http_5xx.name}\" AND resource.type=\"cloud_run_revision\""
+                    aggregation = {
+                      alignmentPeriod    = "300s"
+                      perSeriesAligner   = "ALIGN_DELTA"
+                      crossSeriesReducer = "REDUCE_SUM"
+                      groupByFields      = ["metric.label.function"]
+                    }
+                  }
+                }
+              }]
+            }
+          }
+        },
+        {
+          xPos = 24, yPos = 16, width = 24, height = 16
+          widget = {
+            title = "Request latency by function (p95)"
+            xyChart = {
+              dataSets = [{
+                plotType = "LINE"
+                timeSeriesQuery = {
+                  timeSeriesFilter = {
+                    filter = "metric.type=\"run.googleapis.com/request_latencies\" AND resource.type=\"cloud_run_revision\""
+                    aggregation = {
+                      alignmentPeriod    = "300s"
+                      perSeriesAligner   = "ALIGN_DELTA"
+                      crossSeriesReducer = "REDUCE_PERCENTILE_95"
+                      groupByFields      = ["resource.label.service_name"]
+                    }
+                  }
+                }
+              }]
+            }
+          }
+        },
+        {
+          xPos = 0, yPos = 32, width = 24, height = 16
+          widget = {
+            title = "Generation queue depth"
+            xyChart = {
+              dataSets = [{
+                plotType = "LINE"
+                timeSeriesQuery = {
+                  timeSeriesFilter = {
+                    filter = "metric.type=\"cloudtasks.googleapis.com/queue/depth\" AND resource.type=\"cloud_tasks_queue\" AND resource.label.queue_id=\"${google_cloud_tasks_queue.generate.name}\""
+                    aggregation = {
+                      alignmentPeriod  = "60s"
+                      perSeriesAligner = "ALIGN_MAX"
+                    }
+                  }
+                }
+              }]
+            }
+          }
+        },
+        {
+          xPos = 24, yPos = 32, width = 24, height = 16
+          widget = {
+            title = "Dead-lettered messages"
+            xyChart = {
+              dataSets = [{
+                plotType = "LINE"
+                timeSeriesQuery = {
+                  timeSeriesFilter = {
+                    filter = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.dead_letter.name}\""
+                    aggregation = {
+                      alignmentPeriod  = "60s"
+                      perSeriesAligner = "ALIGN_MAX"
+                    }
+                  }
+                }
+              }]
+            }
+          }
+        },
+      ]
+    }
+  })
+}

@@ -1,0 +1,96 @@
+# Four buckets, all with uniform bucket-level access and public access prevention enforced: clients only
+# ever see short-lived V4 signed URLs.
+#   uploads  photos people upload: browser PUTs to signed URLs (CORS); raw/ originals are normalized by
+#            on_upload_finalized and then expire
+#   images   generated interiors and thumbnails (user data: versioned)
+#   catalog  product catalog files an operator drops in catalog/ (versioned: a bad upload can be rolled back)
+#   sources  function source archives from scripts/package.py (versioned, old builds expire)
+locals {
+  buckets = {
+    uploads = { versioning = true, noncurrent_days = 7 }
+    images  = { versioning = true, noncurrent_days = 7 }
+    catalog = { versioning = true, noncurrent_days = 30 }
+    sources = { versioning = true, noncurrent_days = 30 }
+  }
+}
+
+resource "google_storage_bucket" "this" {
+  for_each = local.buckets
+
+  name                        = "${var.project_id}-${var.name_prefix}-${each.key}"
+  location                    = var.region
+  storage_class               = "STANDARD"
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = !var.deletion_protection
+  labels                      = { app = "zipkku", content = each.key }
+
+  versioning {
+    enabled = each.value.versioning
+  }
+
+  # Object access is recorded by Data Access audit logs (Cloud Logging), not by legacy usage-log buckets.
+  #checkov:skip=CKV_GCP_62:access is audited through Cloud Audit Logs; legacy usage logs would need a bucket of their own
+
+  # Replaced or deleted versions are kept for a while (undo), then removed.
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = each.value.noncurrent_days
+      with_state                 = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  # Unfinished resumable/multipart uploads never linger.
+  lifecycle_rule {
+    condition {
+      age = 1
+    }
+    action {
+      type = "AbortIncompleteMultipartUpload"
+    }
+  }
+
+  # Raw originals are only needed until on_upload_finalized has normalized them.
+  dynamic "lifecycle_rule" {
+    for_each = each.key == "uploads" ? [1] : []
+    content {
+      condition {
+        age            = 2
+        matches_prefix = ["raw/"]
+      }
+      action {
+        type = "Delete"
+      }
+    }
+  }
+
+  # Old function builds: the current deployment references its own sources/<version>/ objects.
+  dynamic "lifecycle_rule" {
+    for_each = each.key == "sources" ? [1] : []
+    content {
+      condition {
+        age            = 90
+        matches_prefix = ["sources/"]
+      }
+      action {
+        type = "Delete"
+      }
+    }
+  }
+
+  # Browsers PUT photos straight to signed URLs, so the uploads bucket answers CORS for the frontend.
+  dynamic "cors" {
+    for_each = each.key == "uploads" ? [1] : []
+    content {
+      origin          = var.cors_origins
+      method          = ["PUT", "GET", "HEAD"]
+      response_header = ["Content-Type", "Content-Length", "x-goog-content-length-range", "ETag"]
+      max_age_seconds = 3600
+    }
+  }
+
+  depends_on = [google_project_service.this]
+}

@@ -1,0 +1,180 @@
+# --- project -------------------------------------------------------------------------------------------------
+variable "project_id" {
+  description = "Google Cloud project that hosts Zipkku."
+  type        = string
+}
+
+variable "region" {
+  description = "Region for functions, jobs, the queue and the buckets (GCP_REGION)."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "name_prefix" {
+  description = "Prefix of bucket names (globally unique) and other named resources."
+  type        = string
+  default     = "zipkku"
+}
+
+variable "deletion_protection" {
+  description = "Protect jobs and data stores from `terraform destroy`; turn off only for throw-away environments."
+  type        = bool
+  default     = true
+}
+
+# --- what to deploy ------------------------------------------------------------------------------------------
+variable "source_version" {
+  description = "Version of the function source archives in the sources bucket (the commit SHA in Cloud Build): each function is deployed from sources/<version>/<name>.zip, as written by scripts/package.py."
+  type        = string
+}
+
+variable "image_tag" {
+  description = "Tag of the job images in Artifact Registry (the commit SHA in Cloud Build)."
+  type        = string
+}
+
+variable "cors_origins" {
+  description = "Frontend origins allowed by the functions (CORS_ORIGINS) and by the uploads bucket's CORS (browser PUT to signed URLs)."
+  type        = list(string)
+}
+
+variable "mongodb_db" {
+  description = "Database name inside the Atlas cluster (MONGODB_DB)."
+  type        = string
+  default     = "zipkku"
+}
+
+# --- AI providers --------------------------------------------------------------------------------------------
+variable "replicate_model" {
+  description = "Replicate model used for interior generation (REPLICATE_MODEL)."
+  type        = string
+  default     = "adirik/interior-design"
+}
+
+variable "replicate_version" {
+  description = "Pinned Replicate model version (REPLICATE_VERSION); empty uses the model's latest."
+  type        = string
+  default     = ""
+}
+
+variable "detector_url" {
+  description = "Base URL of the furniture detector / embedder service (DETECTOR_URL)."
+  type        = string
+}
+
+# --- secrets -------------------------------------------------------------------------------------------------
+variable "jwt_secret_version" {
+  description = "Bump to generate and store a new JWT signing key (write-only: the key never enters the state). Signs out every user."
+  type        = number
+  default     = 1
+}
+
+variable "mongodb_password_version" {
+  description = "Bump to rotate the Atlas database user's password and the MONGODB_URI secret together (write-only)."
+  type        = number
+  default     = 1
+}
+
+# --- MongoDB Atlas -------------------------------------------------------------------------------------------
+variable "atlas_org_id" {
+  description = "MongoDB Atlas organization that owns the project."
+  type        = string
+}
+
+variable "atlas_cluster_size" {
+  description = "FLEX for a Flex cluster, or a dedicated tier such as M10 / M20 / M30."
+  type        = string
+  default     = "FLEX"
+
+  validation {
+    condition     = can(regex("^(FLEX|M[0-9]+)$", var.atlas_cluster_size))
+    error_message = "Use FLEX or a dedicated tier like M10."
+  }
+}
+
+variable "atlas_region" {
+  description = "Atlas region name of the cluster on GCP (e.g. WESTERN_EUROPE for europe-west1)."
+  type        = string
+  default     = "WESTERN_EUROPE"
+}
+
+variable "atlas_ip_access_list" {
+  description = "CIDR blocks allowed to reach the cluster: the egress address(es) of the functions and jobs (a Cloud NAT static IP)."
+  type        = list(string)
+  default     = []
+}
+
+# --- Qdrant Cloud --------------------------------------------------------------------------------------------
+variable "qdrant_account_id" {
+  description = "Qdrant Cloud account id (QDRANT_CLOUD_API_KEY comes from the environment)."
+  type        = string
+}
+
+variable "qdrant_region" {
+  description = "Qdrant Cloud region on GCP."
+  type        = string
+  default     = "europe-west3"
+}
+
+variable "qdrant_package" {
+  description = "Resources of one Qdrant node; the booking package with exactly this cpu/ram is used."
+  type = object({
+    cpu = string
+    ram = string
+  })
+  default = {
+    cpu = "500m"
+    ram = "2Gi"
+  }
+}
+
+variable "qdrant_nodes" {
+  description = "Number of Qdrant nodes."
+  type        = number
+  default     = 1
+}
+
+# --- queue ---------------------------------------------------------------------------------------------------
+variable "generation_rate_per_second" {
+  description = "How many generation jobs the queue may start per second."
+  type        = number
+  default     = 1
+}
+
+variable "generation_max_concurrent" {
+  description = "How many generation job runs may be in flight at once."
+  type        = number
+  default     = 5
+}
+
+# --- monitoring ----------------------------------------------------------------------------------------------
+variable "alert_emails" {
+  description = "Who gets the alerts (one email notification channel each)."
+  type        = list(string)
+  default     = []
+}
+
+variable "generation_failure_ratio_threshold" {
+  description = "Alert when more than this share of generations fails over 15 minutes."
+  type        = number
+  default     = 0.2
+}
+
+variable "http_5xx_threshold" {
+  description = "Alert when one function answers more 5xx than this within 5 minutes."
+  type        = number
+  default     = 5
+}
+
+# --- optional single-origin load balancer --------------------------------------------------------------------
+variable "enable_load_balancer" {
+  description = "Serve every HTTP function under https://<domain>/api/<name> through one HTTPS load balancer."
+  type        = bool
+  default     = false
+}
+
+variable "domain" {
+  description = "Domain of the load balancer (its DNS A record must point at the output lb_ip_address)."
+  type        = string
+  default     = ""
+}

@@ -1,0 +1,255 @@
+"""terraform/ against the code: one map entry per function/job folder (and vice versa), triggers that match
+each function's signature, configuration the code actually reads; and the offline infra checks
+(scripts/check_infra.py), each shown able to fail on a broken copy."""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import hcl2
+import pytest
+
+from scripts import check_infra
+from scripts.localstack import ROOT
+
+TERRAFORM = ROOT / "terraform"
+
+EXPECTED_FUNCTIONS = {
+    "auth_signup", "auth_login", "auth_refresh", "auth_logout", "me", "uploads_create", "uploads_direct",
+    "uploads_get", "interiors_generate", "interiors_get", "interiors_list", "interiors_save", "interiors_delete",
+    "styles_list", "products_search", "products_similar", "ar_similar_objects", "openapi",
+    "on_upload_finalized", "on_catalog_uploaded", "on_interior_finished",
+}
+EXPECTED_JOBS = {"generate_interior", "import_catalog"}
+
+
+def unquote(value):
+    """python-hcl2 keeps the quotes of string literals."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    if isinstance(value, dict):
+        return {unquote(k): unquote(v) for k, v in value.items() if not str(k).startswith("__")}
+    if isinstance(value, list):
+        return [unquote(v) for v in value]
+    return value
+
+
+def terraform_locals() -> dict:
+    merged: dict = {}
+    for path in sorted(TERRAFORM.glob("*.tf")):
+        with path.open() as handle:
+            for block in hcl2.load(handle).get("locals", []):
+                for name, value in block.items():
+                    if name.startswith("__"):  # parser bookkeeping (__is_block__)
+                        continue
+                    assert name not in merged, f"local.{name} is defined twice"
+                    merged[name] = unquote(value)
+    return merged
+
+
+LOCALS = terraform_locals()
+
+
+def folders(kind: str) -> set[str]:
+    return {p.name for p in (ROOT / kind).iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
+
+
+def raw_map_keys(local_name: str) -> list[str]:
+    """Keys of a top-level map local as written (a duplicate key would be silently merged by the parser)."""
+    keys, inside = [], False
+    for path in sorted(TERRAFORM.glob("*.tf")):
+        for line in path.read_text().splitlines():
+            if line.startswith(f"  {local_name} = {{"):
+                inside = True
+            elif inside and line.startswith("  }"):
+                inside = False
+            elif inside and line.startswith("    ") and not line.startswith("     ") and "=" in line:
+                keys.append(line.split("=", 1)[0].strip())
+    return keys
+
+
+# --- the maps against the folders ------------------------------------------------------------------------
+
+def test_function_map_is_exactly_the_function_folders():
+    keys = raw_map_keys("functions")
+    assert len(keys) == len(set(keys)), f"duplicate entries: {sorted(k for k in keys if keys.count(k) > 1)}"
+    assert set(keys) == set(LOCALS["functions"]) == EXPECTED_FUNCTIONS
+    on_disk = folders("functions")
+    assert not on_disk - EXPECTED_FUNCTIONS, f"folders without terraform: {sorted(on_disk - EXPECTED_FUNCTIONS)}"
+    assert not EXPECTED_FUNCTIONS - on_disk, f"terraform without folders: {sorted(EXPECTED_FUNCTIONS - on_disk)}"
+
+
+def test_job_map_is_exactly_the_job_folders():
+    keys = raw_map_keys("jobs")
+    assert len(keys) == len(set(keys))
+    assert set(keys) == set(LOCALS["jobs"]) == EXPECTED_JOBS
+    assert folders("jobs") == EXPECTED_JOBS
+    for name in EXPECTED_JOBS:
+        assert (ROOT / "jobs" / name / "main.py").is_file()
+
+
+def function_kind(main_py: Path) -> tuple[str, str]:
+    """('http' | 'event', entry point name) from the decorators in main.py, without importing it."""
+    tree = ast.parse(main_py.read_text(), filename=str(main_py))
+    found = []
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        for decorator in node.decorator_list:
+            target = decorator.func if isinstance(decorator, ast.Call) else decorator
+            name = ast.unparse(target)
+            if name in ("http_function", "lib.http.http_function", "http.http_function"):
+                found.append(("http", node.name))
+            elif name in ("functions_framework.cloud_event", "cloud_event"):
+                found.append(("event", node.name))
+    assert len(found) == 1, f"{main_py}: expected one @http_function or @functions_framework.cloud_event, got {found}"
+    return found[0]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_FUNCTIONS))
+def test_trigger_matches_the_code(name):
+    main_py = ROOT / "functions" / name / "main.py"
+    if not main_py.is_file():
+        pytest.fail(f"functions/{name}/main.py does not exist (terraform deploys it)")
+    kind, entry_point = function_kind(main_py)
+    assert entry_point == name, f"entry point must be named after the folder: {entry_point} != {name}"
+    spec = LOCALS["functions"][name]
+    trigger = spec["trigger"]["type"]
+    assert (trigger == "http") == (kind == "http"), f"{name}: terraform says {trigger}, the code is {kind}"
+    # Only HTTP functions the frontend calls are public; event functions are invoked by their trigger only.
+    assert spec.get("public", False) is (trigger == "http")
+
+
+def test_event_triggers_point_at_declared_buckets_and_topics():
+    triggers = {name: spec["trigger"] for name, spec in LOCALS["functions"].items()}
+    assert triggers["on_upload_finalized"] == {"type": "storage", "bucket": "uploads"}
+    assert triggers["on_catalog_uploaded"] == {"type": "storage", "bucket": "catalog"}
+    assert triggers["on_interior_finished"] == {"type": "pubsub", "topic": "interior_finished"}
+    for trigger in triggers.values():
+        assert trigger["type"] in ("http", "storage", "pubsub")
+        if trigger["type"] == "storage":
+            assert trigger["bucket"] in LOCALS["buckets"]
+        if trigger["type"] == "pubsub":
+            assert trigger["topic"] in LOCALS["topics"]
+
+
+def test_configuration_names_are_settings_the_code_reads():
+    from lib.config import Settings
+
+    fields = {name.upper() for name in Settings.model_fields}
+    secrets = {key.upper() for key in LOCALS["secrets"]}
+    env = set(LOCALS["common_env"]) | {"SIGNING_SERVICE_ACCOUNT"}
+    assert not (env | secrets) - fields, f"not read by lib/config.py: {sorted((env | secrets) - fields)}"
+    required = {
+        "ENVIRONMENT", "GCP_PROJECT", "GCP_REGION", "MONGODB_DB", "CORS_ORIGINS", "UPLOADS_BUCKET", "IMAGES_BUCKET",
+        "CATALOG_BUCKET", "QDRANT_URL", "GENERATOR", "REPLICATE_MODEL", "REPLICATE_VERSION", "DETECTOR", "EMBEDDER",
+        "DETECTOR_URL", "TASK_QUEUE", "TASKS_QUEUE_NAME", "TASKS_SERVICE_ACCOUNT", "GENERATE_JOB_NAME",
+        "IMPORT_JOB_NAME", "EVENTS", "INTERIOR_FINISHED_TOPIC", "JOB_RUNNER",
+    }
+    assert required <= set(LOCALS["common_env"])
+    assert {"JWT_SECRET", "MONGODB_URI", "QDRANT_API_KEY", "REPLICATE_API_TOKEN"} <= secrets
+    # Every function and job gets the settings that have no default (the JWT secret) and the database.
+    for spec in [*LOCALS["functions"].values(), *LOCALS["jobs"].values()]:
+        assert {"jwt_secret", "mongodb_uri"} <= set(spec.get("secrets", LOCALS["function_defaults"]["secrets"]))
+        assert set(spec.get("secrets", [])) <= set(LOCALS["secrets"])
+
+
+def test_no_basic_roles_anywhere():
+    text = "\n".join(p.read_text() for p in TERRAFORM.rglob("*.tf"))
+    for role in ("roles/owner", "roles/editor", "roles/viewer"):
+        assert f'"{role}"' not in text
+
+
+# --- the offline checks ----------------------------------------------------------------------------------
+
+def tools_installed() -> bool:
+    return (check_infra.INFRA_VENV / "bin" / "checkov").exists() and check_infra.HCL_MODULES.is_dir()
+
+
+needs_tools = pytest.mark.skipif(
+    not tools_installed() and not os.environ.get("CI"),
+    reason="infra tools not installed: run `make infra-tools` (CI installs them and never skips)",
+)
+
+
+def run_checks(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "check_infra.py"), *args],
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+@pytest.fixture
+def broken(tmp_path):
+    """A copy of terraform/ and cloudbuild.yaml to break."""
+    shutil.copytree(TERRAFORM, tmp_path / "terraform", ignore=shutil.ignore_patterns(".terraform"))
+    shutil.copy(ROOT / "cloudbuild.yaml", tmp_path / "cloudbuild.yaml")
+
+    def args(*only: str) -> list[str]:
+        return ["--terraform", str(tmp_path / "terraform"), "--cloudbuild", str(tmp_path / "cloudbuild.yaml"),
+                "--only", ",".join(only)]
+
+    return tmp_path, args
+
+
+@needs_tools
+def test_every_check_passes_on_the_repository():
+    result = run_checks()
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in check_infra.CHECKS:
+        assert f"PASS {name}" in result.stdout
+
+
+@needs_tools
+def test_syntax_error_fails_first_and_stops(broken):
+    root, args = broken
+    with (root / "terraform" / "storage.tf").open("a") as handle:
+        handle.write('\nresource "google_storage_bucket" "half" {\n  name = \n')
+    result = run_checks(*args(*check_infra.CHECKS))
+    assert result.returncode == 1
+    assert "FAIL syntax" in result.stdout and "storage.tf" in result.stdout
+    # Never reached: checkov and trivy would pass the file they cannot parse.
+    assert "stopping" in result.stdout and "checkov" not in result.stdout and "trivy" not in result.stdout
+
+
+@needs_tools
+def test_misformatted_file_fails(broken):
+    root, args = broken
+    path = root / "terraform" / "messaging.tf"
+    path.write_text(path.read_text().replace('  name     = "generate-interior"', '  name = "generate-interior"'))
+    result = run_checks(*args("syntax", "format"))
+    assert result.returncode == 1
+    assert "PASS syntax" in result.stdout and "FAIL format" in result.stdout and "messaging.tf" in result.stdout
+
+
+@needs_tools
+def test_public_bucket_fails_checkov_and_trivy(broken):
+    root, args = broken
+    with (root / "terraform" / "storage.tf").open("a") as handle:
+        handle.write('\nresource "google_storage_bucket_iam_member" "leak" {\n'
+                     '  bucket = google_storage_bucket.this["images"].name\n'
+                     '  role   = "roles/storage.objectViewer"\n'
+                     '  member = "allUsers"\n}\n')
+    result = run_checks(*args("syntax", "format", "checkov", "trivy"))
+    assert result.returncode == 1
+    assert "PASS syntax" in result.stdout and "PASS format" in result.stdout
+    assert "FAIL checkov" in result.stdout and "CKV_GCP_28" in result.stdout
+    assert "FAIL trivy" in result.stdout and "HIGH" in result.stdout
+
+
+@needs_tools
+def test_invalid_cloudbuild_fails(broken):
+    root, args = broken
+    path = root / "cloudbuild.yaml"
+    path.write_text(path.read_text().replace("  - id: lint\n", "  - id: lint\n    waitFor: not-a-list\n", 1))
+    result = run_checks(*args("cloudbuild"))
+    assert result.returncode == 1
+    assert "FAIL cloudbuild" in result.stdout
+
+
+def test_unknown_check_is_refused():
+    result = run_checks("--only", "syntax,nonsense")
+    assert result.returncode == 2 and "nonsense" in result.stderr

@@ -1,0 +1,145 @@
+"""scripts/package.py: one self-contained zip per function, one build context per job, reproducible."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from scripts import package
+from scripts.localstack import ROOT
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A small source tree shaped like the repository."""
+    root = tmp_path / "src"
+    (root / "functions" / "hello").mkdir(parents=True)
+    (root / "functions" / "hello" / "main.py").write_text("from lib import greet\n\ndef hello(request):\n"
+                                                         "    return greet.text()\n")
+    (root / "functions" / "hello" / "schema.json").write_text("{}\n")
+    (root / "functions" / "notes").mkdir()  # no main.py: not a function
+    (root / "jobs" / "work").mkdir(parents=True)
+    (root / "jobs" / "work" / "main.py").write_text("print('working')\n")
+    (root / "lib" / "sub").mkdir(parents=True)
+    (root / "lib" / "__init__.py").write_text("")
+    (root / "lib" / "greet.py").write_text("def text():\n    return 'hi'\n")
+    (root / "lib" / "sub" / "data.txt").write_text("data\n")
+    (root / "lib" / "__pycache__").mkdir()
+    (root / "lib" / "__pycache__" / "greet.cpython-311.pyc").write_bytes(b"\0junk")
+    (root / "lib" / "stale.pyc").write_bytes(b"\0junk")
+    (root / "requirements.txt").write_text("functions-framework==3.10.2\n")
+    return root
+
+
+def build_bytes(root: Path, out: Path) -> dict[str, bytes]:
+    package.build(root, out)
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_function_zip_layout(tree, tmp_path):
+    package.build(tree, tmp_path / "dist")
+    with zipfile.ZipFile(tmp_path / "dist" / "functions" / "hello.zip") as archive:
+        names = archive.namelist()
+        infos = archive.infolist()
+    assert names == sorted(names)
+    assert set(names) == {"main.py", "schema.json", "lib/__init__.py", "lib/greet.py", "lib/sub/data.txt",
+                          "requirements.txt"}
+    for info in infos:
+        assert info.date_time == (1980, 1, 1, 0, 0, 0)
+        assert (info.external_attr >> 16) & 0o777 == 0o644
+    assert not (tmp_path / "dist" / "functions" / "notes.zip").exists()
+
+
+def test_job_context_layout(tree, tmp_path):
+    package.build(tree, tmp_path / "dist")
+    with tarfile.open(tmp_path / "dist" / "jobs" / "work.tar.gz") as archive:
+        members = archive.getmembers()
+        dockerfile = archive.extractfile("Dockerfile").read().decode()
+    names = [m.name for m in members]
+    assert names == sorted(names)
+    assert set(names) == {".dockerignore", "Dockerfile", "jobs/work/main.py", "lib/__init__.py", "lib/greet.py",
+                          "lib/sub/data.txt", "requirements.txt"}
+    for member in members:
+        assert (member.mtime, member.uid, member.gid, member.uname, member.gname) == (0, 0, 0, "", "")
+        assert member.mode == 0o644
+    assert 'ENTRYPOINT ["python", "/app/jobs/work/main.py"]' in dockerfile
+    assert "COPY jobs/work/ jobs/work/" in dockerfile and "USER 10001" in dockerfile
+
+
+def test_same_inputs_same_bytes_whatever_the_clock_and_permissions(tree, tmp_path):
+    first = build_bytes(tree, tmp_path / "one")
+    # Same content, different file times, permissions and a fresh copy (other inode order).
+    copy = tmp_path / "copy"
+    shutil.copytree(tree, copy)
+    for path in copy.rglob("*"):
+        if path.is_file():
+            os.utime(path, (1_900_000_000, 1_900_000_000))
+            path.chmod(0o600)
+    second = build_bytes(copy, tmp_path / "two")
+    assert first == second
+    assert set(first) == {"functions/hello.zip", "jobs/work.tar.gz", "manifest.json"}
+
+
+def test_changed_input_changes_the_artifact(tree, tmp_path):
+    before = build_bytes(tree, tmp_path / "one")
+    (tree / "lib" / "greet.py").write_text("def text():\n    return 'hello'\n")
+    after = build_bytes(tree, tmp_path / "two")
+    assert before["functions/hello.zip"] != after["functions/hello.zip"]
+    assert before["jobs/work.tar.gz"] != after["jobs/work.tar.gz"]
+    assert before["manifest.json"] != after["manifest.json"]
+
+
+def test_only_named_artifacts_and_unknown_names(tree, tmp_path):
+    manifest = package.build(tree, tmp_path / "dist", ["work"])
+    assert list(manifest) == ["jobs/work.tar.gz"]
+    with pytest.raises(SystemExit, match="no function or job named: nope"):
+        package.build(tree, tmp_path / "other", ["nope"])
+
+
+def test_gzip_header_carries_no_time_or_name(tree, tmp_path):
+    package.build(tree, tmp_path / "dist")
+    header = (tmp_path / "dist" / "jobs" / "work.tar.gz").read_bytes()[:10]
+    assert header[4:8] == b"\0\0\0\0"  # MTIME
+    assert header[3] & 0x08 == 0  # no FNAME
+
+
+def test_every_real_function_packages_and_imports_on_its_own(tmp_path):
+    """The real tree: each zip holds what Cloud Run needs, and its main.py imports from the unpacked zip alone."""
+    manifest = package.build(ROOT, tmp_path / "dist")
+    functions = package.discover(ROOT, "functions")
+    assert functions and {f"functions/{name}.zip" for name in functions} <= set(manifest)
+    for name in functions:
+        with zipfile.ZipFile(tmp_path / "dist" / "functions" / f"{name}.zip") as archive:
+            names = set(archive.namelist())
+        assert {"main.py", "requirements.txt", "lib/__init__.py", "lib/http.py"} <= names
+        assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    for name in package.discover(ROOT, "jobs"):
+        with tarfile.open(tmp_path / "dist" / "jobs" / f"{name}.tar.gz") as archive:
+            assert {"Dockerfile", f"jobs/{name}/main.py", "requirements.txt"} <= set(archive.getnames())
+
+    unpacked = tmp_path / "me"
+    with zipfile.ZipFile(tmp_path / "dist" / "functions" / "me.zip") as archive:
+        archive.extractall(unpacked)  # noqa: S202 - the archive was just built from our own tree
+    env = {**os.environ, "PYTHONPATH": "", "JWT_SECRET": "x" * 40}
+    result = subprocess.run([sys.executable, "-c", "import main, lib; assert lib.__file__.startswith('.') or "
+                             f"lib.__file__.startswith({str(unpacked)!r}), lib.__file__; print(main.me.__name__)"],
+                            cwd=unpacked, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "me"
+
+
+def test_cli_prints_the_manifest(tree, tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "package.py"), "--root", str(tree),
+                             "--out", str(tmp_path / "dist")], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert "functions/hello.zip" in result.stdout and "jobs/work.tar.gz" in result.stdout
+    assert io.StringIO(result.stdout).read().count("\n") == 2
