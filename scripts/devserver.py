@@ -50,8 +50,9 @@ def build_app(functions_dir: Path = FUNCTIONS_DIR):
     mounts = {}
     for name in function_names(functions_dir):
         app = functions_framework.create_app(target=name, source=str(functions_dir / name / "main.py"))
-        mounts[url_path(name)] = app
-    return _EmptyPathToRoot(DispatcherMiddleware(_not_found, mounts)), sorted(mounts)
+        # Wrapped one by one: DispatcherMiddleware empties PATH_INFO only when it hands over to the mount.
+        mounts[url_path(name)] = _EmptyPathToRoot(app)
+    return DispatcherMiddleware(_not_found, mounts), sorted(mounts)
 
 
 def serve(host: str, port: int) -> None:

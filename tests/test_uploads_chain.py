@@ -31,9 +31,9 @@ def start_dev_server(port: int = 0):
 
     from scripts import devserver
 
-    mounts = {devserver.url_path(name): functions_framework.create_app(
-        target=name, source=str(FUNCTIONS_DIR / name / "main.py")) for name in SERVED}
-    app = devserver._EmptyPathToRoot(DispatcherMiddleware(devserver._not_found, mounts))
+    mounts = {devserver.url_path(name): devserver._EmptyPathToRoot(functions_framework.create_app(
+        target=name, source=str(FUNCTIONS_DIR / name / "main.py"))) for name in SERVED}
+    app = DispatcherMiddleware(devserver._not_found, mounts)
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
