@@ -1,8 +1,9 @@
 # Monitoring from the structured logs (lib/log.py writes one JSON object per line; Cloud Logging keeps the
-# fields under jsonPayload). The generation job logs, through `extra={"json_fields": {...}}`:
-#   {"event": "interior.finished", "status": "done" | "failed", "reason": "<why it failed>"}   once per interior
-#   {"event": "interior.stage", "stage": "<generate|store|detect|match|...>", "duration_ms": <number>}
-# HTTP 5xx come from Cloud Run's own request logs, so they cover crashes the function could not log.
+# message under jsonPayload.message and `extra={"json_fields": {...}}` as further jsonPayload fields).
+#   generation outcomes  the generation job's one line per interior (lib/generation.py):
+#                        "interior <id> done in <s>s" | "interior <id> failed: <REASON_CODE>"
+#   stage durations      {"stage": "<generate|store|detect|match|...>", "duration_ms": <number>} in json_fields
+#   5xx by function      Cloud Run's own request logs, so they also cover crashes the function could not log
 locals {
   metric_prefix = "logging.googleapis.com/user"
 }
@@ -10,7 +11,7 @@ locals {
 resource "google_logging_metric" "generation_outcomes" {
   name        = "${var.name_prefix}/generation_outcomes"
   description = "Finished generations by outcome and failure reason."
-  filter      = "resource.type=\"cloud_run_job\" AND jsonPayload.event=\"interior.finished\""
+  filter      = "resource.type=\"cloud_run_job\" AND jsonPayload.message=~\"^interior [^ ]+ (done in|failed:)\""
 
   metric_descriptor {
     metric_kind = "DELTA"
@@ -27,8 +28,8 @@ resource "google_logging_metric" "generation_outcomes" {
   }
 
   label_extractors = {
-    outcome = "EXTRACT(jsonPayload.status)"
-    reason  = "EXTRACT(jsonPayload.reason)"
+    outcome = "REGEXP_EXTRACT(jsonPayload.message, \"^interior [^ ]+ (done|failed)\")"
+    reason  = "REGEXP_EXTRACT(jsonPayload.message, \"failed: ([A-Za-z0-9_]+)\")"
   }
 
   depends_on = [google_project_service.this]
@@ -37,7 +38,7 @@ resource "google_logging_metric" "generation_outcomes" {
 resource "google_logging_metric" "stage_durations" {
   name            = "${var.name_prefix}/stage_durations"
   description     = "Duration of each generation stage."
-  filter          = "resource.type=\"cloud_run_job\" AND jsonPayload.event=\"interior.stage\""
+  filter          = "resource.type=\"cloud_run_job\" AND jsonPayload.stage:* AND jsonPayload.duration_ms:*"
   value_extractor = "EXTRACT(jsonPayload.duration_ms)"
 
   metric_descriptor {
@@ -129,7 +130,7 @@ resource "google_monitoring_alert_policy" "generation_failures" {
   }
 
   documentation {
-    content   = "Generations are failing. Group the log-based metric by `reason` (dashboard) and read the job's logs: `jsonPayload.event=\"interior.finished\" AND jsonPayload.status=\"failed\"`. Failed generations refund the user's quota."
+    content   = "Generations are failing. Group the log-based metric by `reason` (dashboard) and read the job's logs: `jsonPayload.message=~\"^interior [^ ]+ failed:\"`. Failed generations refund the user's quota."
     mime_type = "text/markdown"
   }
 }
@@ -188,140 +189,91 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   }
 }
 
+# One dashboard: a 2-column grid of charts, each one time-series filter.
+locals {
+  dashboard_charts = [
+    {
+      title    = "Generations by outcome and reason"
+      plot     = "STACKED_BAR"
+      filter   = "metric.type=\"${local.metric_prefix}/${google_logging_metric.generation_outcomes.name}\" AND resource.type=\"cloud_run_job\""
+      aligner  = "ALIGN_DELTA"
+      reducer  = "REDUCE_SUM"
+      group_by = ["metric.label.outcome", "metric.label.reason"]
+    },
+    {
+      title    = "Stage durations (p95, ms)"
+      plot     = "LINE"
+      filter   = "metric.type=\"${local.metric_prefix}/${google_logging_metric.stage_durations.name}\" AND resource.type=\"cloud_run_job\""
+      aligner  = "ALIGN_DELTA"
+      reducer  = "REDUCE_PERCENTILE_95"
+      group_by = ["metric.label.stage"]
+    },
+    {
+      title    = "5xx by function"
+      plot     = "STACKED_BAR"
+      filter   = "metric.type=\"${local.metric_prefix}/${google_logging_metric.http_5xx.name}\" AND resource.type=\"cloud_run_revision\""
+      aligner  = "ALIGN_DELTA"
+      reducer  = "REDUCE_SUM"
+      group_by = ["metric.label.function"]
+    },
+    {
+      title    = "Request latency by function (p95)"
+      plot     = "LINE"
+      filter   = "metric.type=\"run.googleapis.com/request_latencies\" AND resource.type=\"cloud_run_revision\""
+      aligner  = "ALIGN_DELTA"
+      reducer  = "REDUCE_PERCENTILE_95"
+      group_by = ["resource.label.service_name"]
+    },
+    {
+      title    = "Generation queue depth"
+      plot     = "LINE"
+      filter   = "metric.type=\"cloudtasks.googleapis.com/queue/depth\" AND resource.type=\"cloud_tasks_queue\" AND resource.label.queue_id=\"${google_cloud_tasks_queue.generate.name}\""
+      aligner  = "ALIGN_MAX"
+      reducer  = "REDUCE_NONE"
+      group_by = []
+    },
+    {
+      title    = "Dead-lettered messages"
+      plot     = "LINE"
+      filter   = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.dead_letter.name}\""
+      aligner  = "ALIGN_MAX"
+      reducer  = "REDUCE_NONE"
+      group_by = []
+    },
+  ]
+}
+
 resource "google_monitoring_dashboard" "zipkku" {
   dashboard_json = jsonencode({
     displayName = "Zipkku"
     mosaicLayout = {
       columns = 48
       tiles = [
-        {
-          xPos = 0, yPos = 0, width = 24, height = 16
+        for index, chart in local.dashboard_charts : {
+          xPos   = (index % 2) * 24
+          yPos   = floor(index / 2) * 16
+          width  = 24
+          height = 16
           widget = {
-            title = "Generations by outcome and reason"
+            title = chart.title
             xyChart = {
               dataSets = [{
-                plotType = "STACKED_BAR"
+                plotType = chart.plot
                 timeSeriesQuery = {
                   timeSeriesFilter = {
-                    filter = "metric.type=\"${local.metric_prefix}/${google_logging_metric.generation_outcomes.name}\" AND resource.type=\"cloud_run_job\""
+                    filter = chart.filter
                     aggregation = {
                       alignmentPeriod    = "300s"
-                      perSeriesAligner   = "ALIGN_DELTA"
-                      crossSeriesReducer = "REDUCE_SUM"
-                      groupByFields      = ["metric.label.outcome", "metric.label.reason"]
+                      perSeriesAligner   = chart.aligner
+                      crossSeriesReducer = chart.reducer
+                      groupByFields      = chart.group_by
                     }
                   }
                 }
               }]
             }
           }
-        },
-        {
-          xPos = 24, yPos = 0, width = 24, height = 16
-          widget = {
-            title = "Stage durations (p95, ms)"
-            xyChart = {
-              dataSets = [{
-                plotType = "LINE"
-                timeSeriesQuery = {
-                  timeSeriesFilter = {
-                    filter = "metric.type=\"${local.metric_prefix}/${google_logging_metric.stage_durations.name}\" AND resource.type=\"cloud_run_job\""
-                    aggregation = {
-                      alignmentPeriod    = "300s"
-                      perSeriesAligner   = "ALIGN_DELTA"
-                      crossSeriesReducer = "REDUCE_PERCENTILE_95"
-                      groupByFields      = ["metric.label.stage"]
-                    }
-                  }
-                }
-              }]
-            }
-          }
-        },
-        {
-          xPos = 0, yPos = 16, width = 24, height = 16
-          widget = {
-            title = "5xx by function"
-            xyChart = {
-              dataSets = [{
-                plotType = "STACKED_BAR"
-                timeSeriesQuery = {
-                  timeSeriesFilter = {
-                    filter = "metric.type=\"${local.metric_prefix}/${google_logging_metric.http_5xx.name}\" AND resource.type=\"cloud_run_revision\""
-                    aggregation = {
-                      alignmentPeriod    = "300s"
-                      perSeriesAligner   = "ALIGN_DELTA"
-                      crossSeriesReducer = "REDUCE_SUM"
-                      groupByFields      = ["metric.label.function"]
-                    }
-                  }
-                }
-              }]
-            }
-          }
-        },
-        {
-          xPos = 24, yPos = 16, width = 24, height = 16
-          widget = {
-            title = "Request latency by function (p95)"
-            xyChart = {
-              dataSets = [{
-                plotType = "LINE"
-                timeSeriesQuery = {
-                  timeSeriesFilter = {
-                    filter = "metric.type=\"run.googleapis.com/request_latencies\" AND resource.type=\"cloud_run_revision\""
-                    aggregation = {
-                      alignmentPeriod    = "300s"
-                      perSeriesAligner   = "ALIGN_DELTA"
-                      crossSeriesReducer = "REDUCE_PERCENTILE_95"
-                      groupByFields      = ["resource.label.service_name"]
-                    }
-                  }
-                }
-              }]
-            }
-          }
-        },
-        {
-          xPos = 0, yPos = 32, width = 24, height = 16
-          widget = {
-            title = "Generation queue depth"
-            xyChart = {
-              dataSets = [{
-                plotType = "LINE"
-                timeSeriesQuery = {
-                  timeSeriesFilter = {
-                    filter = "metric.type=\"cloudtasks.googleapis.com/queue/depth\" AND resource.type=\"cloud_tasks_queue\" AND resource.label.queue_id=\"${google_cloud_tasks_queue.generate.name}\""
-                    aggregation = {
-                      alignmentPeriod  = "60s"
-                      perSeriesAligner = "ALIGN_MAX"
-                    }
-                  }
-                }
-              }]
-            }
-          }
-        },
-        {
-          xPos = 24, yPos = 32, width = 24, height = 16
-          widget = {
-            title = "Dead-lettered messages"
-            xyChart = {
-              dataSets = [{
-                plotType = "LINE"
-                timeSeriesQuery = {
-                  timeSeriesFilter = {
-                    filter = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.dead_letter.name}\""
-                    aggregation = {
-                      alignmentPeriod  = "60s"
-                      perSeriesAligner = "ALIGN_MAX"
-                    }
-                  }
-                }
-              }]
-            }
-          }
-        },
+        }
       ]
     }
   })

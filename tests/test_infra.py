@@ -253,3 +253,27 @@ def test_invalid_cloudbuild_fails(broken):
 def test_unknown_check_is_refused():
     result = run_checks("--only", "syntax,nonsense")
     assert result.returncode == 2 and "nonsense" in result.stderr
+
+
+def test_generation_metric_matches_what_the_job_logs():
+    """The log-based metric parses lib/generation.py's outcome lines: renaming them would silently blind it."""
+    import re
+
+    with (TERRAFORM / "monitoring.tf").open() as handle:
+        resources = hcl2.load(handle)["resource"]
+    metric = next(r["google_logging_metric"]["generation_outcomes"] for r in map(unquote, resources)
+                  if "generation_outcomes" in r.get("google_logging_metric", {}))
+    line_pattern = re.search(r'jsonPayload\.message=~"([^"]+)"', metric["filter"].replace('\\"', '"')).group(1)
+    extract = {k: re.search(r'REGEXP_EXTRACT\(jsonPayload\.message, \\?"(.+?)\\?"\)', v).group(1)
+               for k, v in metric["label_extractors"].items()}
+
+    done_format, failed_format = "interior %s done in %.2fs", "interior %s failed: %s"
+    source = (ROOT / "lib" / "generation.py").read_text()
+    assert f'"{done_format}"' in source and f'"{failed_format}"' in source
+    done, failed = done_format % ("6a1b", 12.5), failed_format % ("6a1b", "PROVIDER_FAILED")
+    for line in (done, failed):
+        assert re.search(line_pattern, line)
+    assert re.search(extract["outcome"], done).group(1) == "done"
+    assert re.search(extract["outcome"], failed).group(1) == "failed"
+    assert re.search(extract["reason"], failed).group(1) == "PROVIDER_FAILED"
+    assert not re.search(line_pattern, "interior 6a1b: lease lost (taken over or deleted); stopping")
