@@ -57,16 +57,25 @@ def _run_cloud(job_name: str, args: list[str], env: dict[str, str], task_count: 
     return getattr(metadata, "name", "") or operation.operation.name
 
 
-_client = None
+_clients: dict[str, object] = {}
 
 
 def _jobs_client():
-    global _client
-    if _client is None:
+    """REST transport (no gRPC channel to warm up) against settings.cloud_run_api_url; an http:// URL is a
+    local test double and gets anonymous credentials."""
+    url = get_settings().cloud_run_api_url.rstrip("/")
+    if url not in _clients:
+        from google.api_core.client_options import ClientOptions
         from google.cloud import run_v2
 
-        _client = run_v2.JobsClient()
-    return _client
+        credentials = None
+        if url.startswith("http://"):
+            from google.auth.credentials import AnonymousCredentials
+
+            credentials = AnonymousCredentials()
+        _clients[url] = run_v2.JobsClient(transport="rest", credentials=credentials,
+                                          client_options=ClientOptions(api_endpoint=url))
+    return _clients[url]
 
 
 # --- local subprocesses ----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ Issue 5's generation job searches for every detected part at once:
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -49,6 +50,7 @@ def client():
         if key not in _clients:
             from qdrant_client import QdrantClient
 
+            logging.getLogger("httpx").setLevel(logging.WARNING)  # not one INFO line per vector request
             if settings.qdrant_url:
                 _clients[key] = QdrantClient(
                     url=settings.qdrant_url, api_key=settings.qdrant_api_key.get_secret_value() or None,

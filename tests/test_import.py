@@ -1,0 +1,310 @@
+"""The catalog import: row validation with line numbers, idempotent re-runs, sharding, sources (local path,
+gs://, http images), the job as a real subprocess through lib.jobs, and the on_catalog_uploaded trigger."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from lib import catalog_import, db, jobs, storage, vectors
+from lib.config import get_settings
+from scripts import demo_catalog
+from scripts.localstack import ROOT
+from scripts.storage_events import cloud_event_request
+from tests.doubles import _Server
+
+HEADER = ["name", "product_url", "image_url", "width", "depth", "height", "price", "label", "brand", "styles"]
+
+
+@pytest.fixture(autouse=True)
+def own_collection(stack):
+    """A vector collection of its own per test (the Mongo database is fresh per test via conftest)."""
+    os.environ["QDRANT_COLLECTION_PREFIX"] = f"timp{uuid.uuid4().hex[:8]}"
+    get_settings.cache_clear()
+    vectors.reset_caches()
+    yield
+    vectors.client().delete_collection(vectors.collection_name())
+    os.environ.pop("QDRANT_COLLECTION_PREFIX", None)
+    get_settings.cache_clear()
+    vectors.reset_caches()
+
+
+def good_rows(count: int, image_prefix: str = "images/") -> list[list]:
+    rows = []
+    for p in demo_catalog.make_products(count // 2 + 1, ["chair", "lamp"])[:count]:
+        rows.append([p.name, p.product_url, f"{image_prefix}{p.slug}.jpg", *p.dims, p.price, p.label, p.brand,
+                     "|".join(p.styles)])
+    return rows
+
+
+def write_images(folder, count: int) -> dict[str, bytes]:
+    folder.mkdir(parents=True, exist_ok=True)
+    images = {}
+    for p in demo_catalog.make_products(count // 2 + 1, ["chair", "lamp"])[:count]:
+        images[p.slug] = demo_catalog.draw_product(p, size=96)
+        (folder / f"{p.slug}.jpg").write_bytes(images[p.slug])
+    return images
+
+
+def write_csv(path, rows) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        writer.writerows(rows)
+
+
+@pytest.fixture
+def catalog_csv(tmp_path):
+    """8 good rows with 6 bad ones mixed in; returns (path, {line: expected error fragment})."""
+    write_images(tmp_path / "images", 8)
+    (tmp_path / "images" / "broken.jpg").write_bytes(b"this is not a jpeg")
+    good = good_rows(8)
+    bad = {
+        "missing price": [*good[0][:6], "", "chair", "B", ""],
+        "negative width": [good[1][0], "https://shop.example.com/neg", good[1][2], "-5", 40, 80, 10, "chair", "", ""],
+        "bad label": [good[2][0], "https://shop.example.com/lbl", good[2][2], 40, 40, 80, 10, "Bad Label!", "", ""],
+        "bad url": [good[3][0], "ftp://shop.example.com/x", good[3][2], 40, 40, 80, 10, "chair", "", ""],
+        "missing image": ["Ghost", "https://shop.example.com/ghost", "images/nope.jpg", 40, 40, 80, 10, "chair", "",
+                          ""],
+        "broken image": ["Broken", "https://shop.example.com/broken", "images/broken.jpg", 40, 40, 80, 10, "lamp",
+                         "", ""],
+    }
+    rows, expected = [], {}
+    bad_items = list(bad.items())
+    for i, row in enumerate(good):
+        rows.append(row)
+        if i < len(bad_items):
+            expected[len(rows) + 2] = bad_items[i]  # +1 header, +1 for 1-based lines
+            rows.append(bad_items[i][1])
+    path = tmp_path / "acme.csv"
+    write_csv(path, rows)
+    return path, expected
+
+
+def run(source, **kwargs):
+    return catalog_import.run_import(str(source), import_id=kwargs.pop("import_id", db.new_id()), **kwargs)
+
+
+def test_import_csv_skips_bad_rows_with_line_numbers(catalog_csv):
+    path, expected = catalog_csv
+    result = run(path)
+    assert result["rows"] == 14 and result["imported"] == 8
+    assert result["invalid"] == 4 and result["failed"] == 2
+    assert {e["line"] for e in result["errors"]} == set(expected)
+    by_line = {e["line"]: e["error"] for e in result["errors"]}
+    fragments = {"missing price": "price", "negative width": "width", "bad label": "label",
+                 "bad url": "product_url", "missing image": "image", "broken image": "image"}
+    for line, (kind, _row) in expected.items():
+        assert fragments[kind] in by_line[line], (kind, by_line[line])
+    products = list(db.collection("products").find({}))
+    assert len(products) == 8 and vectors.count() == 8
+    sample = products[0]
+    assert sample["image_urls"][0].startswith("gs://") and sample["source"] == "acme"
+    assert set(sample["dimensions"]) == {"width_cm", "depth_cm", "height_cm"}
+    assert storage.download_bytes(*storage.parse_ref(sample["image_urls"][0]))[:2] == b"\xff\xd8"
+
+
+def test_import_twice_creates_no_duplicates(catalog_csv):
+    path, _ = catalog_csv
+    first = run(path)
+    ids = sorted(d["_id"] for d in db.collection("products").find({}, {"_id": 1}))
+    created = {d["_id"]: d["created_at"] for d in db.collection("products").find({})}
+    second = run(path)
+    assert {k: first[k] for k in ("rows", "imported", "invalid", "failed")} == \
+        {k: second[k] for k in ("rows", "imported", "invalid", "failed")}
+    assert sorted(d["_id"] for d in db.collection("products").find({}, {"_id": 1})) == ids
+    assert vectors.count() == 8
+    assert {d["_id"]: d["created_at"] for d in db.collection("products").find({})} == created
+
+
+def test_two_shards_cover_every_row_exactly_once(catalog_csv):
+    path, expected = catalog_csv
+    import_id = db.new_id()
+    a = run(path, import_id=import_id, task_index=0, task_count=2)
+    assert db.collection("imports").find_one({"_id": import_id})["status"] == "running"
+    b = run(path, import_id=import_id, task_index=1, task_count=2)
+    assert a["rows"] + b["rows"] == 14 and a["rows"] and b["rows"]
+    assert a["imported"] + b["imported"] == 8
+    lines_a, lines_b = {e["line"] for e in a["errors"]}, {e["line"] for e in b["errors"]}
+    assert not lines_a & lines_b and lines_a | lines_b == set(expected)
+    assert db.collection("products").count_documents({}) == 8 == vectors.count()
+    doc = db.collection("imports").find_one({"_id": import_id})
+    assert doc["status"] == "done" and doc["finished_shards"] == 2
+    assert doc["counts"] == {"rows": 14, "imported": 8, "invalid": 4, "failed": 2}
+    assert sorted(e["line"] for e in doc["errors"]) == sorted(expected)
+
+
+def test_jsonl_from_a_bucket_with_bucket_images():
+    bucket = get_settings().catalog_bucket
+    lines = []
+    for i, p in enumerate(demo_catalog.make_products(2, ["sofa", "bed"])):
+        name = f"test-images/{uuid.uuid4().hex}.jpg"
+        storage.upload_bytes(bucket, name, demo_catalog.draw_product(p, size=96), "image/jpeg")
+        lines.append(json.dumps({"name": p.name, "product_url": p.product_url, "image_url": storage.ref(bucket, name),
+                                 "width": p.dims[0], "depth": p.dims[1], "height": p.dims[2], "price": p.price,
+                                 "label": p.label, "currency": "usd", "extra_column": i}))
+    lines.insert(2, "{not json")
+    lines.insert(3, "[1, 2]")
+    lines.append("")
+    lines.append(json.dumps({"name": "No image", "product_url": "https://x.example.com/1",
+                             "image_url": "images/local.jpg", "width": 1, "depth": 1, "height": 1, "price": 1,
+                             "label": "sofa"}))
+    name = f"uploads-{uuid.uuid4().hex}/vendor.jsonl"
+    storage.upload_bytes(bucket, name, "\n".join(lines).encode(), "application/x-ndjson")
+    result = run(storage.ref(bucket, name))
+    assert result["imported"] == 4 and result["invalid"] == 2 and result["failed"] == 1
+    assert {e["line"] for e in result["errors"]} == {3, 4, 8}
+    assert "local image paths" in [e for e in result["errors"] if e["line"] == 8][0]["error"]
+    assert db.collection("products").find_one({"currency": "USD"}) is not None
+
+
+class ImageHost(_Server):
+    """A product site serving images over http (only on 127.0.0.1)."""
+
+    def __init__(self, images: dict[str, bytes]) -> None:
+        super().__init__()
+        self.images = images
+
+    def handle(self, method, path, headers, body):
+        name = path.lstrip("/")
+        if name in self.images:
+            return 200, {"Content-Type": "image/jpeg"}, self.images[name]
+        return 404, {}, {"error": "not found"}
+
+
+def test_http_images_are_fetched_and_errors_reported(tmp_path):
+    products = demo_catalog.make_products(2, ["desk"])
+    host = ImageHost({f"{p.slug}.jpg": demo_catalog.draw_product(p, size=96) for p in products}).start()
+    try:
+        rows = [[p.name, p.product_url, f"{host.url}/{p.slug}.jpg", *p.dims, p.price, p.label, "", ""]
+                for p in products]
+        rows.append(["Gone", "https://shop.example.com/gone", f"{host.url}/gone.jpg", 1, 1, 1, 1, "desk", "", ""])
+        path = tmp_path / "web.csv"
+        write_csv(path, rows)
+        result = run(path)
+    finally:
+        host.stop()
+    assert result["imported"] == 2 and result["failed"] == 1
+    assert "404" in result["errors"][0]["error"] and result["errors"][0]["line"] == 4
+    doc = db.collection("products").find_one({"label": "desk"})
+    assert doc["image_urls"][0].startswith(host.url)  # http images stay where they are
+
+
+@pytest.mark.parametrize("content,errors", [
+    ("name,price\nx,1\n",
+     [{"line": 1, "error": "the header lacks depth, height, image_url, label, product_url, width"}]),
+    (",".join(HEADER) + "\na,b,c,d,e,f,g,h,i,j,k,l\n", [{"line": 2, "error": "more fields than the header"}]),
+])
+def test_malformed_csv_files(tmp_path, content, errors):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    result = run(path)
+    assert result["imported"] == 0 and result["errors"] == errors
+
+
+def test_non_utf8_file_is_reported(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes(",".join(HEADER).encode() + b"\n\xff\xfe\xfa,1\n")
+    result = run(path)
+    assert result["errors"][0]["error"] == "the file is not UTF-8 text"
+
+
+# --- the job as a process ----------------------------------------------------------------------------------
+
+def job_env() -> dict[str, str]:
+    return {"MONGODB_DB": get_settings().mongodb_db,
+            "QDRANT_COLLECTION_PREFIX": get_settings().qdrant_collection_prefix}
+
+
+def test_job_script_runs_two_shards_through_lib_jobs(catalog_csv):
+    path, _ = catalog_csv
+    import_id = db.new_id()
+    execution = jobs.run_job("import-catalog", args=["--source", str(path), "--import-id", import_id],
+                             env=job_env(), task_count=2)
+    done = jobs.wait(execution, timeout=120)
+    assert done.succeeded, done.log_path.read_text()[-3000:]
+    doc = db.collection("imports").find_one({"_id": import_id})
+    assert doc["status"] == "done" and doc["counts"]["imported"] == 8 and doc["finished_shards"] == 2
+    summaries = [json.loads(line) for line in done.log_path.read_text().splitlines()
+                 if line.startswith('{"import_id"')]
+    assert sorted(s["task_index"] for s in summaries) == [0, 1]
+    assert sum(s["rows"] for s in summaries) == 14
+    assert db.collection("products").count_documents({}) == 8 == vectors.count()
+
+
+def test_job_script_exits_1_on_an_unreadable_source(tmp_path):
+    env = {**os.environ, **job_env(), "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, str(ROOT / "jobs" / "import_catalog" / "main.py"), "--source",
+                          str(tmp_path / "missing.csv")], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 1
+    assert json.loads(out.stdout.strip().splitlines()[-1])["status"] == "failed"
+    wrong = subprocess.run([sys.executable, str(ROOT / "jobs" / "import_catalog" / "main.py"), "--source",
+                            str(tmp_path / "catalog.xlsx")], capture_output=True, text=True, env=env, timeout=60)
+    assert wrong.returncode == 1 and "csv" in wrong.stdout
+
+
+def test_run_job_refuses_unknown_jobs_and_bad_task_counts():
+    with pytest.raises(FileNotFoundError):
+        jobs.run_job("no-such-job")
+    with pytest.raises(ValueError):
+        jobs.run_job("import-catalog", task_count=0)
+
+
+# --- the trigger -------------------------------------------------------------------------------------------
+
+def deliver(fn, obj, event_id=None):
+    headers, _ = cloud_event_request({"bucket": "zipkku-catalog", "name": "catalog/x"}, event_id or uuid.uuid4().hex)
+    body = json.dumps(obj).encode()  # the object resource as sent, even when malformed
+    response = fn("on_catalog_uploaded").post("/", data=body, headers=headers)
+    assert response.status_code == 200, response.data
+    return response
+
+
+def test_a_catalog_file_in_the_bucket_starts_the_import_once(fn, tmp_path):
+    bucket = get_settings().catalog_bucket
+    images = write_images(tmp_path / "i", 3)
+    rows = []
+    for p in demo_catalog.make_products(2, ["chair", "lamp"])[:3]:
+        name = f"test-images/{uuid.uuid4().hex}.jpg"
+        storage.upload_bytes(bucket, name, images[p.slug], "image/jpeg")
+        rows.append([p.name, p.product_url, storage.ref(bucket, name), *p.dims, p.price, p.label, "", ""])
+    path = tmp_path / "drop.csv"
+    write_csv(path, rows)
+    name = f"{get_settings().catalog_prefix}{uuid.uuid4().hex}/drop.csv"
+    generation = storage.upload_bytes(bucket, name, path.read_bytes(), "text/csv")
+    obj = {"bucket": bucket, "name": name, "generation": str(generation), "size": "1"}
+    deliver(fn, obj)
+    deliver(fn, obj)  # redelivered: no second import
+    imports = list(db.collection("imports").find({}))
+    assert len(imports) == 1 and imports[0]["source"] == f"gs://{bucket}/{name}"
+    done = jobs.wait(imports[0]["execution"], timeout=120)
+    assert done.succeeded, done.log_path.read_text()[-3000:]
+    doc = db.collection("imports").find_one({"_id": imports[0]["_id"]})
+    assert doc["status"] == "done" and doc["counts"]["imported"] == 3
+    assert db.collection("products").count_documents({}) == 3
+
+
+@pytest.mark.parametrize("obj", [
+    {"bucket": "zipkku-catalog", "name": "demo/products/x.jpg", "generation": "1"},
+    {"bucket": "zipkku-uploads", "name": "catalog/x.csv", "generation": "1"},
+    {"bucket": "zipkku-catalog", "name": "catalog/readme.txt", "generation": "1"},
+    {"bucket": "zipkku-catalog"},
+    {"name": 5, "bucket": []},
+])
+def test_other_objects_are_ignored(fn, obj):
+    deliver(fn, obj)
+    assert db.collection("imports").count_documents({}) == 0
+
+
+@pytest.mark.parametrize("data", [b"not json", b"[1, 2]", b""])
+def test_malformed_events_are_acknowledged(fn, data):
+    headers, _ = cloud_event_request({"bucket": "zipkku-catalog", "name": "catalog/x.csv"}, "evt-bad")
+    response = fn("on_catalog_uploaded").post("/", data=data, headers=headers)
+    assert response.status_code == 200
+    assert db.collection("imports").count_documents({}) == 0

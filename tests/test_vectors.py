@@ -1,0 +1,254 @@
+"""lib.vectors over the Qdrant REST stand-in (and local mode), lib.embed (local + the http contract against a
+local double), and lib.jobs' Cloud Run path against a local double of the Admin API."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+
+import pytest
+import requests
+
+from lib import vectors
+from lib.config import get_settings
+from lib.embed import EmbedError, HttpEmbedder, LocalEmbedder, get_embedder
+from scripts import demo_catalog
+from tests.doubles import CloudRunDouble, _Server
+
+DIM = LocalEmbedder.dim  # the configured embedder's collection, filled with random vectors
+
+
+@pytest.fixture
+def collection(stack, monkeypatch):
+    """A small collection of its own: 3 labels x 10 random points with dimensions."""
+    monkeypatch.setenv("QDRANT_COLLECTION_PREFIX", f"tvec{uuid.uuid4().hex[:8]}")
+    get_settings.cache_clear()
+    vectors.reset_caches()
+    name = vectors.ensure_collection()
+    rng = random.Random(7)
+    items = []
+    for i in range(30):
+        label = ["sofa", "bed", "lamp"][i % 3]
+        items.append((f"p{i:02d}", [rng.uniform(-1, 1) for _ in range(DIM)],
+                      {"label": label, "width_cm": 50.0 + i * 5, "depth_cm": 40.0 + i, "height_cm": 100.0 - i,
+                       "price": float(i)}))
+    vectors.upsert_products(items)
+    yield {"name": name, "items": items}
+    vectors.client().delete_collection(name)
+    get_settings.cache_clear()
+    vectors.reset_caches()
+
+
+def test_collection_name_carries_embedder_and_dimension(stack):
+    name = vectors.collection_name("clip ViT/B-32", 512)
+    assert name.endswith("__clip-ViT-B-32__512")
+    assert vectors.collection_name() == f"{get_settings().qdrant_collection_prefix}__{LocalEmbedder.name}__229"
+
+
+def test_point_ids_are_deterministic():
+    assert vectors.point_id("abc") == vectors.point_id("abc") != vectors.point_id("abd")
+    assert str(uuid.UUID(vectors.point_id("abc"))) == vectors.point_id("abc")
+
+
+def test_upsert_is_idempotent_and_payload_indexed(collection):
+    assert vectors.count() == 30
+    vectors.upsert_products(collection["items"][:5])
+    assert vectors.count() == 30
+    info = vectors.client().get_collection(collection["name"])
+    assert info.config.params.vectors.size == DIM
+
+
+def test_search_filters_by_label_and_max_dimensions(collection):
+    query = collection["items"][0][1]
+    hits = vectors.search_similar(query, label="sofa", limit=50)
+    assert len(hits) == 10 and hits[0][0] == "p00" and hits[0][1] == pytest.approx(1.0, abs=1e-5)
+    by_id = {pid: payload for pid, _, payload in collection["items"]}
+    assert all(by_id[pid]["label"] == "sofa" for pid, _ in hits)
+    small = vectors.search_similar(query, label="sofa", max_dims={"width_cm": 100, "height_cm": 95}, limit=50)
+    assert small and all(by_id[p]["width_cm"] <= 100 and by_id[p]["height_cm"] <= 95 for p, _ in small)
+    assert {p for p, _ in small} == {p for p, _, pl in collection["items"]
+                                     if pl["label"] == "sofa" and pl["width_cm"] <= 100 and pl["height_cm"] <= 95}
+    assert vectors.search_similar(query, label="wardrobe") == []
+
+
+def test_batch_equals_singles_in_one_request(collection):
+    rng = random.Random(3)
+    queries = [([rng.uniform(-1, 1) for _ in range(DIM)], label, dims) for label, dims in [
+        ("sofa", None), ("bed", (120, None, None)), ("lamp", {"depth_cm": 60}), (None, None), ("bed", None)]]
+    batch = vectors.search_similar_batch(queries, limit=3)
+    singles = [vectors.search_similar(v, label, dims, limit=3) for v, label, dims in queries]
+    assert [[p for p, _ in h] for h in batch] == [[p for p, _ in h] for h in singles]
+    assert [[round(s, 5) for _, s in h] for h in batch] == [[round(s, 5) for _, s in h] for h in singles]
+    assert vectors.search_similar_batch([], limit=3) == []
+
+
+def test_get_vector_delete_and_centroids(collection):
+    original = collection["items"][1][1]
+    norm = sum(x * x for x in original) ** 0.5
+    assert vectors.get_vector("p01") == pytest.approx([x / norm for x in original], abs=1e-5)  # cosine: unit
+    assert vectors.get_vector("missing") is None
+    centroids = vectors.label_centroids()
+    assert set(centroids) == {"sofa", "bed", "lamp"}
+    assert all(abs(sum(x * x for x in v) - 1) < 1e-6 for v in centroids.values())
+    vectors.delete_products(["p01", "p02"])
+    assert vectors.count() == 28 and vectors.get_vector("p01") is None
+
+
+def test_local_mode_without_a_url(monkeypatch):
+    monkeypatch.setenv("QDRANT_URL", "")
+    monkeypatch.setenv("QDRANT_PATH", ":memory:")
+    monkeypatch.setenv("JWT_SECRET", "x" * 40)
+    get_settings.cache_clear()
+    vectors.reset_caches()
+    try:
+        a, b = [1.0] + [0.0] * (DIM - 1), [0.0, 1.0] + [0.0] * (DIM - 2)
+        vectors.upsert_products([("a", a, {"label": "x"}), ("b", b, {"label": "y"})])
+        near_a = [1.0, 0.1] + [0.0] * (DIM - 2)
+        assert vectors.search_similar_batch([(near_a, None, None), (a, "y", None)], limit=1) == [
+            [("a", pytest.approx(0.995, abs=1e-3))], [("b", pytest.approx(0.0, abs=1e-6))]]
+        assert vectors.client().__class__.__name__ == "QdrantClient" and vectors.count() == 2
+    finally:
+        get_settings.cache_clear()
+        vectors.reset_caches()
+
+
+def test_stand_in_answers_like_qdrant(stack):
+    url = stack.env["QDRANT_URL"]
+    missing = requests.get(f"{url}/collections/nope-{uuid.uuid4().hex}", timeout=5)
+    assert missing.status_code == 404 and "doesn't exist" in missing.json()["status"]["error"]
+    bad = requests.post(f"{url}/collections/x/points/query", data="{nope", timeout=5)
+    assert bad.status_code == 400 and "error" in bad.json()["status"]
+    name = f"raw-{uuid.uuid4().hex[:6]}"
+    created = requests.put(f"{url}/collections/{name}", json={"vectors": {"size": 2, "distance": "Cosine"}},
+                           timeout=5)
+    assert created.json()["result"] is True and created.json()["status"] == "ok"
+    again = requests.put(f"{url}/collections/{name}", json={"vectors": {"size": 2, "distance": "Cosine"}},
+                         timeout=5)
+    assert again.status_code == 400
+    wrong = requests.put(f"{url}/collections/{name}/points", json={"points": [{"id": 1, "vector": [1, 2, 3]}]},
+                         timeout=5)
+    assert wrong.status_code == 400
+    assert requests.delete(f"{url}/collections/{name}", timeout=5).json()["result"] is True
+    assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
+
+
+def test_vector_store_down_is_a_503(stack, monkeypatch):
+    from lib import errors
+    from scripts.localstack import free_port
+
+    monkeypatch.setenv("QDRANT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("QDRANT_TIMEOUT_SECONDS", "1")
+    get_settings.cache_clear()
+    vectors.reset_caches()
+    try:
+        with pytest.raises(errors.DependencyUnavailable):
+            vectors.count()
+    finally:
+        get_settings.cache_clear()
+        vectors.reset_caches()
+
+
+# --- embeddings --------------------------------------------------------------------------------------------
+
+def test_local_embedder_is_deterministic_and_normalised(monkeypatch):
+    monkeypatch.setenv("JWT_SECRET", "x" * 40)
+    get_settings.cache_clear()
+    embedder = get_embedder()
+    assert isinstance(embedder, LocalEmbedder) and embedder.dim == 229
+    products = demo_catalog.make_products(1, ["sofa", "lamp"])
+    images = [demo_catalog.draw_product(p) for p in products]
+    a, b = embedder.embed_images(images), embedder.embed_images(images)
+    assert a == b and len(a[0]) == embedder.dim
+    assert sum(x * x for x in a[0]) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(EmbedError):
+        embedder.embed_images([b"not an image"])
+    assert embedder.embed_images([]) == []
+
+
+class EmbedDouble(_Server):
+    """The detector service's embedding endpoint: POST {images: [base64]} -> {embeddings}."""
+
+    def __init__(self, dim: int = 4, mode: str = "ok") -> None:
+        super().__init__()
+        self.dim, self.mode, self.received = dim, mode, []
+
+    def handle(self, method, path, headers, body):
+        payload = json.loads(body)
+        self.received.append({"path": path, "auth": headers.get("Authorization"), "count": len(payload["images"])})
+        if self.mode == "500":
+            return 500, {}, {"error": "boom"}
+        dim = self.dim + (1 if self.mode == "shape" else 0)
+        if self.mode == "garbage":
+            return 200, {}, b"<html>"
+        return 200, {}, {"embeddings": [[float(i + 1)] * dim for i in range(len(payload["images"]))]}
+
+
+@pytest.mark.parametrize("mode", ["ok", "500", "shape", "garbage"])
+def test_http_embedder_contract(mode):
+    double = EmbedDouble(mode=mode).start()
+    try:
+        embedder = HttpEmbedder(double.url + "/embed", "detector-clip", 4, api_key="k")
+        if mode == "ok":
+            out = embedder.embed_images([b"a", b"b"])
+            assert len(out) == 2 and out[0] == pytest.approx([0.5] * 4)
+            assert double.received == [{"path": "/embed", "auth": "Bearer k", "count": 2}]
+        else:
+            with pytest.raises(EmbedError):
+                embedder.embed_images([b"a"])
+    finally:
+        double.stop()
+
+
+def test_http_embedder_unreachable_and_configuration(monkeypatch):
+    from scripts.localstack import free_port
+
+    with pytest.raises(EmbedError):
+        HttpEmbedder(f"http://127.0.0.1:{free_port()}/embed", "m", 4, timeout=1).embed_images([b"a"])
+    with pytest.raises(EmbedError):
+        HttpEmbedder("", "m", 4)
+    monkeypatch.setenv("JWT_SECRET", "x" * 40)
+    monkeypatch.setenv("EMBEDDER", "http")
+    monkeypatch.setenv("DETECTOR_URL", "http://127.0.0.1:9/")
+    get_settings.cache_clear()
+    try:
+        embedder = get_embedder()
+        assert embedder.url == "http://127.0.0.1:9/embed" and embedder.dim == 512
+        assert vectors.collection_name().endswith("__detector-clip__512")
+    finally:
+        get_settings.cache_clear()
+
+
+# --- lib.jobs on Cloud Run ---------------------------------------------------------------------------------
+
+class RunApiDouble(CloudRunDouble):
+    """Answers jobs:run as the Admin API does: a long-running Operation whose metadata is the Execution."""
+
+    def handle(self, method, path, headers, body):
+        super().handle(method, path, headers, body)
+        return 200, {}, {"name": "projects/p/locations/r/operations/op-1", "metadata": {
+            "@type": "type.googleapis.com/google.cloud.run.v2.Execution",
+            "name": "projects/p/locations/r/jobs/import-catalog/executions/import-catalog-x1"}}
+
+
+def test_run_job_on_cloud_run_sends_overrides(monkeypatch):
+    from lib import jobs
+
+    double = RunApiDouble().start()
+    monkeypatch.setenv("JWT_SECRET", "x" * 40)
+    monkeypatch.setenv("JOB_RUNNER", "cloudrun")
+    monkeypatch.setenv("CLOUD_RUN_API_URL", double.url)
+    get_settings.cache_clear()
+    expected_path = (f"/v2/projects/{get_settings().gcp_project}/locations/{get_settings().gcp_region}"
+                     "/jobs/import-catalog:run")
+    try:
+        execution = jobs.run_job("import-catalog", args=["--source", "gs://b/catalog/a.csv"], env={"K": "v"},
+                                 task_count=3)
+    finally:
+        double.stop()
+        get_settings.cache_clear()
+    assert execution.endswith("/executions/import-catalog-x1")
+    run = double.runs[0]
+    assert run["path"].split("?")[0] == expected_path
+    assert run["body"]["overrides"] == {"containerOverrides": [
+        {"args": ["--source", "gs://b/catalog/a.csv"], "env": [{"name": "K", "value": "v"}]}], "taskCount": 3}
