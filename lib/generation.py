@@ -233,17 +233,21 @@ def match_products(doc: dict[str, Any], owner: str) -> None:
         part["products"] = [_product_card(products[pid], score) for pid, score in result if pid in products]
 
 
-_AR_FIELDS = ("label", "model_url", "image_url", "position", "rotation", "scale", "dimensions",
-              "width", "depth", "height")
-
-
 def attach_ar(doc: dict[str, Any], owner: str) -> None:
+    """The label's 3D models with the label's typical dimensions, stored unsigned as lib.catalog reads them
+    (interiors.view renders them with lib.catalog.public_ar_object, the same shape as ar_similar_objects)."""
+    from lib import catalog, errors
+
     checkpoint(doc, owner, {"progress": {"stage": "finishing", "percent": 95}})
     labels = sorted({p["label"] for v in doc["variants"] for p in v["detected_parts"]})
     by_label: dict[str, list[dict[str, Any]]] = {}
-    for model in db.collection("ar_models").find({"label": {"$in": labels}}).sort("_id", 1):
-        card = {"id": model["_id"], **{k: model[k] for k in _AR_FIELDS if k in model}}
-        by_label.setdefault(model["label"], []).append(card)
+    for label in labels:
+        try:
+            models, typical = catalog.ar_models_for(label)
+        except errors.NotFound:
+            continue
+        by_label[label] = [{"model": {k: v for k, v in m.items() if k not in ("created_at", "updated_at")},
+                            "typical": typical} for m in models]
     for variant in doc["variants"]:
         for part in variant["detected_parts"]:
             part["ar_objects"] = by_label.get(part["label"], [])

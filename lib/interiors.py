@@ -226,8 +226,10 @@ def _product_view(product: dict[str, Any]) -> dict[str, Any]:
     return {**product, "image_url": _url(product.get("image_url"))}
 
 
-def _ar_view(obj: dict[str, Any]) -> dict[str, Any]:
-    return {**obj, "model_url": _url(obj.get("model_url")), "image_url": _url(obj.get("image_url"))}
+def _ar_view(stored: dict[str, Any]) -> dict[str, Any]:
+    from lib import catalog
+
+    return catalog.public_ar_object(stored["model"], stored.get("typical"))
 
 
 def _part_view(part: dict[str, Any]) -> dict[str, Any]:

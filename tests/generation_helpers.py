@@ -67,7 +67,8 @@ def seed_mini_catalog() -> dict[str, Any]:
                             for p, v in zip(products, embeddings, strict=True))
     db.collection("ar_models").insert_many([
         {"_id": f"ar-{label}", "label": label, "name": label, "model_url": f"gs://{settings.catalog_bucket}/ar/{label}.glb",
-         "image_url": None, "position": {"x": 0, "y": 0, "z": 0}, "rotation": {"x": 0, "y": 0, "z": 0}, "scale": 1}
+         "image_url": None, "position": {"x": 0, "y": 0, "z": 0}, "rotation": {"x": 0, "y": 0, "z": 0},
+         "dimensions": {"width_cm": 90.0, "depth_cm": 45.0, "height_cm": 75.0}}
         for label in LABELS
     ])
     return {"style": "boho", "room_type": "living_room", "labels": sorted(LABELS)}

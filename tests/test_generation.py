@@ -52,6 +52,12 @@ def user(make_user):
     return make_user()["user"]
 
 
+def _token_for(user):
+    from lib import auth
+
+    return auth.issue_token_pair(db.collection("users").find_one({"_id": user["id"]}))["access_token"]
+
+
 def _doc(interior_id):
     return db.collection("interiors").find_one({"_id": interior_id})
 
@@ -84,13 +90,24 @@ def test_job_generates_variants_detects_matches_products_and_ar(env, user, fn, m
         box = part["box"]
         assert box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= 640 and box["y"] + box["height"] <= 480
         assert part["products"] and all(p["label"] == part["label"] for p in part["products"])  # label filter
-        assert [a["label"] for a in part["ar_objects"]] == [part["label"]]
+        assert [a["model"]["label"] for a in part["ar_objects"]] == [part["label"]]
+        assert part["ar_objects"][0]["typical"] == {"width_cm": 100.0, "depth_cm": 50.0, "height_cm": 80.0}
         assert "embedding" not in part
 
     # the API view: signed image URLs, product cards, AR models, and the owner's notification
     login = make_user()
     r = fn("interiors_get").get(f"/?id={doc['_id']}", headers=login["headers"])
     assert r.status_code == 404  # someone else's interior
+    owner_headers = {"Authorization": f"Bearer {_token_for(user)}"}
+    view = fn("interiors_get").get(f"/?id={doc['_id']}", headers=owner_headers).get_json()["interior"]
+    part = next(p for v in view["variants"] for p in v["detected_parts"])
+    image_url = view["variants"][0]["image_url"]
+    assert image_url.startswith("http") and "X-Goog-Signature" in image_url
+    assert set(part) == {"id", "label", "confidence", "box", "products", "ar_objects"}
+    card_fields = {"id", "name", "price", "currency", "product_url", "image_url", "dimensions", "score"}
+    assert card_fields <= set(part["products"][0])
+    ar = part["ar_objects"][0]
+    assert ar["model_url"].startswith("http") and (ar["width"], ar["depth"], ar["height"]) == (100.0, 50.0, 80.0)
     assert [n["status"] for n in _notifications(user["id"])] == ["done"]
     assert quota.usage(user["id"])["used"] == 1
 

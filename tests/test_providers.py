@@ -212,9 +212,9 @@ def test_local_generator_refuses_unreadable_photos(settings_env, data):
 
 
 def test_local_generator_refuses_a_tiny_photo(settings_env):
-    from lib.providers.local_generator import LocalGenerator
-
     from PIL import Image
+
+    from lib.providers.local_generator import LocalGenerator
 
     tiny = io.BytesIO()
     Image.new("RGB", (20, 20), "white").save(tiny, "JPEG")
