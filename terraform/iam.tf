@@ -29,6 +29,7 @@ locals {
     "api/uploads"    = { account = "api", bucket = "uploads", role = "roles/storage.objectUser" }
     "api/images"     = { account = "api", bucket = "images", role = "roles/storage.objectUser" }
     "events/uploads" = { account = "events", bucket = "uploads", role = "roles/storage.objectUser" }
+    "events/images"  = { account = "events", bucket = "images", role = "roles/storage.objectUser" }
     "events/catalog" = { account = "events", bucket = "catalog", role = "roles/storage.objectViewer" }
     "worker/uploads" = { account = "worker", bucket = "uploads", role = "roles/storage.objectViewer" }
     "worker/images"  = { account = "worker", bucket = "images", role = "roles/storage.objectUser" }
@@ -68,26 +69,23 @@ resource "google_service_account_iam_member" "api_signs_as_itself" {
   member             = "serviceAccount:${google_service_account.this["api"].email}"
 }
 
-# Enqueueing: interiors_generate (api) and on_catalog_uploaded (events) create tasks whose OAuth token is
-# minted for the tasks account, which needs actAs on it.
+# Enqueueing: interiors_generate (api) creates tasks whose OAuth token is minted for the tasks account,
+# which needs actAs on it.
 resource "google_cloud_tasks_queue_iam_member" "enqueuer" {
-  for_each = toset(["api", "events"])
-
   name     = google_cloud_tasks_queue.generate.name
   location = var.region
   role     = "roles/cloudtasks.enqueuer"
-  member   = "serviceAccount:${google_service_account.this[each.key].email}"
+  member   = "serviceAccount:${google_service_account.this["api"].email}"
 }
 
 resource "google_service_account_iam_member" "act_as_tasks" {
-  for_each = toset(["api", "events"])
-
   service_account_id = google_service_account.this["tasks"].name
   role               = "roles/iam.serviceAccountUser"
-  member             = "serviceAccount:${google_service_account.this[each.key].email}"
+  member             = "serviceAccount:${google_service_account.this["api"].email}"
 }
 
-# Starting a job with overrides, and nothing else (predefined run roles also allow editing jobs).
+# Starting a job with overrides, and nothing else (predefined run roles also allow editing jobs): the queue
+# starts generate-interior, on_catalog_uploaded (events) starts import-catalog directly.
 resource "google_project_iam_custom_role" "job_runner" {
   role_id     = "${replace(var.name_prefix, "-", "_")}_job_runner"
   title       = "Zipkku job runner"
@@ -98,7 +96,6 @@ resource "google_project_iam_custom_role" "job_runner" {
 resource "google_cloud_run_v2_job_iam_member" "runner" {
   for_each = {
     "tasks/generate_interior" = { account = "tasks", job = "generate_interior" }
-    "tasks/import_catalog"    = { account = "tasks", job = "import_catalog" }
     "events/import_catalog"   = { account = "events", job = "import_catalog" }
   }
 
