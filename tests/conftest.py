@@ -96,6 +96,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log_path = local_dir / "run_local.log"
     env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DB", "STORAGE_EMULATOR_HOST")}
     env.update({"ARGON2_MEMORY_KIB": "1024", "ARGON2_TIME_COST": "1"})
+    env.setdefault("DEMO_CATALOG_PER_LABEL", "8")  # a small demo catalog keeps start-up quick (~100 products)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "scripts" / "run_local.py"),

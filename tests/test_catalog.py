@@ -356,3 +356,19 @@ def test_label_centroids_classify_catalog_images():
     for product, vec in zip(fresh, vectors_, strict=True):
         correct += names[int(np.argmax(matrix @ np.asarray(vec)))] == product.label
     assert correct / len(fresh) >= 0.8
+
+
+# --- over real HTTP, as `make run` serves it ---------------------------------------------------------------
+
+@pytest.mark.e2e
+def test_make_run_serves_the_seeded_catalog(live_server):
+    styles = requests.get(f"{live_server}/styles-list/", timeout=10).json()
+    assert len(styles["styles"]) >= 8 and len(styles["room_types"]) == 6
+    page = requests.get(f"{live_server}/products-search/", params={"label": "sofa", "limit": 3}, timeout=10)
+    assert page.status_code == 200 and len(page.json()["products"]) == 3
+    first = page.json()["products"][0]
+    similar = requests.get(f"{live_server}/products-similar/", params={"product_id": first["id"]}, timeout=10)
+    assert similar.json()["products"][0]["id"] == first["id"]
+    ar = requests.post(f"{live_server}/ar-similar-objects/", json={"label": "lamp"}, timeout=10)
+    assert ar.status_code == 200
+    assert glb.read_glb(requests.get(ar.json()["objects"][0]["model_url"], timeout=10).content)
