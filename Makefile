@@ -50,5 +50,10 @@ package: $(STAMP)
 test: lint infra-check
 	$(PY) -m pytest
 
+# The generation journey against a fresh local stack; writes .local/demo/report.html and prints its path.
+.PHONY: demo
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
 clean:
 	rm -rf $(VENV) $(INFRA_VENV) scripts/infra-tools/node_modules dist .local .pytest_cache .ruff_cache

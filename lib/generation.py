@@ -253,12 +253,14 @@ def attach_ar(doc: dict[str, Any], owner: str) -> None:
             part["ar_objects"] = by_label.get(part["label"], [])
 
 
-def finish(doc: dict[str, Any], owner: str) -> dict[str, Any]:
+def finish(doc: dict[str, Any], owner: str, timings: dict[str, float]) -> dict[str, Any]:
+    """Mark done, keeping this attempt's seconds per stage (a resumed attempt reports only its own work)."""
     for variant in doc["variants"]:
         for part in variant["detected_parts"]:
             part.pop("embedding", None)  # served parts do not need their vectors; keep documents small
     now = db.utcnow()
-    checkpoint(doc, owner, {"variants": doc["variants"], "progress": {"stage": "done", "percent": 100}})
+    checkpoint(doc, owner, {"variants": doc["variants"], "progress": {"stage": "done", "percent": 100},
+                            "timings": timings})
     done = db.collection(COLLECTION).find_one_and_update(
         {"_id": doc["_id"], "status": "running", "lease_owner": owner},
         {"$set": {"status": "done", "finished_at": now, "lease_expires_at": None, "updated_at": now}},
@@ -286,11 +288,13 @@ def process(doc: dict[str, Any], owner: str) -> str:
     started = time.monotonic()
     try:
         try:
-            generate_variants(doc, owner)
-            detect_parts(doc, owner)
-            match_products(doc, owner)
-            attach_ar(doc, owner)
-            done = finish(doc, owner)
+            timings: dict[str, float] = {}
+            for stage, step in (("generating", generate_variants), ("detecting", detect_parts),
+                                ("matching", match_products), ("finishing", attach_ar)):
+                step_started = time.monotonic()
+                step(doc, owner)
+                timings[stage] = round(time.monotonic() - step_started, 3)
+            done = finish(doc, owner, timings)
         except ProviderError as exc:
             if exc.retryable:
                 raise Retry(exc.code, exc.message) from exc

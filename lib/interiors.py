@@ -249,6 +249,8 @@ def view(doc: dict[str, Any], *, summary: bool = False) -> dict[str, Any]:
         "original_image_url": _url(doc.get("original_image")), "created_at": doc["created_at"],
         "updated_at": doc.get("updated_at"), "finished_at": doc.get("finished_at"),
     }
+    if doc["status"] == "done":
+        out["timings"] = doc.get("timings")  # seconds per stage of the finishing attempt (diagnostics)
     if doc["status"] == "failed":
         out["reason"] = doc.get("reason")
         out["reason_message"] = doc.get("reason_message")

@@ -1,0 +1,142 @@
+"""`make demo`: the generation journey against a FRESH local stack, written up as an HTML report.
+
+Starts scripts/run_local.py (every local component, the demo catalog, the upload trigger, the local job runner)
+in a new folder under .local/demo/, drives the journey over HTTP (scripts/journey.py), downloads what the
+report shows (signed URLs expire, and the stack stops afterwards), writes .local/demo/report.html with the
+original photo, each variant with its detected boxes drawn, product cards and AR model links, prints its path,
+and stops the stack by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import requests  # noqa: E402
+
+from scripts.journey import Journey, room_photo  # noqa: E402
+from scripts.localstack import ROOT, free_port, stop_process, wait_for_port  # noqa: E402
+
+
+@contextmanager
+def local_server(local_dir: Path, catalog_per_label: int | None = None):
+    """run_local.py on a free port with its own (fresh) local folder; yields the base URL."""
+    if local_dir.exists():
+        shutil.rmtree(local_dir)
+    local_dir.mkdir(parents=True)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DB", "STORAGE_EMULATOR_HOST",
+                                                            "QDRANT_URL", "PUBSUB_EMULATOR_HOST")}
+    if catalog_per_label is not None:
+        env["DEMO_CATALOG_PER_LABEL"] = str(catalog_per_label)
+    log = open(local_dir / "run_local.log", "ab")  # noqa: SIM115 - the child writes to it until stopped
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run_local.py"), "--port", str(port),
+                             "--local-dir", str(local_dir)], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for_port(port, proc, timeout=300, name="run_local.py")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(proc, timeout=30)
+        log.close()
+
+
+def _data_uri(content: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(content).decode()}"
+
+
+def _fetch(url: str | None) -> bytes | None:
+    if not url:
+        return None
+    response = requests.get(url, timeout=30)
+    return response.content if response.status_code == 200 else None
+
+
+def write_report(out_dir: Path, photo: bytes, interior: dict, journey: Journey) -> Path:
+    import io
+
+    from PIL import Image
+
+    models_dir = out_dir / "models"
+    models_dir.mkdir(exist_ok=True)
+    e = html.escape
+    sections = []
+    for variant in interior["variants"]:
+        image = _fetch(variant["image_url"]) or b""
+        width, height = Image.open(io.BytesIO(image)).size if image else (1, 1)
+        boxes, cards = [], []
+        for part in variant["detected_parts"]:
+            b = part["box"]
+            style = (f"left:{100 * b['x'] / width:.2f}%;top:{100 * b['y'] / height:.2f}%;"
+                     f"width:{100 * b['width'] / width:.2f}%;height:{100 * b['height'] / height:.2f}%")
+            boxes.append(f'<div class="box" style="{style}"><span>{e(part["label"])} '
+                         f'{part["confidence"]:.2f}</span></div>')
+            products = []
+            for p in part["products"]:
+                picture = _fetch(p.get("image_url"))
+                img = f'<img src="{_data_uri(picture, "image/jpeg")}">' if picture else ""
+                dims = p.get("dimensions") or {}
+                size = " x ".join(f"{dims[k]:.0f}" for k in ("width_cm", "depth_cm", "height_cm") if k in dims)
+                products.append(f'<div class="card">{img}<b>{e(p["name"] or "")}</b><br>{p["price"]} '
+                                f'{e(p.get("currency") or "")}<br><small>{size} cm · score {p["score"]}</small><br>'
+                                f'<a href="{e(p["product_url"] or "")}">product page</a></div>')
+            ar_links = []
+            for ar in part["ar_objects"]:
+                model = _fetch(ar["model_url"])
+                if model:
+                    path = models_dir / f"{ar['id']}.glb"
+                    path.write_bytes(model)
+                    ar_links.append(f'<a href="models/{e(path.name)}">{e(ar["name"])} (.glb, {ar["width"]} x '
+                                    f'{ar["depth"]} x {ar["height"]} cm)</a>')
+            cards.append(f'<h4>{e(part["id"])}: {e(part["label"])} ({part["confidence"]:.2f})</h4>'
+                         f'<div class="cards">{"".join(products)}</div><p>AR: {" · ".join(ar_links) or "none"}</p>')
+        sections.append(f'<h3>Variant {variant["index"]}</h3><div class="frame">'
+                        f'<img src="{_data_uri(image, "image/jpeg")}">{"".join(boxes)}</div>{"".join(cards)}')
+    timings = json.dumps({"client": journey.timings, "stages_seen_at_s": journey.stages,
+                          "job_stage_seconds": interior.get("timings")}, indent=2)
+    page = f"""<!doctype html><meta charset="utf-8"><title>Zipkku demo</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
+.frame{{position:relative;display:inline-block}}.frame img{{max-width:100%;display:block}}
+.box{{position:absolute;border:3px solid #ff3b30;box-sizing:border-box}}
+.box span{{background:#ff3b30;color:#fff;font-size:12px;padding:1px 4px;position:absolute;top:-1.4em;left:-3px}}
+.cards{{display:flex;flex-wrap:wrap;gap:8px}}.card{{border:1px solid #ddd;padding:6px;width:170px;font-size:13px}}
+.card img{{width:100%}}pre{{background:#f5f5f5;padding:1em}}</style>
+<h1>Zipkku: {e(interior["style"])} {e(interior["room_type"])}</h1>
+<p>Prompt: {e(interior["prompt"])} · status {e(interior["status"])} · local providers (stand-ins, see README)</p>
+<h2>Original photo</h2><div class="frame"><img src="{_data_uri(photo, "image/jpeg")}"></div>
+<h2>Variants</h2>{"".join(sections)}<h2>Timings</h2><pre>{e(timings)}</pre>"""
+    report = out_dir / "report.html"
+    report.write_text(page)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default=str(ROOT / ".local" / "demo"))
+    parser.add_argument("--variants", type=int, default=2)
+    args = parser.parse_args()
+    out_dir = Path(args.out).resolve()
+    with local_server(out_dir / "stack") as base_url:
+        journey = Journey(base_url)
+        journey.account()
+        photo = room_photo()
+        upload = journey.upload(photo)
+        style, room_type = journey.pick_style()
+        interior = journey.generate(upload["id"], style, room_type, variants=args.variants)
+        journey.library(interior["id"])
+        report = write_report(out_dir, photo, interior, journey)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
