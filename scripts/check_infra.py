@@ -43,7 +43,10 @@ def run(argv: list[str], timeout: float = 300) -> str:
     missing = Path(argv[0])
     if missing.is_absolute() and not missing.exists():
         raise CheckFailed(f"{missing} is missing: run `make infra-tools`")
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        raise CheckFailed(f"{argv[0]} is not installed") from None
     output = (proc.stdout + proc.stderr).strip()
     if proc.returncode != 0:
         raise CheckFailed(output or f"{argv[0]} exited with {proc.returncode}")
