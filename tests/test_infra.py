@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -257,8 +258,6 @@ def test_unknown_check_is_refused():
 
 def test_generation_metric_matches_what_the_job_logs():
     """The log-based metric parses lib/generation.py's outcome lines: renaming them would silently blind it."""
-    import re
-
     with (TERRAFORM / "monitoring.tf").open() as handle:
         resources = hcl2.load(handle)["resource"]
     metric = next(r["google_logging_metric"]["generation_outcomes"] for r in map(unquote, resources)
@@ -277,3 +276,94 @@ def test_generation_metric_matches_what_the_job_logs():
     assert re.search(extract["outcome"], failed).group(1) == "failed"
     assert re.search(extract["reason"], failed).group(1) == "PROVIDER_FAILED"
     assert not re.search(line_pattern, "interior 6a1b: lease lost (taken over or deleted); stopping")
+
+
+# --- what `terraform validate` would catch without providers: references that resolve ------------------
+
+def parsed(folder: Path) -> list[dict]:
+    documents = []
+    for path in sorted(folder.glob("*.tf")):
+        with path.open() as handle:
+            documents.append(unquote(hcl2.load(handle)))
+    return documents
+
+
+def declared(folder: Path) -> dict[str, set]:
+    found: dict[str, set] = {"variable": set(), "resource": set(), "data": set(), "module": set()}
+    for document in parsed(folder):
+        for block in document.get("variable", []):
+            found["variable"] |= set(block)
+        for kind in ("resource", "data"):
+            for block in document.get(kind, []):
+                for type_name, bodies in block.items():
+                    found[kind] |= {(type_name, name) for name in bodies}
+        for block in document.get("module", []):
+            found["module"] |= set(block)
+    return found
+
+
+REFERENCE = re.compile(r"(?<![\w.-])(data\.)?((?:google|mongodbatlas|qdrant-cloud|random)_[a-z0-9_]+)\.([a-z0-9_]+)")
+
+
+def code_of(folder: Path) -> str:
+    """The .tf text without comments (references in prose are not references)."""
+    lines = []
+    for path in sorted(folder.glob("*.tf")):
+        for line in path.read_text().splitlines():
+            if not line.lstrip().startswith(("#", "//")):
+                lines.append(line)
+    return "\n".join(lines)
+
+
+def unresolved(folder: Path, root_locals: dict | None = None) -> list[str]:
+    """var./local./module./resource/data references in `folder` that nothing declares."""
+    names = declared(folder)
+    text = code_of(folder)
+    missing = [f"var.{name}" for name in set(re.findall(r"\bvar\.([a-z0-9_]+)", text)) if name not in names["variable"]]
+    if root_locals is not None:
+        missing += [f"local.{name}" for name in set(re.findall(r"\blocal\.([a-z0-9_]+)", text))
+                    if name not in root_locals]
+        missing += [f"module.{name}" for name in set(re.findall(r"\bmodule\.([a-z0-9_]+)", text))
+                    if name not in names["module"]]
+    for data, type_name, name in set(REFERENCE.findall(text)):
+        if (type_name, name) not in names["data" if data else "resource"]:
+            missing.append(f"{data}{type_name}.{name}")
+    return sorted(missing)
+
+
+@pytest.mark.parametrize("folder", [TERRAFORM, TERRAFORM / "modules" / "function", TERRAFORM / "bootstrap"],
+                         ids=["root", "module", "bootstrap"])
+def test_references_resolve(folder):
+    assert unresolved(folder, LOCALS if folder == TERRAFORM else None) == []
+
+
+def test_unresolved_references_are_found(tmp_path):
+    shutil.copytree(TERRAFORM, tmp_path / "terraform", ignore=shutil.ignore_patterns(".terraform"))
+    path = tmp_path / "terraform" / "functions.tf"
+    path.write_text(path.read_text()
+                    .replace("google_cloud_tasks_queue.generate.name", "google_cloud_tasks_queue.generat.name")
+                    .replace("var.replicate_model", "var.replicate_modl")
+                    .replace("local.common_env, each", "local.common_envs, each"))
+    assert unresolved(tmp_path / "terraform", LOCALS) == [
+        "google_cloud_tasks_queue.generat", "local.common_envs", "var.replicate_modl"]
+
+
+def test_keyed_references_use_declared_keys():
+    text = code_of(TERRAFORM)
+    for resource, local_name in [("google_storage_bucket", "buckets"), ("google_service_account", "service_accounts"),
+                                 ("google_pubsub_topic", "topics"), ("google_secret_manager_secret", "secrets")]:
+        used = set(re.findall(rf'{resource}\.this\["([a-z_]+)"\]', text))
+        assert used, resource
+        assert used <= set(LOCALS[local_name]), f"{resource}: {sorted(used - set(LOCALS[local_name]))}"
+
+
+def test_module_call_matches_module_variables():
+    module_variables = {}
+    for document in parsed(TERRAFORM / "modules" / "function"):
+        for block in document.get("variable", []):
+            module_variables.update(block)
+    call = next(block["function"] for document in parsed(TERRAFORM) for block in document.get("module", []))
+    arguments = set(call) - {"source", "for_each", "depends_on"}
+    assert arguments <= set(module_variables), sorted(arguments - set(module_variables))
+    required = {name for name, spec in module_variables.items() if "default" not in spec}
+    assert required <= arguments, sorted(required - arguments)
