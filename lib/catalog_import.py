@@ -143,7 +143,8 @@ def iter_rows(data: bytes, kind: str) -> Iterator[tuple[int, dict | None, str | 
             if None in row:
                 yield line, None, "more fields than the header"
                 continue
-            yield line, {(k or "").strip(): v for k, v in row.items()}, None
+            # a short row leaves trailing fields None: treat them as missing ("Field required")
+            yield line, {(k or "").strip(): v for k, v in row.items() if v is not None}, None
         return
     stripped = text.lstrip()
     if stripped.startswith("["):  # a .json file holding one array

@@ -208,6 +208,14 @@ def test_malformed_csv_files(tmp_path, content, errors):
     assert result["imported"] == 0 and result["errors"] == errors
 
 
+def test_short_rows_name_the_missing_fields(tmp_path):
+    path = tmp_path / "short.csv"
+    path.write_text(",".join(HEADER) + "\nJust a name,https://shop.example.com/x\n")
+    result = run(path)
+    assert result["invalid"] == 1 and result["errors"][0]["line"] == 2
+    assert "image_url: Field required" in result["errors"][0]["error"]
+
+
 def test_non_utf8_file_is_reported(tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes(",".join(HEADER).encode() + b"\n\xff\xfe\xfa,1\n")
