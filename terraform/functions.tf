@@ -113,6 +113,7 @@ module "function" {
   secrets = { for key in each.value.secrets : upper(key) => google_secret_manager_secret.this[key].secret_id }
 
   service_account_email         = google_service_account.this[each.value.service_account].email
+  build_service_account         = google_service_account.this["builder"].id
   trigger_service_account_email = google_service_account.this["trigger"].email
   dead_letter_topic             = google_pubsub_topic.this["dead_letter"].id
   pubsub_service_agent          = local.pubsub_service_agent
@@ -122,5 +123,6 @@ module "function" {
     google_secret_manager_secret_iam_member.accessor,
     google_project_iam_member.storage_agent_publishes,
     google_project_iam_member.trigger_receives_events,
+    google_project_iam_member.builder,
   ]
 }

@@ -5,6 +5,7 @@
 #   worker   runtime of the Cloud Run jobs
 #   tasks    identity Cloud Tasks uses to start the generation job through the Cloud Run Admin API
 #   trigger  identity Eventarc and the Pub/Sub push subscription use to invoke event functions
+#   builder  identity Cloud Functions builds the function images with (no reliance on default accounts)
 locals {
   service_accounts = {
     api     = "Zipkku HTTP functions"
@@ -12,6 +13,7 @@ locals {
     worker  = "Zipkku jobs"
     tasks   = "Zipkku Cloud Tasks caller"
     trigger = "Zipkku event delivery"
+    builder = "Zipkku function builds"
   }
 
   storage_agent        = data.google_storage_project_service_account.this.email_address
@@ -103,6 +105,14 @@ resource "google_cloud_run_v2_job_iam_member" "runner" {
   location = var.region
   role     = google_project_iam_custom_role.job_runner.id
   member   = "serviceAccount:${google_service_account.this[each.value.account].email}"
+}
+
+# Function builds: read the source archive, write the image and the build logs.
+resource "google_project_iam_member" "builder" {
+  #checkov:skip=CKV_GCP_49:the role Cloud Run functions documents for a custom build service account; it runs builds only, not as other accounts
+  project = var.project_id
+  role    = "roles/cloudbuild.builds.builder"
+  member  = "serviceAccount:${google_service_account.this["builder"].email}"
 }
 
 # The generation job announces finished interiors.

@@ -18,8 +18,9 @@ resource "google_cloudfunctions2_function" "this" {
   labels      = { app = "zipkku", trigger = var.trigger.type }
 
   build_config {
-    runtime     = var.runtime
-    entry_point = var.name
+    runtime         = var.runtime
+    entry_point     = var.name
+    service_account = var.build_service_account
     source {
       storage_source {
         bucket = var.source_bucket

@@ -94,6 +94,11 @@ variable "service_account_email" {
   type        = string
 }
 
+variable "build_service_account" {
+  description = "Service account (projects/P/serviceAccounts/EMAIL) that builds the function image."
+  type        = string
+}
+
 variable "trigger_service_account_email" {
   description = "Identity Eventarc / the Pub/Sub push subscription use to invoke event functions."
   type        = string
