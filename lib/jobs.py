@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,8 @@ class LocalExecution:
     done: threading.Event = field(default_factory=threading.Event)
     exit_codes: list[int] = field(default_factory=list)
     procs: list[subprocess.Popen] = field(default_factory=list)
+    started_at: float | None = None  # time.monotonic() when it got a slot
+    finished_at: float | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -129,12 +132,14 @@ def _run_local(job_name: str, args: list[str], env: dict[str, str], task_count: 
 
     def supervise() -> None:
         with slot, open(execution.log_path, "ab") as log:
+            execution.started_at = time.monotonic()
             for index in range(task_count):
                 execution.procs.append(subprocess.Popen(
                     [sys.executable, str(script), *args], cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL, env={**base_env, "CLOUD_RUN_TASK_INDEX": str(index)},
                 ))
             execution.exit_codes = [proc.wait() for proc in execution.procs]
+            execution.finished_at = time.monotonic()
         execution.done.set()
 
     threading.Thread(target=supervise, name=f"job-{execution_id}", daemon=True).start()

@@ -21,6 +21,8 @@ def _seed_demo_catalog() -> None:
     per_label = int(os.environ.get("DEMO_CATALOG_PER_LABEL", "90"))
     if per_label <= 0:
         return
+    print(f"demo catalog: checking ({per_label} products per label; the first run draws, uploads and embeds "
+          "them, about half a minute)", flush=True)
     result = demo_catalog.seed_if_needed(per_label)
     if result is None:
         print("demo catalog: already seeded", flush=True)

@@ -257,6 +257,17 @@ def test_job_script_exits_1_on_an_unreadable_source(tmp_path):
     assert wrong.returncode == 1 and "csv" in wrong.stdout
 
 
+def test_local_jobs_respect_the_concurrency_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOCAL_JOB_CONCURRENCY", "1")
+    get_settings.cache_clear()
+    missing = ["--source", str(tmp_path / "missing.csv")]
+    first, second = jobs.run_job("import-catalog", args=missing), jobs.run_job("import-catalog", args=missing)
+    a, b = jobs.wait(first, timeout=60), jobs.wait(second, timeout=60)
+    assert a.exit_codes == [1] and b.exit_codes == [1] and not a.succeeded
+    assert b.started_at >= a.finished_at or a.started_at >= b.finished_at  # never both at once
+    assert "failed" in a.log_path.read_text()
+
+
 def test_run_job_refuses_unknown_jobs_and_bad_task_counts():
     with pytest.raises(FileNotFoundError):
         jobs.run_job("no-such-job")
