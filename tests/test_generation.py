@@ -250,3 +250,29 @@ def test_sharding_splits_the_sweep_without_overlap(env, user):
     shard0, shard1 = set(generation.candidates(0, 2)), set(generation.candidates(1, 2))
     assert shard0 | shard1 == ids and not shard0 & shard1
     assert shard0 and shard1
+
+
+def test_http_detector_parts_are_matched_in_one_batch_by_their_embeddings(env, user):
+    """With the production detector contract (a double of the service), each part's embedding finds the
+    product it came from first, filtered by the part's label."""
+    from lib import vectors
+    from tests.doubles import DetectorDouble
+
+    seed_mini_catalog()
+    sofa, lamp = vectors.get_vector("test-sofa-2"), vectors.get_vector("test-lamp-1")
+    double = DetectorDouble(reply=[
+        {"label": "sofa", "confidence": 0.9, "bbox": [10, 200, 300, 150], "embedding": sofa},
+        {"label": "lamp", "confidence": 0.8, "bbox": [500, 100, 60, 280], "embedding": lamp},
+        {"label": "lamp", "confidence": 0.3, "bbox": [0, 0, 50, 50], "embedding": sofa},  # label filter wins
+    ]).start()
+    try:
+        env(detector="http", detector_url=f"{double.url}/detect")
+        doc = queued_interior(user, ready_upload(user["id"]))
+        assert generation.run([doc["_id"]])["done"] == 1
+    finally:
+        double.stop()
+    parts = _doc(doc["_id"])["variants"][0]["detected_parts"]
+    assert [p["products"][0]["id"] for p in parts[:2]] == ["test-sofa-2", "test-lamp-1"]
+    assert parts[1]["box"] == {"x": 500, "y": 100, "width": 60, "height": 280}
+    assert all(p["label"] == "lamp" for p in parts[2]["products"])
+    assert len(double.received) == 1 and double.received[0]["size"] > 0
