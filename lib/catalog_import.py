@@ -325,9 +325,13 @@ def run_import(source: str, *, import_id: str, task_index: int = 0, task_count: 
     name = name or source_name(source)
     imports.update_one({"_id": import_id}, {
         "$setOnInsert": {"source": source, "name": name, "task_count": task_count, "created_at": now,
-                         "finished_shards": 0, "counts": {"rows": 0, "imported": 0, "invalid": 0, "failed": 0}},
-        "$set": {"status": "running", "updated_at": now, f"shards.{task_index}": {"status": "running"}},
+                         "finished_shards": 0, "counts": {"rows": 0, "imported": 0, "invalid": 0, "failed": 0},
+                         "status": "running"},
+        "$set": {"updated_at": now},
     }, upsert=True)
+    imports.update_one({"_id": import_id, "status": "queued"}, {"$set": {"status": "running"}})
+    imports.update_one({"_id": import_id, f"shards.{task_index}.status": {"$ne": "done"}},
+                       {"$set": {f"shards.{task_index}": {"status": "running"}}})
     try:
         kind = source_kind(source)
         data = read_source(source)
@@ -340,7 +344,8 @@ def run_import(source: str, *, import_id: str, task_index: int = 0, task_count: 
             f"shards.{task_index}": {"status": "failed"}}})
         raise
     counts = {k: result[k] for k in ("rows", "imported", "invalid", "failed")}
-    doc = imports.find_one_and_update({"_id": import_id}, {
+    # counted once per shard even if Cloud Run retries a task that had already finished
+    doc = imports.find_one_and_update({"_id": import_id, f"shards.{task_index}.status": {"$ne": "done"}}, {
         "$inc": {**{f"counts.{k}": v for k, v in counts.items()}, "finished_shards": 1},
         "$push": {"errors": {"$each": result["errors"][:MAX_ERRORS_KEPT], "$slice": MAX_ERRORS_KEPT}},
         "$set": {f"shards.{task_index}": {"status": "done", **counts, "seconds": result["seconds"]},

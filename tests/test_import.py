@@ -138,6 +138,9 @@ def test_two_shards_cover_every_row_exactly_once(catalog_csv):
     assert doc["status"] == "done" and doc["finished_shards"] == 2
     assert doc["counts"] == {"rows": 14, "imported": 8, "invalid": 4, "failed": 2}
     assert sorted(e["line"] for e in doc["errors"]) == sorted(expected)
+    run(path, import_id=import_id, task_index=1, task_count=2)  # a retried task: upserts, counted once
+    retried = db.collection("imports").find_one({"_id": import_id})
+    assert retried["counts"] == doc["counts"] and retried["status"] == "done"
 
 
 def test_jsonl_from_a_bucket_with_bucket_images():
