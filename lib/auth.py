@@ -20,6 +20,7 @@ from typing import Any
 import jwt
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
+from pydantic import BaseModel, ConfigDict, Field
 from pymongo import ReturnDocument
 
 from lib import db, errors
@@ -108,6 +109,13 @@ def authenticate(token: str) -> dict[str, Any]:
 
 
 # --- refresh tokens --------------------------------------------------------------------------------------
+
+class RefreshTokenBody(BaseModel):
+    """The body of /auth-refresh and /auth-logout."""
+
+    model_config = ConfigDict(extra="forbid")
+    refresh_token: str = Field(min_length=1, max_length=200)
+
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()

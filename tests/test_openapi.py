@@ -1,0 +1,59 @@
+"""The OpenAPI document: valid, complete (every HTTP function and method), served with caching."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from openapi_spec_validator import validate
+
+from lib import openapi
+
+FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
+
+
+def _http_methods() -> dict[str, set[str]]:
+    """function name -> methods from its @http_function(methods=[...]) decorator, read without importing it."""
+    found = {}
+    for main in FUNCTIONS.glob("*/main.py"):
+        for node in ast.walk(ast.parse(main.read_text())):
+            if not isinstance(node, ast.FunctionDef) or node.name != main.parent.name:
+                continue
+            for decorator in node.decorator_list:
+                if isinstance(decorator, ast.Call) and getattr(decorator.func, "id", "") == "http_function":
+                    methods = next(k.value for k in decorator.keywords if k.arg == "methods")
+                    found[main.parent.name] = {elt.value for elt in methods.elts}
+    return found
+
+
+def test_document_is_valid_openapi_3_1():
+    validate(openapi.document(server_url="http://127.0.0.1:8080"))
+
+
+def test_every_http_function_and_method_is_documented_and_nothing_else():
+    declared = _http_methods()
+    documented: dict[str, set[str]] = {}
+    for op in openapi.OPERATIONS:
+        documented.setdefault(op.function, set()).add(op.method)
+    assert declared, "no HTTP functions found"
+    assert documented == declared
+
+
+def test_request_schemas_come_from_the_validating_models():
+    doc = openapi.document()
+    signup = doc["paths"]["/auth-signup"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    schema = doc["components"]["schemas"][signup["$ref"].rsplit("/", 1)[1]]
+    assert set(schema["required"]) == {"email", "password", "name"}
+    assert schema["properties"]["password"]["minLength"] == 8
+    search = {p["name"] for p in doc["paths"]["/products-search"]["get"]["parameters"]}
+    assert {"label", "max_width_cm", "cursor", "limit"} <= search
+    assert doc["paths"]["/me"]["get"]["security"] == [{"bearer": []}]
+    assert "security" not in doc["paths"]["/auth-login"]["post"]
+
+
+def test_served_with_etag(fn):
+    client = fn("openapi")
+    r = client.get("/")
+    assert r.status_code == 200 and r.get_json()["openapi"] == "3.1.0"
+    assert client.get("/", headers={"If-None-Match": r.headers["ETag"]}).status_code == 304
+    assert client.post("/", json={}).status_code == 405
