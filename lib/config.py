@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=60_000_000, ge=10_000)
     max_image_edge_px: int = Field(default=2048, ge=256)
     thumbnail_edge_px: int = Field(default=384, ge=64)
+    storage_timeout_seconds: float = Field(default=30, gt=0)  # one request
+    storage_retry_seconds: float = Field(default=10, gt=0)  # all retries of one operation
     signed_put_ttl_seconds: int = Field(default=15 * 60, ge=60)
     signed_get_ttl_seconds: int = Field(default=15 * 60, ge=60)
     # Local only: PEM of a throwaway RSA key used to sign V4 URLs (production signs through IAM signBlob).

@@ -150,10 +150,20 @@ def _cors_headers(request: flask.Request, methods: Iterable[str]) -> dict[str, s
 # --- the decorator ---------------------------------------------------------------------------------------
 
 def _dependency_error(exc: Exception) -> errors.ApiError | None:
-    """A database outage is a 503, not a 500. pymongo is only consulted if this process loaded it."""
+    """An outage of the database, Cloud Storage or another Google API is a 503, not a 500. Each client library
+    is only consulted if this process already loaded it (so this costs no imports)."""
     pymongo = sys.modules.get("pymongo")
     if pymongo is not None and isinstance(exc, pymongo.errors.ConnectionFailure):
         return errors.DependencyUnavailable("The database is unavailable; try again shortly.")
+    google_errors = sys.modules.get("google.api_core.exceptions")
+    if google_errors is not None and isinstance(exc, (
+        google_errors.ServiceUnavailable, google_errors.InternalServerError, google_errors.GatewayTimeout,
+        google_errors.TooManyRequests, google_errors.RetryError,
+    )):
+        return errors.DependencyUnavailable("A storage or cloud service is unavailable; try again shortly.")
+    requests_errors = sys.modules.get("requests.exceptions")
+    if requests_errors is not None and isinstance(exc, (requests_errors.ConnectionError, requests_errors.Timeout)):
+        return errors.DependencyUnavailable("A service we depend on did not answer; try again shortly.")
     return None
 
 

@@ -81,14 +81,25 @@ def upload_bytes(
     """Write an object and return its generation. `if_generation_match=0` writes only if it does not exist
     (raises google.api_core.exceptions.PreconditionFailed otherwise), which makes retried writers safe."""
     blob = bucket(bucket_name).blob(name)
-    blob.upload_from_string(data, content_type=content_type, if_generation_match=if_generation_match)
+    # Only a conditional write is safe to retry (the library's own rule); bound the retrying by our deadline.
+    retry = _retry() if if_generation_match is not None else None
+    blob.upload_from_string(data, content_type=content_type, if_generation_match=if_generation_match,
+                            retry=retry, timeout=get_settings().storage_timeout_seconds)
     return int(blob.generation)
 
 
 def download_bytes(bucket_name: str, name: str, generation: int | None = None) -> bytes:
     """An object's bytes (a specific generation if given). Raises google.api_core.exceptions.NotFound."""
     blob = bucket(bucket_name).blob(name, generation=generation)
-    return blob.download_as_bytes()
+    return blob.download_as_bytes(retry=_retry(), timeout=get_settings().storage_timeout_seconds)
+
+
+def _retry():
+    """The library's default retry, bounded by STORAGE_RETRY_SECONDS instead of 120 s, so an outage becomes
+    a prompt 503 for a waiting user rather than a hung request."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_timeout(get_settings().storage_retry_seconds)
 
 
 def delete_prefix(bucket_name: str, prefix: str) -> int:

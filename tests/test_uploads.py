@@ -360,3 +360,19 @@ def test_direct_upload_body_limit_is_413(fn, user):
     response = direct(fn, user, too_big)
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+def test_storage_outage_is_503_and_records_nothing(fn, user, monkeypatch):
+    from lib import db
+    from lib.config import get_settings
+    from scripts.localstack import free_port
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("STORAGE_RETRY_SECONDS", "1")
+    get_settings.cache_clear()
+    started = time.perf_counter()
+    response = direct(fn, user, photos.image_bytes("JPEG"))
+    assert time.perf_counter() - started < 8  # bounded by the retry deadline, not the library's 120 s
+    assert response.status_code == 503, response.get_json()
+    assert response.get_json()["error"]["code"] == "DEPENDENCY_UNAVAILABLE" and "Retry-After" in response.headers
+    assert db.collection("uploads").count_documents({"user_id": user["user"]["id"], "status": "ready"}) == 0
