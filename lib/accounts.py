@@ -150,10 +150,16 @@ def update_profile(user: dict[str, Any], body: ProfileUpdate) -> tuple[dict[str,
 
 
 def deactivate(user: dict[str, Any]) -> None:
-    """Deactivate the account: every token stops working and login is refused from now on."""
+    """Deactivate the account: every token stops working, login is refused from now on, and the person's
+    photos, designs and notifications are deleted (the account record stays, so the email stays reserved)."""
+    from lib import interiors, uploads
+
     now = db.utcnow()
     db.collection("users").update_one(
         {"_id": user["_id"]},
         {"$set": {"active": False, "deactivated_at": now, "updated_at": now}, "$inc": {"session_epoch": 1}},
     )
     auth.revoke_all_for_user(user["_id"])
+    uploads.delete_all_for_user(user["_id"])
+    interiors.delete_all_for_user(user["_id"])
+    db.collection("notifications").delete_many({"user_id": user["_id"]})

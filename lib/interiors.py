@@ -329,3 +329,11 @@ def delete(user_id: str, interior_id: str) -> None:
     if doc["status"] in ("queued", "running"):
         quota.refund(user_id, doc.get("quota_period"))  # nothing was delivered
     storage.delete_prefix(get_settings().images_bucket, images_prefix(user_id, interior_id))
+
+
+def delete_all_for_user(user_id: str) -> None:
+    """A deleted account's designs go with it. Running generations notice (their lease updates stop matching)."""
+    from lib import storage
+
+    db.collection(COLLECTION).delete_many({"user_id": user_id})
+    storage.delete_prefix(get_settings().images_bucket, f"interiors/{user_id}/")

@@ -285,3 +285,13 @@ def create_direct(user_id: str, data: bytes, declared_type: str | None) -> dict[
     _collection().insert_one(doc)
     log.info("direct upload %s ready (%dx%d, %s)", upload_id, result.width, result.height, settings.images_bucket)
     return doc
+
+
+def delete_all_for_user(user_id: str) -> None:
+    """A deleted account's photos go with it: raw objects, normalized images, thumbnails and documents."""
+    from lib import storage
+
+    settings = get_settings()
+    storage.delete_prefix(settings.uploads_bucket, _raw_name(user_id, ""))
+    storage.delete_prefix(settings.images_bucket, f"uploads/{user_id}/")
+    _collection().delete_many({"user_id": user_id})

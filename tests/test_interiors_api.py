@@ -284,3 +284,32 @@ def test_me_reports_usage_recent_saved_and_notifications(fn, ctx, env):
     assert len(me["recent_saved"]) == 6 and me["recent_saved"][0]["id"] == ids[-1]
     assert [n["interior_id"] for n in me["notifications"]] == [ids[0]]
     assert me["user"]["id"] == ctx["user"]["id"]
+
+
+def test_deleting_the_account_deletes_its_photos_and_designs(fn, ctx, make_user):
+    from lib import storage
+
+    settings = get_settings()
+    doc = queued_interior(ctx["user"], ctx["upload"])
+    assert generation.run([doc["_id"]])["done"] == 1
+    user_id = ctx["user"]["id"]
+    other = make_user()
+    other_upload = ready_upload(other["user"]["id"])
+
+    def objects(bucket, prefix):
+        return list(storage.client().list_blobs(bucket, prefix=prefix))
+
+    raw = f"{settings.raw_uploads_prefix}{user_id}/{ctx['upload']}"  # the photo as the browser PUT it
+    storage.upload_bytes(settings.uploads_bucket, raw, b"raw photo bytes", "image/jpeg")
+    assert objects(settings.images_bucket, f"interiors/{user_id}/")
+    assert objects(settings.images_bucket, f"uploads/{user_id}/")
+    assert fn("me").delete("/", headers=ctx["headers"]).status_code == 204
+    for bucket, prefix in ((settings.images_bucket, f"interiors/{user_id}/"),
+                           (settings.images_bucket, f"uploads/{user_id}/"),
+                           (settings.uploads_bucket, f"{settings.raw_uploads_prefix}{user_id}/")):
+        assert objects(bucket, prefix) == [], prefix
+    for name in ("uploads", "interiors", "notifications"):
+        assert db.collection(name).count_documents({"user_id": user_id}) == 0, name
+    # Nobody else loses anything.
+    assert db.collection("uploads").count_documents({"_id": other_upload, "status": "ready"}) == 1
+    assert objects(settings.images_bucket, f"uploads/{other['user']['id']}/")
