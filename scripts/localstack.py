@@ -82,39 +82,82 @@ def ensure_local_secrets(local_dir: Path) -> dict[str, str]:
     return values
 
 
-# --- MongoDB: SecantusDB ---------------------------------------------------------------------------------
+# --- the shape every component shares -----------------------------------------------------------------------
 
-class MongoServer:
-    """SecantusDB (MongoDB wire protocol) as a child process. `storage` is a folder or ":memory:"."""
+class ChildServer:
+    """A server run as our child process on 127.0.0.1:`port`: `prepare()`, spawn `argv()`, wait until the port
+    answers; stopped by its PID. Subclasses say how to run it (`argv`) and how our code finds it (`env`)."""
 
-    def __init__(self, storage: str, log_path: Path | None = None) -> None:
-        self.storage = storage
+    name = "server"
+    start_timeout = 30.0
+
+    def __init__(self, log_path: Path | None = None) -> None:
         self.log_path = log_path
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
+
+    def prepare(self) -> None:
+        """Work before the process starts (folders, topics)."""
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def child_env(self) -> dict[str, str]:
+        return {}
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+    def start(self):
+        self.prepare()
+        self.proc = spawn(self.argv(), self.log_path, env=self.child_env())
+        wait_for_port(self.port, self.proc, timeout=self.start_timeout, name=self.name)
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def _send_json(url: str, method: str, body: dict) -> None:
+    """One JSON request to an emulator of ours; 409 (it exists already) counts as success: creating is
+    idempotent, and a persistent stack finds what the previous run made."""
+    request = urllib.request.Request(  # noqa: S310 - http to our own emulator on 127.0.0.1
+        url, method=method, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
+    )
+    try:
+        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 - our own emulator on 127.0.0.1
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:
+            raise
+
+
+# --- MongoDB: SecantusDB ---------------------------------------------------------------------------------
+
+class MongoServer(ChildServer):
+    """SecantusDB (MongoDB wire protocol) as a child process. `storage` is a folder or ":memory:"."""
+
+    name = "SecantusDB"
+
+    def __init__(self, storage: str, log_path: Path | None = None) -> None:
+        super().__init__(log_path)
+        self.storage = storage
 
     @property
     def uri(self) -> str:
         # retryWrites=false: SecantusDB slows sharply while it keeps pymongo's retryable-write log.
         return f"mongodb://127.0.0.1:{self.port}/?retryWrites=false&directConnection=true"
 
-    def start(self) -> MongoServer:
-        binary = shutil.which("secantusd-py", path=str(VENV_BIN)) or "secantusd-py"
+    def prepare(self) -> None:
         if self.storage != ":memory:":
             Path(self.storage).mkdir(parents=True, exist_ok=True)
-        self.proc = spawn(
-            [binary, "--host", "127.0.0.1", "--port", str(self.port), "--storage-path", self.storage,
-             "--log-level", "WARNING"],
-            self.log_path,
-        )
-        wait_for_port(self.port, self.proc, name="SecantusDB")
-        return self
+
+    def argv(self) -> list[str]:
+        binary = shutil.which("secantusd-py", path=str(VENV_BIN)) or "secantusd-py"
+        return [binary, "--host", "127.0.0.1", "--port", str(self.port), "--storage-path", self.storage,
+                "--log-level", "WARNING"]
 
     def env(self) -> dict[str, str]:
         return {"MONGODB_URI": self.uri}
-
-    def stop(self) -> None:
-        stop_process(self.proc)
 
 
 # --- Pub/Sub: the official emulator, where installed --------------------------------------------------------
@@ -128,7 +171,7 @@ def _gcloud_sdk_roots() -> list[Path]:
     return roots
 
 
-class PubSubEmulator:
+class PubSubEmulator(ChildServer):
     """The Pub/Sub emulator (Java, from the gcloud SDK) as a child process, when this machine has it.
 
     Generic on purpose: storage notifications use it here, and any feature that needs topics can reuse it
@@ -136,11 +179,12 @@ class PubSubEmulator:
     the same port as gRPC, so the stack needs no Pub/Sub client of its own.
     """
 
+    name = "Pub/Sub emulator"
+    start_timeout = 60.0
+
     def __init__(self, project: str, log_path: Path | None = None) -> None:
+        super().__init__(log_path)
         self.project = project
-        self.log_path = log_path
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
 
     @staticmethod
     def binary() -> Path | None:
@@ -157,24 +201,14 @@ class PubSubEmulator:
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"  # PUBSUB_EMULATOR_HOST takes host:port without a scheme
 
-    def start(self) -> PubSubEmulator:
+    def argv(self) -> list[str]:
         binary = self.binary()
         if binary is None:
             raise RuntimeError("the Pub/Sub emulator is not installed (google-cloud-cli-pubsub-emulator)")
-        self.proc = spawn([str(binary), "--host=127.0.0.1", f"--port={self.port}"], self.log_path)
-        wait_for_port(self.port, self.proc, timeout=60, name="Pub/Sub emulator")
-        return self
+        return [str(binary), "--host=127.0.0.1", f"--port={self.port}"]
 
     def _put(self, path: str, body: dict | None = None) -> None:
-        request = urllib.request.Request(  # noqa: S310 - http to our own emulator on 127.0.0.1
-            f"http://{self.host}/v1/projects/{self.project}/{path}", method="PUT",
-            data=json.dumps(body or {}).encode(), headers={"Content-Type": "application/json"},
-        )
-        try:
-            urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 - our own emulator on 127.0.0.1
-        except urllib.error.HTTPError as exc:
-            if exc.code != 409:  # already exists: creating is idempotent
-                raise
+        _send_json(f"http://{self.host}/v1/projects/{self.project}/{path}", "PUT", body or {})
 
     def create_topic(self, topic: str) -> str:
         self._put(f"topics/{topic}")
@@ -188,9 +222,6 @@ class PubSubEmulator:
 
     def env(self) -> dict[str, str]:
         return {"PUBSUB_EMULATOR_HOST": self.host, "PUBSUB_PROJECT_ID": self.project}
-
-    def stop(self) -> None:
-        stop_process(self.proc)
 
 
 # --- Cloud Storage: fake-gcs-server ------------------------------------------------------------------------
@@ -217,7 +248,7 @@ def fake_gcs_binary() -> Path:
             / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64")
 
 
-class GcsServer:
+class GcsServer(ChildServer):
     """fake-gcs-server as a child process, with our buckets created at start.
 
     `root` is a folder (filesystem backend, survives restarts: make run) or None (memory: tests).
@@ -229,53 +260,51 @@ class GcsServer:
     notification_topic = "gcs-notifications"
     bridge_subscription = "gcs-notifications-bridge"
 
+    name = "fake-gcs-server"
+
     def __init__(self, buckets: list[str], local_dir: Path, root: Path | None = None,
                  pubsub: PubSubEmulator | None = None, log_path: Path | None = None) -> None:
+        super().__init__(log_path)
         self.buckets = buckets
         self.local_dir = local_dir
         self.root = root
         self.pubsub = pubsub
-        self.log_path = log_path
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> GcsServer:
-        address = f"127.0.0.1:{self.port}"
-        argv = [str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
-                "-external-url", self.url, "-public-host", address, "-log-level", "warn"]
+    def prepare(self) -> None:
         if self.root is not None:
             self.root.mkdir(parents=True, exist_ok=True)
-            argv += ["-backend", "filesystem", "-filesystem-root", str(self.root)]
-        else:
-            argv += ["-backend", "memory"]
-        child_env = {}
         if self.pubsub is not None:
             self.pubsub.create_topic(self.notification_topic)
             # Created now, before any object exists, so the bridge (started later) misses nothing.
             self.pubsub.create_subscription(self.bridge_subscription, self.notification_topic)
+
+    def argv(self) -> list[str]:
+        argv = [str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
+                "-external-url", self.url, "-public-host", f"127.0.0.1:{self.port}", "-log-level", "warn"]
+        if self.root is not None:
+            argv += ["-backend", "filesystem", "-filesystem-root", str(self.root)]
+        else:
+            argv += ["-backend", "memory"]
+        if self.pubsub is not None:
             argv += ["-event.pubsub-project-id", self.pubsub.project, "-event.pubsub-topic",
                      self.notification_topic, "-event.list", "finalize"]
-            child_env["PUBSUB_EMULATOR_HOST"] = self.pubsub.host
-        self.proc = spawn(argv, self.log_path, env=child_env)
-        wait_for_port(self.port, self.proc, name="fake-gcs-server")
+        return argv
+
+    def child_env(self) -> dict[str, str]:
+        return {"PUBSUB_EMULATOR_HOST": self.pubsub.host} if self.pubsub is not None else {}
+
+    def start(self) -> GcsServer:
+        super().start()
         for name in self.buckets:
             self.create_bucket(name)
         return self
 
     def create_bucket(self, name: str) -> None:
-        request = urllib.request.Request(  # noqa: S310 - http to our own emulator on 127.0.0.1
-            f"{self.url}/storage/v1/b?project=local", method="POST",
-            data=json.dumps({"name": name}).encode(), headers={"Content-Type": "application/json"},
-        )
-        try:
-            urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 - our own emulator on 127.0.0.1
-        except urllib.error.HTTPError as exc:
-            if exc.code != 409:  # kept from a previous run (filesystem backend)
-                raise
+        _send_json(f"{self.url}/storage/v1/b?project=local", "POST", {"name": name})
 
     def env(self) -> dict[str, str]:
         env = {
@@ -287,76 +316,61 @@ class GcsServer:
             env["LOCAL_STORAGE_EVENTS_SUBSCRIPTION"] = self.bridge_subscription
         return env
 
-    def stop(self) -> None:
-        stop_process(self.proc)
-
 
 # --- vectors: the local Qdrant stand-in ------------------------------------------------------------------
 
-class QdrantServer:
+class QdrantServer(ChildServer):
     """scripts/qdrant_local.py: Qdrant's REST API on 127.0.0.1 over qdrant-client local mode (`storage` is a
     folder or ":memory:"), so the dev server and job subprocesses share one store through QDRANT_URL."""
 
+    name = "Qdrant stand-in"
+
     def __init__(self, storage: str, log_path: Path | None = None) -> None:
+        super().__init__(log_path)
         self.storage = storage
-        self.log_path = log_path
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> QdrantServer:
+    def prepare(self) -> None:
         if self.storage != ":memory:":
             Path(self.storage).mkdir(parents=True, exist_ok=True)
-        self.proc = spawn(
-            [sys.executable, str(ROOT / "scripts" / "qdrant_local.py"), "--host", "127.0.0.1",
-             "--port", str(self.port), "--path", self.storage],
-            self.log_path,
-        )
-        wait_for_port(self.port, self.proc, name="Qdrant stand-in")
-        return self
+
+    def argv(self) -> list[str]:
+        return [sys.executable, str(ROOT / "scripts" / "qdrant_local.py"), "--host", "127.0.0.1",
+                "--port", str(self.port), "--path", self.storage]
 
     def env(self) -> dict[str, str]:
         return {"QDRANT_URL": self.url}
 
-    def stop(self) -> None:
-        stop_process(self.proc)
-
 
 # --- Cloud Tasks: gcloud-tasks-emulator (contract tests only) ----------------------------------------------
 
-class TasksEmulator:
+class TasksEmulator(ChildServer):
     """gcloud-tasks-emulator as a child process, for lib.tasks' contract tests. Not part of LocalStack.start():
     `make run` uses the local queue adapter, and this emulator binds every interface ([::]:port) whatever host
     it is given, so it runs only while a test needs it, with `-r` bounding its otherwise endless immediate
     retries, and is stopped by its PID."""
 
+    name = "gcloud-tasks-emulator"
+
     def __init__(self, project: str, region: str, queue: str, max_retries: int = 1,
                  log_path: Path | None = None) -> None:
+        super().__init__(log_path)
         self.queue = f"projects/{project}/locations/{region}/queues/{queue}"
         self.max_retries = max_retries
-        self.log_path = log_path
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
 
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> TasksEmulator:
+    def argv(self) -> list[str]:
         binary = shutil.which("gcloud-tasks-emulator", path=str(VENV_BIN)) or "gcloud-tasks-emulator"
-        self.proc = spawn([binary, "start", "-p", str(self.port), "-r", str(self.max_retries), "-q",
-                           "-d", self.queue], self.log_path)
-        wait_for_port(self.port, self.proc, name="gcloud-tasks-emulator")
-        return self
+        return [binary, "start", "-p", str(self.port), "-r", str(self.max_retries), "-q", "-d", self.queue]
 
     def env(self) -> dict[str, str]:
         return {"TASKS_EMULATOR_HOST": self.host}
-
-    def stop(self) -> None:
-        stop_process(self.proc)
 
 
 # --- the whole stack -------------------------------------------------------------------------------------

@@ -50,6 +50,33 @@ def fresh_database(request: pytest.FixtureRequest) -> Iterator[str | None]:
     db.client().drop_database(name)
 
 
+def clear_settings_caches() -> None:
+    """Drop everything derived from settings: the settings themselves and the cached AI providers."""
+    from lib.config import get_settings
+
+    get_settings.cache_clear()
+    providers = sys.modules.get("lib.providers")
+    if providers is not None:
+        providers.generator.cache_clear()
+        providers.detector.cache_clear()
+
+
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """settings_env(name=value, ...) sets environment variables (upper-cased) for one test and makes the
+    settings read them; everything is restored afterwards."""
+
+    def apply(**values: object) -> None:
+        for key, value in values.items():
+            monkeypatch.setenv(key.upper(), str(value))
+        clear_settings_caches()
+
+    apply()
+    yield apply
+    monkeypatch.undo()
+    clear_settings_caches()
+
+
 _apps: dict[str, object] = {}
 
 

@@ -21,21 +21,8 @@ JOB = ROOT / "jobs" / "generate_interior" / "main.py"
 
 
 @pytest.fixture
-def env(stack, monkeypatch):
-    from lib import providers
-
-    def apply(**values):
-        for key, value in values.items():
-            monkeypatch.setenv(key.upper(), str(value))
-        get_settings.cache_clear()
-        providers.generator.cache_clear()
-        providers.detector.cache_clear()
-
-    apply()
-    yield apply
-    get_settings.cache_clear()
-    providers.generator.cache_clear()
-    providers.detector.cache_clear()
+def env(stack, settings_env):
+    return settings_env
 
 
 @pytest.fixture

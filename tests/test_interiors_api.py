@@ -14,18 +14,11 @@ from tests.generation_helpers import queued_interior, ready_upload, seed_mini_ca
 
 
 @pytest.fixture
-def env(stack, monkeypatch):
-    def apply(**values):
-        for key, value in values.items():
-            monkeypatch.setenv(key.upper(), str(value))
-        get_settings.cache_clear()
-
-    apply()
-    yield apply
+def env(stack, settings_env):
+    yield settings_env
     # jobs started by the local queue must be finished before the test's database goes away
     for execution_id in list(jobs._executions):
         jobs.wait(execution_id, timeout=120)
-    get_settings.cache_clear()
 
 
 @pytest.fixture

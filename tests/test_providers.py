@@ -9,29 +9,20 @@ import time
 import pytest
 
 from lib import providers
-from lib.config import get_settings
 from lib.providers import GenerationRequest, ProviderError
 from tests.doubles import DetectorDouble, ReplicateDouble, jpeg
 
 
 @pytest.fixture
-def settings_env(monkeypatch):
-    monkeypatch.setenv("JWT_SECRET", "x" * 40)
-
-    def apply(**values):
-        for key, value in values.items():
-            monkeypatch.setenv(key.upper(), str(value))
-        get_settings.cache_clear()
-
-    apply()
-    yield apply
-    get_settings.cache_clear()
+def env(settings_env):
+    settings_env(jwt_secret="x" * 40)  # no stack here: these tests need settings but no database
+    return settings_env
 
 
 @pytest.fixture
-def replicate(settings_env):
+def replicate(env):
     double = ReplicateDouble().start()
-    settings_env(replicate_api_url=f"{double.url}/v1", replicate_api_token=double.token, replicate_deadline_seconds=5,
+    env(replicate_api_url=f"{double.url}/v1", replicate_api_token=double.token, replicate_deadline_seconds=5,
                  replicate_poll_seconds=0.02, replicate_retry_backoff_seconds=0.01, replicate_retries=2,
                  replicate_model="adirik/interior-design", replicate_version="")
     yield double
@@ -65,8 +56,8 @@ def test_replicate_finishes_within_prefer_wait_and_maps_input(replicate):
     assert replicate.gets == 0
 
 
-def test_replicate_polls_get_url_with_pinned_version_and_controlnet_input(replicate, settings_env):
-    settings_env(replicate_version="abc123", replicate_model="jagilley/controlnet-hough", replicate_wait_seconds=1)
+def test_replicate_polls_get_url_with_pinned_version_and_controlnet_input(replicate, env):
+    env(replicate_version="abc123", replicate_model="jagilley/controlnet-hough", replicate_wait_seconds=1)
     replicate.polls = 3
     request = GenerationRequest(image=b"", image_url="https://example.invalid/photo.jpg", room_type="bedroom",
                                 style="boho")
@@ -114,8 +105,8 @@ def test_replicate_failures_become_reason_codes(replicate, plan, code, retryable
     assert len(replicate.creates) == (len(plan) if isinstance(plan[0], int) and retryable else 1)
 
 
-def test_replicate_cancels_at_the_deadline(replicate, settings_env):
-    settings_env(replicate_deadline_seconds=5, replicate_wait_seconds=1)
+def test_replicate_cancels_at_the_deadline(replicate, env):
+    env(replicate_deadline_seconds=5, replicate_wait_seconds=1)
     replicate.plan = ["never"]
     started = time.monotonic()
     with pytest.raises(ProviderError) as caught:
@@ -124,10 +115,10 @@ def test_replicate_cancels_at_the_deadline(replicate, settings_env):
     assert replicate.canceled == ["p1x"] and time.monotonic() - started < 8
 
 
-def test_replicate_unreachable_is_retryable(settings_env):
+def test_replicate_unreachable_is_retryable(env):
     from scripts.localstack import free_port
 
-    settings_env(replicate_api_url=f"http://127.0.0.1:{free_port()}/v1", replicate_retries=0, replicate_api_token="t")
+    env(replicate_api_url=f"http://127.0.0.1:{free_port()}/v1", replicate_retries=0, replicate_api_token="t")
     with pytest.raises(ProviderError) as caught:
         _generate()
     assert caught.value.code == providers.UNAVAILABLE and caught.value.retryable
@@ -136,9 +127,9 @@ def test_replicate_unreachable_is_retryable(settings_env):
 # --- http detector ---------------------------------------------------------------------------------------
 
 @pytest.fixture
-def detector(settings_env):
+def detector(env):
     double = DetectorDouble().start()
-    settings_env(detector_url=f"{double.url}/detect", detector_api_key="k-1")
+    env(detector_url=f"{double.url}/detect", detector_api_key="k-1")
     yield double
     double.stop()
 
@@ -176,7 +167,7 @@ def test_http_detector_rejects_bad_answers(detector, reply, code):
 
 # --- local generator -------------------------------------------------------------------------------------
 
-def test_local_generator_is_deterministic_per_seed_and_blends_by_strength(settings_env):
+def test_local_generator_is_deterministic_per_seed_and_blends_by_strength(env):
     from PIL import Image, ImageChops, ImageStat
 
     from lib.providers.local_generator import LocalGenerator
@@ -203,7 +194,7 @@ def test_local_generator_is_deterministic_per_seed_and_blends_by_strength(settin
 
 
 @pytest.mark.parametrize("data", [b"", b"not an image", jpeg()[:200]])
-def test_local_generator_refuses_unreadable_photos(settings_env, data):
+def test_local_generator_refuses_unreadable_photos(env, data):
     from lib.providers.local_generator import LocalGenerator
 
     with pytest.raises(ProviderError) as caught:
@@ -211,7 +202,7 @@ def test_local_generator_refuses_unreadable_photos(settings_env, data):
     assert caught.value.code == providers.INVALID_IMAGE and not caught.value.retryable
 
 
-def test_local_generator_refuses_a_tiny_photo(settings_env):
+def test_local_generator_refuses_a_tiny_photo(env):
     from PIL import Image
 
     from lib.providers.local_generator import LocalGenerator

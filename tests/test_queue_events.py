@@ -16,15 +16,8 @@ from tests.doubles import CloudRunDouble
 
 
 @pytest.fixture
-def env(stack, monkeypatch):
-    def apply(**values):
-        for key, value in values.items():
-            monkeypatch.setenv(key.upper(), str(value))
-        get_settings.cache_clear()
-
-    apply()
-    yield apply
-    get_settings.cache_clear()
+def env(stack, settings_env):
+    return settings_env
 
 
 # --- quota -----------------------------------------------------------------------------------------------
