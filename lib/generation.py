@@ -111,6 +111,7 @@ def fail_exhausted(interior_id: str) -> dict[str, Any] | None:
                             lease_owner=doc.get("lease_owner"))
     if failed is not None:
         publish_finished(failed)
+        log.warning("interior %s failed: %s", interior_id, reason)  # the outcome metric reads this line
     return failed
 
 
@@ -294,6 +295,9 @@ def process(doc: dict[str, Any], owner: str) -> str:
                 step_started = time.monotonic()
                 step(doc, owner)
                 timings[stage] = round(time.monotonic() - step_started, 3)
+                # json_fields become jsonPayload.stage / .duration_ms: the stage-duration log-based metric
+                log.info("interior %s stage %s took %.3fs", doc["_id"], stage, timings[stage],
+                         extra={"json_fields": {"stage": stage, "duration_ms": round(timings[stage] * 1000)}})
             done = finish(doc, owner, timings)
         except ProviderError as exc:
             if exc.retryable:
@@ -313,6 +317,7 @@ def process(doc: dict[str, Any], owner: str) -> str:
             failed = interiors.fail(doc["_id"], retry.reason, retry.message, lease_owner=owner)
             if failed is not None:
                 publish_finished(failed)
+            log.warning("interior %s failed: %s", doc["_id"], retry.reason)  # the outcome metric reads this line
             return "failed"
         release(doc, owner, retry)
         return "retry"

@@ -263,3 +263,38 @@ def test_http_detector_parts_are_matched_in_one_batch_by_their_embeddings(env, u
     assert parts[1]["box"] == {"x": 500, "y": 100, "width": 60, "height": 280}
     assert all(p["label"] == "lamp" for p in parts[2]["products"])
     assert len(double.received) == 1 and double.received[0]["size"] > 0
+
+
+def test_structured_logs_feed_the_monitoring_metrics(env, user):
+    """terraform/monitoring.tf builds its metrics from these log entries: stage durations from
+    jsonPayload.stage/duration_ms, outcomes from the 'interior <id> done in|failed: <reason>' messages."""
+    import io
+    import json
+    import logging
+    import re
+
+    from google.cloud.logging.handlers import StructuredLogHandler
+
+    stream = io.StringIO()
+    handler = StructuredLogHandler(project_id="zipkku-test", stream=stream)
+    logger = logging.getLogger("zipkku.generation")
+    logger.addHandler(handler)
+    try:
+        seed_mini_catalog()
+        done = queued_interior(user, ready_upload(user["id"]))
+        assert generation.run([done["_id"]])["done"] == 1
+        exhausted = queued_interior(user, ready_upload(user["id"]))
+        db.collection("interiors").update_one({"_id": exhausted["_id"]}, {"$set": {
+            "status": "running", "attempts": get_settings().job_max_attempts, "lease_owner": "crashed",
+            "lease_expires_at": db.utcnow() - timedelta(seconds=1)}})
+        assert generation.run([exhausted["_id"]])["failed"] == 1
+    finally:
+        logger.removeHandler(handler)
+    entries = [json.loads(line) for line in stream.getvalue().splitlines()]
+    stages = {e["stage"]: e["duration_ms"] for e in entries if "stage" in e}
+    assert set(stages) == {"generating", "detecting", "matching", "finishing"}
+    assert all(isinstance(ms, int) and ms >= 0 for ms in stages.values())
+    outcomes = [m.groups() for e in entries
+                if (m := re.match(r"^interior [^ ]+ (done|failed)(?: in|: ([A-Za-z0-9_]+))", e["message"]))]
+    assert ("done", None) in outcomes and ("failed", generation.ATTEMPTS_EXHAUSTED) in outcomes
+    assert all(e["severity"] in ("INFO", "WARNING") for e in entries)
