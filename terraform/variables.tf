@@ -141,6 +141,12 @@ variable "generation_rate_per_second" {
   default     = 1
 }
 
+variable "generation_sweep_schedule" {
+  description = "Cron (UTC) of the generation sweep: a run of generate-interior that picks up interiors whose runs crashed after their task retries were used up."
+  type        = string
+  default     = "*/15 * * * *"
+}
+
 variable "generation_max_concurrent" {
   description = "How many generation job runs may be in flight at once."
   type        = number

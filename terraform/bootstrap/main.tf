@@ -79,6 +79,7 @@ resource "google_project_iam_member" "deployer" {
   for_each = toset([
     "roles/artifactregistry.admin",
     "roles/cloudfunctions.admin",
+    "roles/cloudscheduler.admin",
     "roles/cloudtasks.admin",
     "roles/compute.loadBalancerAdmin",
     "roles/eventarc.admin",
