@@ -84,7 +84,10 @@ class DeleteBody(BaseModel):
 # --- catalog lookups (the catalog's collections belong to lib.catalog; we only read them) ------------------
 
 def _by_id_or_name(collection: str, value: str) -> dict[str, Any] | None:
-    return db.collection(collection).find_one({"$or": [{"_id": value}, {"name": value}]})
+    """By id ("living-room"), its snake_case or spaced spelling ("living_room", "Living Room"), or name."""
+    words = value.strip().lower().replace("_", " ").replace("-", " ").split()
+    ids = [value, "-".join(words), "_".join(words)]
+    return db.collection(collection).find_one({"$or": [{"_id": {"$in": ids}}, {"name": value}]})
 
 
 def resolve_style(style: str, room_type: str) -> tuple[dict[str, Any], dict[str, Any]]:

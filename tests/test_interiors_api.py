@@ -306,3 +306,10 @@ def test_deleting_the_account_deletes_its_photos_and_designs(fn, ctx, make_user)
     # Nobody else loses anything.
     assert db.collection("uploads").count_documents({"_id": other_upload, "status": "ready"}) == 1
     assert objects(settings.images_bucket, f"uploads/{other['user']['id']}/")
+
+
+@pytest.mark.parametrize("room_type", ["living_room", "Living Room", "living-room", "Living room"])
+def test_room_type_and_style_accept_the_spellings_people_use(fn, ctx, room_type):
+    r = _generate(fn, ctx, room_type=room_type, style="Boho")
+    assert r.status_code == 202, r.get_json()
+    assert r.get_json()["interior"]["room_type"] == "living_room"
