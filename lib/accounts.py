@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
@@ -10,6 +11,9 @@ from pymongo.errors import DuplicateKeyError
 from lib import auth, db, errors, throttle
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
+
+# Security events, by user id (never email, password or token): what an operator needs to follow an account.
+audit = logging.getLogger("zipkku.audit")
 
 
 def normalize_email(email: str) -> str:
@@ -83,6 +87,7 @@ def signup(body: SignupBody) -> dict[str, Any]:
         db.collection("users").insert_one(user)
     except DuplicateKeyError:
         raise errors.Conflict("An account with this email already exists.", code="EMAIL_TAKEN") from None
+    audit.info("user %s signed up", user["_id"])
     return user
 
 
@@ -101,8 +106,10 @@ def login(body: LoginBody) -> dict[str, Any]:
         raise errors.Unauthorized(_BAD_LOGIN, code="INVALID_CREDENTIALS", headers={})
     if not auth.verify_password(user["password_hash"], body.password):
         throttle.record_login_failure(email)
+        audit.warning("user %s: login with a wrong password", user["_id"])
         raise errors.Unauthorized(_BAD_LOGIN, code="INVALID_CREDENTIALS", headers={})
     throttle.clear_login_failures(email)
+    audit.info("user %s logged in", user["_id"])
     if auth.needs_rehash(user["password_hash"]):
         users.update_one({"_id": user["_id"]}, {"$set": {"password_hash": auth.hash_password(body.password)}})
     return auth.issue_token_pair(user)
@@ -146,6 +153,8 @@ def update_profile(user: dict[str, Any], body: ProfileUpdate) -> tuple[dict[str,
     if body.new_password is not None:
         auth.revoke_all_for_user(user["_id"])
         tokens = auth.issue_token_pair(updated)
+    changed = sorted(k.removesuffix("_hash") for k in changes if k != "updated_at")
+    audit.info("user %s changed %s", user["_id"], ", ".join(changed))
     return updated, tokens
 
 
@@ -163,3 +172,4 @@ def deactivate(user: dict[str, Any]) -> None:
     uploads.delete_all_for_user(user["_id"])
     interiors.delete_all_for_user(user["_id"])
     db.collection("notifications").delete_many({"user_id": user["_id"]})
+    audit.info("user %s deleted their account; photos and designs removed", user["_id"])

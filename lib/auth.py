@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import uuid
 from datetime import timedelta
@@ -25,6 +26,8 @@ from pymongo import ReturnDocument
 
 from lib import db, errors
 from lib.config import get_settings
+
+audit = logging.getLogger("zipkku.audit")
 
 # --- passwords -------------------------------------------------------------------------------------------
 
@@ -163,6 +166,8 @@ def rotate_refresh_token(token: str) -> dict[str, Any]:
         known = tokens.find_one({"token_hash": _token_hash(token)})
         if known is not None and known.get("used_at") is not None:
             revoke_family(known["family_id"])
+            audit.warning("user %s: a spent refresh token was presented again; its session family is revoked",
+                          known["user_id"])
             raise errors.Unauthorized(
                 "This refresh token was already used; every session it belongs to is now signed out.",
                 code="REFRESH_TOKEN_REUSED",

@@ -39,13 +39,20 @@ class RedactingFilter(logging.Filter):
 _configured = False
 
 
+def structured_handler(project_id: str | None, stream) -> logging.Handler:
+    """One JSON object per line on `stream`, every record redacted first."""
+    from google.cloud.logging.handlers import StructuredLogHandler
+
+    handler = StructuredLogHandler(project_id=project_id, stream=stream)
+    handler.addFilter(RedactingFilter())
+    return handler
+
+
 def setup_logging(project_id: str | None = None, level: int = logging.INFO) -> None:
     """Route the root logger through one StructuredLogHandler (idempotent, safe to call at import)."""
     global _configured
     if _configured:
         return
-    from google.cloud.logging.handlers import StructuredLogHandler
-
     if project_id is None:
         from lib.config import get_settings
 
@@ -53,14 +60,8 @@ def setup_logging(project_id: str | None = None, level: int = logging.INFO) -> N
             project_id = get_settings().gcp_project
         except Exception:  # noqa: BLE001 - logging must come up even when settings are broken
             project_id = None
-    handler = StructuredLogHandler(project_id=project_id, stream=sys.stdout)
-    handler.addFilter(RedactingFilter())
+    handler = structured_handler(project_id, sys.stdout)
     root = logging.getLogger()
-    root.handlers = [h for h in root.handlers if not isinstance(h, StructuredLogHandler)]
     root.addHandler(handler)
     root.setLevel(level)
     _configured = True
-
-
-def get_logger(name: str) -> logging.Logger:
-    return logging.getLogger(name)

@@ -6,6 +6,7 @@ TTL index deletes the document when it closes; a success deletes it at once.
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import timedelta
 
@@ -14,6 +15,8 @@ from pymongo.errors import DuplicateKeyError
 from lib import db, errors
 from lib.config import get_settings
 
+audit = logging.getLogger("zipkku.audit")
+
 
 def check_login_allowed(email: str) -> None:
     settings = get_settings()
@@ -21,6 +24,7 @@ def check_login_allowed(email: str) -> None:
     state = db.collection("login_throttle").find_one({"_id": email, "expires_at": {"$gt": now}})
     if state is not None and state["failures"] >= settings.login_max_failures:
         wait = math.ceil((state["expires_at"] - now).total_seconds())
+        audit.warning("login refused for %ss after %s failures (throttled)", wait, state["failures"])
         raise errors.TooManyRequests(
             f"Too many failed logins for this account; try again in {wait} seconds.",
             code="LOGIN_THROTTLED", retry_after_seconds=wait,
