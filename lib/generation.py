@@ -278,8 +278,26 @@ def publish_finished(doc: dict[str, Any]) -> None:
                "reason": doc.get("reason")}
     try:
         events.publish(get_settings().interior_finished_topic, payload, kind="interior.finished")
-    except Exception:  # noqa: BLE001 - the result is stored; a lost notification must not fail the run
+    except Exception:  # noqa: BLE001 - the result is stored; the sweep announces it later (republish_unannounced)
         log.exception("could not publish interior.finished for %s", doc["_id"])
+        return
+    db.collection(COLLECTION).update_one({"_id": doc["_id"]}, {"$set": {"announced_at": db.utcnow()}})
+
+
+def republish_unannounced(index: int, count: int, grace_seconds: int = 60) -> int:
+    """Announce finished interiors whose interior.finished was never published (the publish failed, or the
+    run crashed between storing the result and publishing it). Notifications dedupe per interior and status."""
+    cutoff = db.utcnow() - timedelta(seconds=grace_seconds)
+    docs = db.collection(COLLECTION).find(
+        {"status": {"$in": ["done", "failed"]}, "announced_at": None, "finished_at": {"$lte": cutoff},
+         "reason": {"$ne": interiors.ENQUEUE_FAILED}},  # that user got a 503 at once: nothing to announce
+        {"_id": 1, "user_id": 1, "status": 1, "reason": 1})
+    announced = 0
+    for doc in docs:
+        if in_shard(doc["_id"], index, count):
+            publish_finished(doc)
+            announced += 1
+    return announced
 
 
 # --- one interior, and the job's loop ---------------------------------------------------------------------
@@ -352,7 +370,7 @@ def run(interior_ids: list[str] | None = None, *, retry_delay: float = 1.0) -> d
     index, count = shard()
     owner = f"{task_identity() or 'local'}/{uuid.uuid4().hex[:12]}"
     ids = [i for i in interior_ids if in_shard(i, index, count)] if interior_ids else candidates(index, count)
-    summary = {"done": 0, "failed": 0, "skipped": 0, "lost": 0}
+    summary = {"done": 0, "failed": 0, "skipped": 0, "lost": 0, "announced": 0}
     pending = list(ids)
     while pending:
         interior_id = pending.pop(0)
@@ -369,4 +387,6 @@ def run(interior_ids: list[str] | None = None, *, retry_delay: float = 1.0) -> d
             time.sleep(retry_delay)
         else:
             summary[status] += 1
+    if not interior_ids:  # the sweep also catches up on announcements that were lost
+        summary["announced"] = republish_unannounced(index, count)
     return summary

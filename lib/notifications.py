@@ -1,7 +1,8 @@
 """In-app notifications (the `notifications` collection), recorded from domain events.
 
-A notification's id is derived from the Pub/Sub message id, so a redelivered message (Pub/Sub delivers at
-least once) inserts nothing new: the unique _id makes recording idempotent without a separate ledger.
+A notification's id is derived from the interior and its final status, so a redelivered message (Pub/Sub
+delivers at least once) and a re-published one (the job's sweep announces results whose first publish was
+lost) insert nothing new: the unique _id makes recording idempotent without a separate ledger.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def record_interior_finished(message_id: str, payload: dict[str, Any]) -> str:
     text = (f"Your {interior.get('style', '')} {interior.get('room_type', '').replace('_', ' ')} is ready."
             if done else "Your design could not be generated; your quota unit was refunded.")
     doc = {
-        "_id": hashlib.sha256(f"interior.finished:{message_id}".encode()).hexdigest()[:32],
+        "_id": hashlib.sha256(f"interior.finished:{interior_id}:{status}".encode()).hexdigest()[:32],
+        "message_id": message_id,
         "user_id": user_id, "kind": "interior.finished", "interior_id": interior_id, "status": status,
         "reason": payload.get("reason"), "message": " ".join(text.split()), "read": False,
         "created_at": db.utcnow(),

@@ -63,7 +63,7 @@ def _object_exists(ref: str) -> bool:
 def test_job_generates_variants_detects_matches_products_and_ar(env, user, fn, make_user):
     catalog = seed_mini_catalog()
     doc = queued_interior(user, ready_upload(user["id"]), variants=2, prompt="cosy")
-    assert generation.run([doc["_id"]]) == {"done": 1, "failed": 0, "skipped": 0, "lost": 0}
+    assert generation.run([doc["_id"]]) == {"done": 1, "failed": 0, "skipped": 0, "lost": 0, "announced": 0}
 
     done = _doc(doc["_id"])
     assert done["status"] == "done" and done["progress"] == {"stage": "done", "percent": 100}
@@ -298,3 +298,20 @@ def test_structured_logs_feed_the_monitoring_metrics(env, user):
                 if (m := re.match(r"^interior [^ ]+ (done|failed)(?: in|: ([A-Za-z0-9_]+))", e["message"]))]
     assert ("done", None) in outcomes and ("failed", generation.ATTEMPTS_EXHAUSTED) in outcomes
     assert all(e["severity"] in ("INFO", "WARNING") for e in entries)
+
+
+def test_a_lost_announcement_is_published_by_the_sweep_exactly_once(env, user):
+    """The result is stored before interior.finished is published; if that publish is lost (crash, Pub/Sub
+    down), the sweep (a run without ids) announces it, and the user gets one notification, not two."""
+    seed_mini_catalog()
+    doc = queued_interior(user, ready_upload(user["id"]))
+    assert generation.run([doc["_id"]])["done"] == 1
+    assert _doc(doc["_id"])["announced_at"] is not None
+    assert len(_notifications(user["id"])) == 1
+    # Simulate a run that crashed right after storing the result, a while ago.
+    db.collection("interiors").update_one({"_id": doc["_id"]}, {"$unset": {"announced_at": ""}, "$set": {
+        "finished_at": db.utcnow() - timedelta(minutes=5)}})
+    assert generation.run()["announced"] == 1
+    assert _doc(doc["_id"])["announced_at"] is not None
+    assert len(_notifications(user["id"])) == 1  # the re-publish deduplicates against the first delivery
+    assert generation.run()["announced"] == 0  # and nothing is announced twice
