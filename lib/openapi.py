@@ -24,6 +24,7 @@ class Operation:
     auth: bool = False
     body: str | None = None  # "module:Model" validated from the JSON body
     query: str | None = None  # "module:Model" validated from the query string
+    headers: dict[str, str] = field(default_factory=dict)  # optional header -> "module:Model" of one field
     errors: tuple[int, ...] = ()
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -81,8 +82,7 @@ OPERATIONS: tuple[Operation, ...] = (
               body="lib.interiors:GenerateBody", errors=(*_AUTH_ERRORS, *_BODY_ERRORS, 404, 409, 422, 429, 503),
               description="Answers at once with the queued {interior}; poll /interiors-get. An Idempotency-Key "
                           "header makes retries return the same interior. 429 QUOTA_EXCEEDED with Retry-After.",
-              extra={"parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                     "schema": {"type": "string", "maxLength": 200}}]}),
+              headers={"Idempotency-Key": "lib.interiors:IdempotencyKey"}),
     Operation("interiors_get", "GET", "An interior's status, progress and results", auth=True,
               query="lib.interiors:GetQuery", errors=(*_AUTH_ERRORS, 400, 404)),
     Operation("interiors_list", "GET", "The caller's interiors, newest first", auth=True,
@@ -148,7 +148,9 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     if op.auth:
         doc["security"] = [{"bearer": []}]
     parameters = _query_parameters(_model(op.query)) if op.query else []
-    parameters += op.extra.get("parameters", [])
+    for header, reference in op.headers.items():
+        (schema,) = _model(reference).model_json_schema()["properties"].values()
+        parameters.append({"name": header, "in": "header", "required": False, "schema": schema})
     if parameters:
         doc["parameters"] = parameters
     if op.body:

@@ -47,6 +47,8 @@ def test_request_schemas_come_from_the_validating_models():
     assert schema["properties"]["password"]["minLength"] == 8
     search = {p["name"] for p in doc["paths"]["/products-search"]["get"]["parameters"]}
     assert {"label", "max_width_cm", "cursor", "limit"} <= search
+    key = next(p for p in doc["paths"]["/interiors-generate"]["post"]["parameters"] if p["name"] == "Idempotency-Key")
+    assert key["in"] == "header" and key["schema"]["maxLength"] == 128
     assert doc["paths"]["/me"]["get"]["security"] == [{"bearer": []}]
     assert "security" not in doc["paths"]["/auth-login"]["post"]
 
