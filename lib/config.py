@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -140,6 +140,24 @@ class Settings(BaseSettings):
         if not value.get_secret_value().startswith(("mongodb://", "mongodb+srv://")):
             raise ValueError("MONGODB_URI must start with mongodb:// or mongodb+srv://")
         return value
+
+    @model_validator(mode="after")
+    def _production_runs_on_the_cloud(self) -> Settings:
+        """A production process must never fall back to a local adapter: a subprocess job runner or an
+        in-process queue on a function instance would lose work silently. Fail at start instead."""
+        if self.environment != "production":
+            return self
+        problems = [f"{name.upper()}={getattr(self, name)}" for name in ("task_queue", "events", "job_runner")
+                    if getattr(self, name) == "local"]
+        if not self.qdrant_url:
+            problems.append("QDRANT_URL is empty")
+        if any(host in self.mongodb_uri.get_secret_value() for host in ("127.0.0.1", "localhost")):
+            problems.append("MONGODB_URI points at this machine")
+        if self.signing_key_file:
+            problems.append("SIGNING_KEY_FILE is set (production signs URLs through IAM)")
+        if problems:
+            raise ValueError("production settings use local stand-ins: " + "; ".join(problems))
+        return self
 
 
 @functools.cache
