@@ -9,6 +9,13 @@ from lib.config import Settings
 from tests.test_infra import LOCALS
 
 SECRET = "s" * 40
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """Only what each test passes counts (the local stack may have exported settings of its own)."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
 ATLAS = "mongodb+srv://zipkku:pw@cluster0.example.mongodb.net/?retryWrites=true"
 
 
