@@ -63,3 +63,13 @@ def test_a_user_journey_leaves_no_credential_in_the_logs(fn, make_user, captured
     for secret in (u["password"], "a wrong password here", "another secret!", u["tokens"]["access_token"],
                    u["tokens"]["refresh_token"], signature):
         assert secret not in logs
+
+
+def test_request_logs_carry_the_trace_for_correlation(fn, make_user, captured):
+    u = make_user()
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]},
+                          headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+    entry = [json.loads(line) for line in captured.getvalue().splitlines() if "logged in" in line][-1]
+    assert entry["logging.googleapis.com/trace"] == f"projects/zipkku-test/traces/{trace_id}"
+    assert entry["severity"] == "INFO"
