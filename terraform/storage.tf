@@ -7,7 +7,7 @@
 #   sources  function source archives from scripts/package.py (versioned, old builds expire)
 locals {
   buckets = {
-    uploads = { versioning = true, noncurrent_days = 7 }
+    uploads = { versioning = true, noncurrent_days = 1 } # raw photos carry GPS: keep no old copy past a day
     images  = { versioning = true, noncurrent_days = 7 }
     catalog = { versioning = true, noncurrent_days = 30 }
     sources = { versioning = true, noncurrent_days = 30 }
@@ -82,11 +82,13 @@ resource "google_storage_bucket" "this" {
   }
 
   # Browsers PUT photos straight to signed URLs, so the uploads bucket answers CORS for the frontend.
+  # The browser PUTs photos to signed URLs on uploads, and fetches images and .glb models (the AR viewer uses
+  # fetch, which needs CORS) through signed GET URLs on images and catalog.
   dynamic "cors" {
-    for_each = each.key == "uploads" ? [1] : []
+    for_each = contains(["uploads", "images", "catalog"], each.key) ? [1] : []
     content {
       origin          = var.cors_origins
-      method          = ["PUT", "GET", "HEAD"]
+      method          = each.key == "uploads" ? ["PUT", "GET", "HEAD"] : ["GET", "HEAD"]
       response_header = ["Content-Type", "Content-Length", "x-goog-content-length-range", "ETag"]
       max_age_seconds = 3600
     }
