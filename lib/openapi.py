@@ -2,8 +2,9 @@
 
 The table below is the contract the frontend codes against: one row per (function, method) with the pydantic
 model that function validates its body or query with, so request schemas come from the same models that
-enforce them. A test checks that the table and functions/ agree (every HTTP function documented, every method
-allowed, nothing documented that does not exist). Response bodies are described in prose and by status.
+enforce them, and success bodies from lib/openapi_schemas.py. A test checks that the table and functions/ agree
+(every HTTP function documented, every method allowed, nothing documented that does not exist), and the fuzz
+test checks the running stack's answers against the document.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
+
+from lib.openapi_schemas import COMPONENTS, RESPONSES
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,7 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
         doc["requestBody"] = op.extra["requestBody"]
     success: dict[str, Any] = {"description": _STATUS_TEXT[op.success]}
     if op.success != 204:
-        success["content"] = {"application/json": {"schema": {"type": "object"}}}
+        success["content"] = {"application/json": {"schema": RESPONSES[(op.function, op.method)]}}
     responses = {str(op.success): success}
     for status in sorted({*op.errors, 405}):
         responses[str(status)] = {
@@ -172,7 +175,7 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
 
 
 def document(server_url: str | None = None) -> dict[str, Any]:
-    schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA}
+    schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA, **COMPONENTS}
     paths: dict[str, Any] = {}
     for op in OPERATIONS:
         paths.setdefault(url_path(op.function), {})[op.method.lower()] = _operation(op, schemas)

@@ -4,17 +4,38 @@ its own local stack, demo catalog, upload trigger bridge and local job runner)."
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
+import jsonschema
 import pytest
 import requests
 
+from lib import openapi
 from scripts.journey import Journey, room_photo
 
 pytestmark = pytest.mark.e2e
 
 
+def _check_against_openapi(answers: list[requests.Response]) -> int:
+    """Every JSON answer of our functions matches the body schema the OpenAPI document gives for it."""
+    doc = openapi.document()
+    checked = 0
+    for answer in answers:
+        path, method = urlsplit(answer.url).path, answer.request.method.lower()
+        operation = doc["paths"].get(path, {}).get(method)
+        if operation is None or answer.status_code == 204:
+            continue  # a signed URL to the bucket, or no body
+        response = operation["responses"][str(answer.status_code)]
+        schema = response["content"]["application/json"]["schema"]
+        jsonschema.Draft202012Validator({**schema, "components": doc["components"]}).validate(answer.json())
+        checked += 1
+    return checked
+
+
 def test_signup_upload_generate_products_ar_save_library_delete(live_server):
     journey = Journey(live_server)
+    answers: list[requests.Response] = []
+    journey.session.hooks["response"].append(lambda response, *args, **kwargs: answers.append(response))
     journey.account()
     upload = journey.upload(room_photo())
     style, room_type = journey.pick_style()
@@ -37,3 +58,4 @@ def test_signup_upload_generate_products_ar_save_library_delete(live_server):
         me = journey.call("GET", "me", 200).json()
     assert me["notifications"][0]["interior_id"] == interior["id"]
     journey.delete(interior["id"])
+    assert _check_against_openapi(answers) >= 10
