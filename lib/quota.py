@@ -36,6 +36,8 @@ def take(user_id: str) -> datetime:
             return taken["resets_at"]
         current = usage.find_one({"_id": user_id})
         if current is not None and current["resets_at"] > now:
+            if current["used"] < limit:
+                continue  # the period began (or a unit came back) between our two reads: take again
             wait = math.ceil((current["resets_at"] - now).total_seconds())
             raise errors.TooManyRequests(
                 f"You have used all {limit} generations of this period; more are available in {wait} seconds.",
