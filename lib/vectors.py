@@ -112,8 +112,15 @@ def ensure_collection(name: str | None = None, dim: int | None = None) -> str:
         return name
     qdrant = client()
     if not _call(qdrant.collection_exists, name):
-        _call(qdrant.create_collection, name,
-              vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE))
+        from qdrant_client.http.exceptions import UnexpectedResponse
+
+        try:
+            _call(qdrant.create_collection, name,
+                  vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE))
+        except UnexpectedResponse:
+            if not _call(qdrant.collection_exists, name):
+                raise
+            # another process (a parallel import shard) created it between our check and our create
         _call(qdrant.create_payload_index, name, "label", models.PayloadSchemaType.KEYWORD)
         for field in _FLOAT_FIELDS:
             _call(qdrant.create_payload_index, name, field, models.PayloadSchemaType.FLOAT)

@@ -46,6 +46,34 @@ def test_collection_name_carries_embedder_and_dimension(stack):
     assert vectors.collection_name() == f"{get_settings().qdrant_collection_prefix}__{LocalEmbedder.name}__229"
 
 
+def test_parallel_shards_creating_the_collection_at_once_all_succeed(stack):
+    """Import shards start together: each may see no collection and try to create it; all must go on."""
+    import threading
+
+    name, barrier, failures = f"race{uuid.uuid4().hex[:8]}", threading.Barrier(6), []
+
+    def ensure():
+        barrier.wait()
+        try:
+            vectors.ensure_collection(name, 4)
+        except Exception as exc:  # noqa: BLE001 - recorded for the assertion
+            failures.append(repr(exc))
+
+    try:
+        for _ in range(5):  # each round a fresh race
+            vectors.reset_caches()
+            threads = [threading.Thread(target=ensure) for _ in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            assert failures == []
+            assert vectors.client().collection_exists(name)
+            vectors.client().delete_collection(name)
+    finally:
+        vectors.reset_caches()
+
+
 def test_point_ids_are_deterministic():
     assert vectors.point_id("abc") == vectors.point_id("abc") != vectors.point_id("abd")
     assert str(uuid.UUID(vectors.point_id("abc"))) == vectors.point_id("abc")
