@@ -15,6 +15,7 @@ resource "google_project_service" "this" {
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
+    "vpcaccess.googleapis.com",
   ])
 
   service            = each.value

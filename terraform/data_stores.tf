@@ -71,7 +71,14 @@ resource "mongodbatlas_project_ip_access_list" "this" {
 
   project_id = mongodbatlas_project.this.id
   cidr_block = each.value
-  comment    = "Zipkku functions and jobs egress"
+  comment    = "Zipkku: allowed by the operator"
+}
+
+# The functions' and jobs' one egress address (network.tf), so the cluster needs no wider opening.
+resource "mongodbatlas_project_ip_access_list" "egress" {
+  project_id = mongodbatlas_project.this.id
+  ip_address = google_compute_address.egress.address
+  comment    = "Zipkku functions and jobs (Cloud NAT)"
 }
 
 # --- Qdrant Cloud: one cluster and a database API key for the application -----------------------------------

@@ -117,6 +117,7 @@ module "function" {
   trigger_service_account_email = google_service_account.this["trigger"].email
   dead_letter_topic             = google_pubsub_topic.this["dead_letter"].id
   pubsub_service_agent          = local.pubsub_service_agent
+  vpc_connector                 = google_vpc_access_connector.egress.id
 
   depends_on = [
     google_project_service.this,

@@ -66,6 +66,12 @@ resource "google_cloud_run_v2_job" "this" {
       timeout         = each.value.timeout
       max_retries     = each.value.max_retries
 
+      # All egress through the connector and Cloud NAT: the address MongoDB Atlas admits (network.tf).
+      vpc_access {
+        connector = google_vpc_access_connector.egress.id
+        egress    = "ALL_TRAFFIC"
+      }
+
       containers {
         image = "${local.image_repository}/${replace(each.key, "_", "-")}:${var.image_tag}"
 

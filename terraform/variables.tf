@@ -99,7 +99,7 @@ variable "atlas_region" {
 }
 
 variable "atlas_ip_access_list" {
-  description = "CIDR blocks allowed to reach the cluster: the egress address(es) of the functions and jobs (a Cloud NAT static IP)."
+  description = "Extra CIDR blocks allowed to reach the cluster (e.g. an operator's network); the functions' and jobs' Cloud NAT address is always allowed."
   type        = list(string)
   default     = []
 }
@@ -183,4 +183,17 @@ variable "domain" {
   description = "Domain of the load balancer (its DNS A record must point at the output lb_ip_address)."
   type        = string
   default     = ""
+}
+
+# --- egress ----------------------------------------------------------------------------------------------------
+variable "egress_connector_cidr" {
+  description = "An unused /28 in the egress network for the Serverless VPC Access connector."
+  type        = string
+  default     = "10.8.0.0/28"
+}
+
+variable "egress_connector_max_instances" {
+  description = "Upper bound of the VPC Access connector's instances (throughput to the database)."
+  type        = number
+  default     = 4
 }

@@ -367,3 +367,26 @@ def test_module_call_matches_module_variables():
     assert arguments <= set(module_variables), sorted(arguments - set(module_variables))
     required = {name for name, spec in module_variables.items() if "default" not in spec}
     assert required <= arguments, sorted(required - arguments)
+
+
+def test_functions_and_jobs_reach_atlas_from_the_one_listed_address():
+    """Atlas admits listed addresses only: all egress goes through the connector and Cloud NAT's static address,
+    and that address is on the access list."""
+    def load(name):
+        with (TERRAFORM / name).open() as handle:
+            return unquote(hcl2.load(handle))
+
+    module = next(m["function"] for m in load("functions.tf")["module"] if "function" in m)
+    assert unquote(module["vpc_connector"]) == "${google_vpc_access_connector.egress.id}"
+    job = next(r["google_cloud_run_v2_job"]["this"] for r in load("jobs.tf")["resource"]
+               if "google_cloud_run_v2_job" in r)
+    access = unquote(job["template"][0]["template"][0]["vpc_access"][0])
+    assert access == {"connector": "${google_vpc_access_connector.egress.id}", "egress": "ALL_TRAFFIC"}
+    nat = next(r["google_compute_router_nat"]["egress"] for r in load("network.tf")["resource"]
+               if "google_compute_router_nat" in r)
+    assert unquote(nat["nat_ips"]) == ["${google_compute_address.egress.self_link}"]
+    listed = next(r["mongodbatlas_project_ip_access_list"]["egress"] for r in load("data_stores.tf")["resource"]
+                  if "egress" in r.get("mongodbatlas_project_ip_access_list", {}))
+    assert unquote(listed["ip_address"]) == "${google_compute_address.egress.address}"
+    function_main = (TERRAFORM / "modules" / "function" / "main.tf").read_text()
+    assert "vpc_connector_egress_settings" in function_main and '"ALL_TRAFFIC"' in function_main

@@ -82,6 +82,7 @@ resource "google_project_iam_member" "deployer" {
     "roles/cloudscheduler.admin",
     "roles/cloudtasks.admin",
     "roles/compute.loadBalancerAdmin",
+    "roles/compute.networkAdmin",
     "roles/eventarc.admin",
     "roles/iam.roleAdmin",
     "roles/logging.configWriter",
@@ -93,6 +94,7 @@ resource "google_project_iam_member" "deployer" {
     "roles/secretmanager.admin",
     "roles/serviceusage.serviceUsageAdmin",
     "roles/storage.admin",
+    "roles/vpcaccess.admin",
   ])
 
   project = var.project_id

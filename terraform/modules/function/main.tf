@@ -40,6 +40,8 @@ resource "google_cloudfunctions2_function" "this" {
     all_traffic_on_latest_revision   = true
     service_account_email            = var.service_account_email
     environment_variables            = var.env
+    vpc_connector                    = var.vpc_connector
+    vpc_connector_egress_settings    = var.vpc_connector == null ? null : "ALL_TRAFFIC"
 
     dynamic "secret_environment_variables" {
       for_each = var.secrets

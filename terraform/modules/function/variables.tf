@@ -120,3 +120,9 @@ variable "pubsub_service_agent" {
   type        = string
   default     = null
 }
+
+variable "vpc_connector" {
+  description = "Serverless VPC Access connector all egress goes through (Cloud NAT's fixed address), or null."
+  type        = string
+  default     = null
+}
