@@ -195,6 +195,8 @@ def http_function(
                 response = no_content()
             else:
                 response = _handle(handler, request, allowed, auth, max_body_bytes)
+                if auth:  # one person's data (and signed URLs), errors included: never for shared caches
+                    response.headers.setdefault("Cache-Control", "private, no-store")
             response.headers.extend(cors)
             return response
 

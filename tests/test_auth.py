@@ -316,3 +316,13 @@ def test_database_outage_is_503_not_500(fn, make_user, monkeypatch):
     r = fn("me").get("/", headers=u["headers"])
     assert r.status_code == 503 and _error(r)["code"] == "DEPENDENCY_UNAVAILABLE"
     assert "Retry-After" in r.headers
+
+
+def test_signed_in_answers_are_never_cached_by_shared_caches(fn, make_user):
+    u = make_user()
+    for name, call in (("me", lambda c: c.get("/", headers=u["headers"])),
+                       ("interiors_list", lambda c: c.get("/", headers=u["headers"])),
+                       ("interiors_save", lambda c: c.post("/", json={"interior_id": "nope", "saved": True},
+                                                           headers=u["headers"]))):
+        response = call(fn(name))
+        assert "no-store" in response.headers.get("Cache-Control", ""), name
