@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 from pymongo.errors import DuplicateKeyError
 
 from lib import auth, db, errors, throttle
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
+# A display name: surrounding blanks dropped, then 1-100 characters (so an all-blank name is refused).
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 # Security events, by user id (never email, password or token): what an operator needs to follow an account.
 audit = logging.getLogger("zipkku.audit")
@@ -32,15 +34,7 @@ class SignupBody(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
     email: EmailStr = Field(max_length=254)
     password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
-    name: str = Field(min_length=1, max_length=100)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("must not be blank")
-        return value
+    name: Name
 
 
 class LoginBody(BaseModel):
@@ -59,7 +53,7 @@ class LoginBody(BaseModel):
 
 class ProfileUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    name: Name | None = None
     email: EmailStr | None = Field(default=None, max_length=254)
     new_password: str | None = Field(default=None, min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
     current_password: str | None = Field(default=None, max_length=PASSWORD_MAX)
@@ -126,12 +120,7 @@ def update_profile(user: dict[str, Any], body: ProfileUpdate) -> tuple[dict[str,
             "Changing the email or password needs the correct current_password.", code="CURRENT_PASSWORD_REQUIRED"
         )
     if body.name is not None:
-        name = body.name.strip()
-        if not name:
-            raise errors.ValidationFailed(
-                "The name must not be blank.", details=[{"field": "name", "message": "must not be blank"}]
-            )
-        changes["name"] = name
+        changes["name"] = body.name
     if body.email is not None:
         changes["email"] = normalize_email(body.email)
     if body.new_password is not None:
@@ -161,7 +150,7 @@ def update_profile(user: dict[str, Any], body: ProfileUpdate) -> tuple[dict[str,
 def deactivate(user: dict[str, Any]) -> None:
     """Deactivate the account: every token stops working, login is refused from now on, and the person's
     photos, designs and notifications are deleted (the account record stays, so the email stays reserved)."""
-    from lib import interiors, uploads
+    from lib import interiors, notifications, uploads
 
     now = db.utcnow()
     db.collection("users").update_one(
@@ -171,5 +160,5 @@ def deactivate(user: dict[str, Any]) -> None:
     auth.revoke_all_for_user(user["_id"])
     uploads.delete_all_for_user(user["_id"])
     interiors.delete_all_for_user(user["_id"])
-    db.collection("notifications").delete_many({"user_id": user["_id"]})
+    notifications.delete_all_for_user(user["_id"])
     audit.info("user %s deleted their account; photos and designs removed", user["_id"])

@@ -53,3 +53,7 @@ def recent(user_id: str, limit: int = 20) -> list[dict[str, Any]]:
          "created_at": d["created_at"]}
         for d in docs
     ]
+
+
+def delete_all_for_user(user_id: str) -> None:
+    db.collection(COLLECTION).delete_many({"user_id": user_id})

@@ -260,8 +260,11 @@ def test_logout_revokes_the_family(fn, make_user):
 
 def test_update_name_and_email(fn, make_user):
     u = make_user()
-    r = fn("me").patch("/", json={"name": "New Name"}, headers=u["headers"])
+    r = fn("me").patch("/", json={"name": " New Name "}, headers=u["headers"])
     assert r.status_code == 200 and r.get_json()["user"]["name"] == "New Name"
+    r = fn("me").patch("/", json={"name": "   "}, headers=u["headers"])
+    assert r.status_code == 400 and _error(r)["details"][0]["field"] == "name"
+    assert fn("me").get("/", headers=u["headers"]).get_json()["user"]["name"] == "New Name"
     r = fn("me").patch("/", json={"email": "new@example.com"}, headers=u["headers"])
     assert r.status_code == 403 and _error(r)["code"] == "CURRENT_PASSWORD_REQUIRED"
     r = fn("me").patch("/", json={"email": "New@Example.com", "current_password": u["password"]}, headers=u["headers"])
