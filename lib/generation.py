@@ -144,25 +144,27 @@ def _download(ref: str) -> bytes:
 
 
 def _style_image(style: dict[str, Any]) -> bytes | None:
-    for key in ("image", "image_ref", "image_url"):
-        value = style.get(key)
-        if isinstance(value, str) and value.startswith("gs://"):
-            try:
-                return _download(value)
-            except Exception:  # noqa: BLE001 - a missing reference picture degrades, it does not fail
-                log.warning("style picture %s unavailable", value)
-    return None
+    """The style's reference picture (lib.catalog keeps it as a gs:// `image_url`), if it can be read."""
+    value = style.get("image_url")
+    if not (isinstance(value, str) and value.startswith("gs://")):
+        return None
+    try:
+        return _download(value)
+    except Exception:  # noqa: BLE001 - a missing reference picture degrades, it does not fail
+        log.warning("style picture %s unavailable", value)
+        return None
 
 
 def _generation_request(doc: dict[str, Any]) -> GenerationRequest:
     from lib import storage
 
-    style = db.collection("styles").find_one({"_id": doc.get("style_id")}) or {}
+    generator = get_settings().generator
+    style = db.collection("styles").find_one({"_id": doc["style"]}) or {}
     return GenerationRequest(
-        image=_download(doc["original_image"]), room_type=doc["room_type"], style=doc.get("style_name", doc["style"]),
+        image=_download(doc["original_image"]), room_type=doc["room_type"], style=style.get("name", doc["style"]),
         prompt=doc.get("prompt", ""), strength=doc.get("strength", 0.6),
-        image_url=storage.client_url(doc["original_image"]) if get_settings().generator == "replicate" else None,
-        style_image=_style_image(style) if get_settings().generator == "local" else None,
+        image_url=storage.client_url(doc["original_image"]) if generator == "replicate" else None,
+        style_image=_style_image(style) if generator == "local" else None,
         style_description=style.get("description", "") or "",
     )
 
