@@ -8,4 +8,4 @@ from lib.http import http_function, json_response, parse_query
 def interiors_get(request, user):
     query = parse_query(request, interiors.GetQuery)
     doc = interiors.get_owned(user["_id"], query.id)
-    return json_response({"interior": interiors.view(doc)}, headers={"Cache-Control": "no-store"})
+    return json_response({"interior": interiors.view(doc)})

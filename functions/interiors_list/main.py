@@ -8,5 +8,4 @@ from lib.http import http_function, json_response, parse_query
 def interiors_list(request, user):
     query = parse_query(request, interiors.ListQuery)
     docs, next_cursor = interiors.list_for(user["_id"], query)
-    return json_response({"interiors": [interiors.view(d, summary=True) for d in docs], "next_cursor": next_cursor},
-                         headers={"Cache-Control": "no-store"})
+    return json_response({"interiors": [interiors.view(d, summary=True) for d in docs], "next_cursor": next_cursor})
