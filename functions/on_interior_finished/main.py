@@ -1,7 +1,8 @@
 """CloudEvent (Pub/Sub `interior-finished`): record an in-app notification for the interior's owner.
 
-Idempotent on the message id (Pub/Sub delivers at least once). Malformed messages are logged and dropped,
-never raised: a raise would make Pub/Sub redeliver them forever.
+Idempotent per interior and status (lib.notifications): a redelivered message (Pub/Sub delivers at least once)
+and a re-published one (the job's sweep) record nothing new. Malformed messages are logged and dropped, never
+raised: a raise would make Pub/Sub redeliver them forever.
 """
 
 import logging
