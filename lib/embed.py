@@ -168,6 +168,15 @@ def _local() -> LocalEmbedder:
     return LocalEmbedder()
 
 
+def embedder_identity() -> tuple[str, int]:
+    """(name, dim) of the configured embedder WITHOUT creating it: the vector collection is named after them, and
+    a search (products_similar) must not load the local embedder's ONNX model just to learn its name."""
+    settings = get_settings()
+    if settings.embedder == "http":
+        return settings.embedder_name, settings.embedder_dim
+    return LocalEmbedder.name, LocalEmbedder.dim
+
+
 def get_embedder() -> Embedder:
     """The configured embedder, created once per process (the local one loads an ONNX session)."""
     settings = get_settings()

@@ -67,10 +67,9 @@ def client():
 
 def collection_name(embedder_name: str | None = None, dim: int | None = None) -> str:
     if embedder_name is None or dim is None:
-        from lib.embed import get_embedder
+        from lib.embed import embedder_identity
 
-        embedder = get_embedder()
-        embedder_name, dim = embedder.name, embedder.dim
+        embedder_name, dim = embedder_identity()
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in embedder_name)
     return f"{get_settings().qdrant_collection_prefix}__{safe}__{dim}"
 
@@ -102,9 +101,9 @@ def ensure_collection(name: str | None = None, dim: int | None = None) -> str:
     from qdrant_client import models
 
     if name is None or dim is None:
-        from lib.embed import get_embedder
+        from lib.embed import embedder_identity
 
-        dim = get_embedder().dim
+        dim = embedder_identity()[1]
         name = collection_name()
     settings = get_settings()
     key = (settings.qdrant_url, settings.qdrant_path, name)

