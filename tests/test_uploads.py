@@ -75,7 +75,7 @@ def image_objects(user_id: str) -> list:
 def test_create_returns_a_pending_upload_and_a_signed_put(fn, user):
     response = create(fn, user, "image/jpeg", 123456)
     assert response.status_code == 201
-    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Cache-Control"] == "private, no-store"
     body = response.get_json()
     assert body["upload"]["status"] == "pending" and len(body["upload"]["id"]) == 32
     assert "X-Goog-Signature=" in body["put_url"] and "X-Goog-Algorithm=GOOG4-RSA-SHA256" in body["put_url"]
@@ -135,7 +135,7 @@ def test_full_path_signed_put_event_ready_and_signed_gets(fn, user):
     upload_id, _ = put_photo(fn, user, source)
 
     reply = get(fn, user, upload_id)
-    assert reply.status_code == 200 and reply.headers["Cache-Control"] == "no-store"
+    assert reply.status_code == 200 and reply.headers["Cache-Control"] == "private, no-store"
     upload = reply.get_json()["upload"]
     assert upload["status"] == "ready", upload
     assert upload["height"] > upload["width"] and max(upload["width"], upload["height"]) <= 2048

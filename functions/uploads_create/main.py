@@ -8,6 +8,5 @@ from lib.http import http_function, json_response, parse_json
 @http_function(methods=["POST"], auth=True)
 def uploads_create(request, user):
     body = parse_json(request, uploads.CreateBody)
-    reply = uploads.create_pending(user["_id"], body)
-    # The reply carries a signed URL (a credential): no caching anywhere.
-    return json_response(reply, 201, headers={"Cache-Control": "no-store"})
+    # The reply carries a signed URL (a credential): http_function marks it private, no-store.
+    return json_response(uploads.create_pending(user["_id"], body), 201)

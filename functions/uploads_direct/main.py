@@ -20,4 +20,4 @@ def uploads_direct(request, user):
             details=[{"field": "file", "message": "a 'file' part is required", "type": "missing"}],
         )
     doc = uploads.create_direct(user["_id"], part.read(), part.mimetype)
-    return json_response({"upload": uploads.public_upload(doc)}, 201, headers={"Cache-Control": "no-store"})
+    return json_response({"upload": uploads.public_upload(doc)}, 201)

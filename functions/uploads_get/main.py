@@ -8,4 +8,4 @@ from lib.http import http_function, json_response, parse_query
 def uploads_get(request, user):
     query = parse_query(request, uploads.GetQuery)
     doc = uploads.get_for_user(user["_id"], query.id)
-    return json_response({"upload": uploads.public_upload(doc)}, headers={"Cache-Control": "no-store"})
+    return json_response({"upload": uploads.public_upload(doc)})
