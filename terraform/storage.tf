@@ -5,12 +5,17 @@
 #   images   generated interiors and thumbnails (user data: versioned)
 #   catalog  product catalog files an operator drops in catalog/ (versioned: a bad upload can be rolled back)
 #   sources  function source archives from scripts/package.py (versioned, old builds expire)
+# Every bucket is versioned; noncurrent_days is how long a replaced or deleted version is kept, and expire
+# deletes live objects under a prefix after some days.
 locals {
   buckets = {
-    uploads = { versioning = true, noncurrent_days = 1 } # raw photos carry GPS: keep no old copy past a day
-    images  = { versioning = true, noncurrent_days = 7 }
-    catalog = { versioning = true, noncurrent_days = 30 }
-    sources = { versioning = true, noncurrent_days = 30 }
+    # raw photos carry GPS: keep no old copy past a day; raw/ originals are only needed until
+    # on_upload_finalized has normalized them
+    uploads = { noncurrent_days = 1, expire = { prefix = "raw/", days = 2 } }
+    images  = { noncurrent_days = 7, expire = null }
+    catalog = { noncurrent_days = 30, expire = null }
+    # old function builds: the current deployment references its own sources/<version>/ objects
+    sources = { noncurrent_days = 30, expire = { prefix = "sources/", days = 90 } }
   }
 }
 
@@ -26,7 +31,7 @@ resource "google_storage_bucket" "this" {
   labels                      = { app = "zipkku", content = each.key }
 
   versioning {
-    enabled = each.value.versioning
+    enabled = true
   }
 
   # Object access is recorded by Data Access audit logs (Cloud Logging), not by legacy usage-log buckets.
@@ -53,13 +58,13 @@ resource "google_storage_bucket" "this" {
     }
   }
 
-  # Raw originals are only needed until on_upload_finalized has normalized them.
+  # Live objects under the bucket's expire prefix (local.buckets) are deleted after its days.
   dynamic "lifecycle_rule" {
-    for_each = each.key == "uploads" ? [1] : []
+    for_each = each.value.expire == null ? [] : [each.value.expire]
     content {
       condition {
-        age            = 2
-        matches_prefix = ["raw/"]
+        age            = lifecycle_rule.value.days
+        matches_prefix = [lifecycle_rule.value.prefix]
       }
       action {
         type = "Delete"
@@ -67,21 +72,6 @@ resource "google_storage_bucket" "this" {
     }
   }
 
-  # Old function builds: the current deployment references its own sources/<version>/ objects.
-  dynamic "lifecycle_rule" {
-    for_each = each.key == "sources" ? [1] : []
-    content {
-      condition {
-        age            = 90
-        matches_prefix = ["sources/"]
-      }
-      action {
-        type = "Delete"
-      }
-    }
-  }
-
-  # Browsers PUT photos straight to signed URLs, so the uploads bucket answers CORS for the frontend.
   # The browser PUTs photos to signed URLs on uploads, and fetches images and .glb models (the AR viewer uses
   # fetch, which needs CORS) through signed GET URLs on images and catalog.
   dynamic "cors" {
