@@ -312,6 +312,25 @@ def test_a_catalog_file_in_the_bucket_starts_the_import_once(fn, tmp_path):
     assert db.collection("products").count_documents({}) == 3
 
 
+def test_a_job_that_cannot_start_fails_the_event_and_its_redelivery_starts_it(fn, tmp_path, settings_env):
+    """handle_catalog_object raises when the job could not be started (so Eventarc retries) and forgets the
+    object generation, so the redelivered event starts the import instead of being taken for a duplicate."""
+    bucket = get_settings().catalog_bucket
+    name = f"{get_settings().catalog_prefix}{uuid.uuid4().hex}/empty.csv"
+    generation = storage.upload_bytes(bucket, name, (",".join(HEADER) + "\n").encode(), "text/csv")
+    obj = {"bucket": bucket, "name": name, "generation": str(generation)}
+    headers, _ = cloud_event_request({"bucket": bucket, "name": name}, uuid.uuid4().hex)
+    settings_env(import_job_name="no-such-job")
+    failed = fn("on_catalog_uploaded").post("/", data=json.dumps(obj).encode(), headers=headers)
+    assert failed.status_code == 500
+    settings_env(import_job_name="import-catalog")
+    deliver(fn, obj)
+    imports = list(db.collection("imports").find({}))
+    assert len(imports) == 1 and imports[0].get("execution")
+    assert jobs.wait(imports[0]["execution"], timeout=120).succeeded
+    assert db.collection("imports").find_one({"_id": imports[0]["_id"]})["status"] == "done"
+
+
 @pytest.mark.parametrize("obj", [
     {"bucket": "zipkku-catalog", "name": "demo/products/x.jpg", "generation": "1"},
     {"bucket": "zipkku-uploads", "name": "catalog/x.csv", "generation": "1"},
