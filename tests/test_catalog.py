@@ -264,6 +264,22 @@ def test_similar_unknown_product_is_404(fn):
     assert response.status_code == 404 and error_code(response) == "PRODUCT_NOT_FOUND"
 
 
+def test_similar_without_an_embedding_is_409_and_vectors_without_a_product_are_dropped(fn):
+    """A product Mongo has but Qdrant lacks -> 409 NOT_EMBEDDED; a point Qdrant has but Mongo lacks is left out.
+    (Both are added and removed here, so the seeded catalog stays as it was.)"""
+    bed = db.collection("products").find_one({"label": "bed"})
+    db.collection("products").insert_one({**bed, "_id": "unembedded-bed"})
+    vectors.upsert_products([("ghost-bed", vectors.get_vector(bed["_id"]), {"label": "bed"})])
+    try:
+        response = get(fn, "products_similar", product_id="unembedded-bed")
+        assert response.status_code == 409 and error_code(response) == "NOT_EMBEDDED"
+        results = get(fn, "products_similar", product_id=bed["_id"], limit=PER_LABEL + 1).get_json()["products"]
+        assert len(results) == PER_LABEL and "ghost-bed" not in [r["id"] for r in results]
+    finally:
+        db.collection("products").delete_one({"_id": "unembedded-bed"})
+        vectors.delete_products(["ghost-bed"])
+
+
 @pytest.mark.parametrize("params", [
     {}, {"product_id": ""}, {"product_id": "a/b"}, {"product_id": "x", "limit": "0"},
     {"product_id": "x", "limit": "51"}, {"product_id": "x", "label": "BAD LABEL"},
