@@ -33,12 +33,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pymongo import ReturnDocument, UpdateOne
 
 from lib import db
+from lib.catalog import LABEL_PATTERN
 from lib.config import get_settings
 
 log = logging.getLogger("zipkku.import")
 
 MAX_ERRORS_KEPT = 200
-_LABEL = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+_LABEL = re.compile(LABEL_PATTERN)  # the same labels the catalog's queries accept
 
 
 class CatalogRow(BaseModel):
