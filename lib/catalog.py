@@ -26,9 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lib import db, errors
 from lib.config import get_settings
+from lib.vectors import DIMENSION_KEYS as DIMENSIONS  # one list of dimension fields for Mongo and Qdrant
 
 LABEL_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
-DIMENSIONS = ("width_cm", "depth_cm", "height_cm")
 
 
 # --- request models ----------------------------------------------------------------------------------------
