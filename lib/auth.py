@@ -184,13 +184,11 @@ def revoke_family(family_id: str) -> None:
     db.collection("refresh_tokens").update_many({"family_id": family_id}, {"$set": {"revoked": True}})
 
 
-def revoke_by_token(token: str) -> bool:
-    """Log out: revoke the family of a (valid or spent) refresh token. False when the token is unknown."""
+def revoke_by_token(token: str) -> None:
+    """Log out: revoke the family of a (valid or spent) refresh token; an unknown token changes nothing."""
     known = db.collection("refresh_tokens").find_one({"token_hash": _token_hash(token)})
-    if known is None:
-        return False
-    revoke_family(known["family_id"])
-    return True
+    if known is not None:
+        revoke_family(known["family_id"])
 
 
 def revoke_all_for_user(user_id: str) -> None:

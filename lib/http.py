@@ -14,6 +14,7 @@ envelope. Anything else becomes a logged 500 that reveals nothing.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import logging
 import sys
@@ -119,7 +120,7 @@ def parse_json(request: flask.Request, model: type[Model], *, allow_form: bool =
 
 
 def parse_query(request: flask.Request, model: type[Model]) -> Model:
-    """Query parameters as `model` (a repeated parameter keeps its last value)."""
+    """Query parameters as `model` (a repeated parameter keeps its first value)."""
     return validate(model, request.args.to_dict())
 
 
@@ -165,6 +166,22 @@ def _dependency_error(exc: Exception) -> errors.ApiError | None:
     if requests_errors is not None and isinstance(exc, (requests_errors.ConnectionError, requests_errors.Timeout)):
         return errors.DependencyUnavailable("A service we depend on did not answer; try again shortly.")
     return None
+
+
+def _buffer_streamed_body(request: flask.Request, limit: int) -> None:
+    """A chunked body carries no Content-Length, and werkzeug would silently cut it at a limit (the handler
+    then sees broken JSON). Read at most one byte past the limit: more is a 413, less becomes an ordinary
+    body of known length."""
+    stream, body = request.environ["wsgi.input"], b""
+    while len(body) <= limit:
+        chunk = stream.read(limit + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    if len(body) > limit:
+        raise errors.PayloadTooLarge(f"The body is larger than {limit} bytes.")
+    request.environ["wsgi.input"] = io.BytesIO(body)
+    request.environ["CONTENT_LENGTH"] = str(len(body))
 
 
 def _http_exception(exc: HTTPException) -> errors.ApiError:
@@ -221,7 +238,8 @@ def _handle(
         limit = max_body_bytes or get_settings().max_json_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise errors.PayloadTooLarge(f"The body is larger than {limit} bytes.")
-        request.max_content_length = limit  # also bounds chunked bodies that carry no Content-Length
+        if request.content_length is None and request.environ.get("wsgi.input_terminated"):
+            _buffer_streamed_body(request, limit)
         if auth:
             from lib import auth as auth_lib  # jwt + argon2 only for functions that need them
 
