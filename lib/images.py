@@ -197,12 +197,13 @@ def normalize(data: bytes, *, max_bytes: int, max_pixels: int, max_edge: int, th
     )
 
 
-def normalize_with_settings(data: bytes) -> NormalizedImage:
-    """normalize() with the limits from configuration (what uploads use)."""
+def normalize_with_settings(data: bytes, *, max_bytes: int | None = None) -> NormalizedImage:
+    """normalize() with the limits from configuration (what uploads use); `max_bytes` may lower the byte
+    limit (a signed upload's declared size)."""
     from lib.config import get_settings
 
     settings = get_settings()
     return normalize(
-        data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels,
+        data, max_bytes=max_bytes or settings.max_upload_bytes, max_pixels=settings.max_image_pixels,
         max_edge=settings.max_image_edge_px, thumbnail_edge=settings.thumbnail_edge_px,
     )

@@ -183,9 +183,14 @@ def handle_finalized(data: dict[str, Any]) -> str:
     try:
         return _process_claimed(claimed, bucket, name, generation, size)
     except Exception:
-        uploads.update_one({"_id": upload_id, "claim_generation": generation},
-                           {"$unset": {"claim_generation": "", "claim_expires_at": ""}})
+        _release_claim(upload_id, generation)
         raise
+
+
+def _release_claim(upload_id: str, generation: int) -> None:
+    """Let the next delivery of `generation` process it at once (not only after the lease)."""
+    _collection().update_one({"_id": upload_id, "claim_generation": generation},
+                             {"$unset": {"claim_generation": "", "claim_expires_at": ""}})
 
 
 def _process_claimed(doc: dict[str, Any], bucket: str, name: str, generation: int, size: int) -> str:
@@ -204,8 +209,7 @@ def _process_claimed(doc: dict[str, Any], bucket: str, name: str, generation: in
         data = storage.download_bytes(bucket, name, generation=generation)
     except NotFound:
         # Overwritten or deleted since: the newer generation brings its own event.
-        _collection().update_one({"_id": doc["_id"], "claim_generation": generation},
-                                 {"$unset": {"claim_generation": "", "claim_expires_at": ""}})
+        _release_claim(doc["_id"], generation)
         return "stale"
     try:
         sniffed = images.sniff(data)
@@ -213,10 +217,7 @@ def _process_claimed(doc: dict[str, Any], bucket: str, name: str, generation: in
             raise images.ImageRejected(
                 "content_type_mismatch",
                 f"The file is {sniffed} but the upload was declared as {doc['content_type']}.")
-        result = images.normalize(
-            data, max_bytes=limit, max_pixels=settings.max_image_pixels,
-            max_edge=settings.max_image_edge_px, thumbnail_edge=settings.thumbnail_edge_px,
-        )
+        result = images.normalize_with_settings(data, max_bytes=limit)
     except images.ImageRejected as rejection:
         return _reject(doc, generation, rejection)
     image_ref, thumbnail_ref = _store_outputs(doc, f"g{generation}", result)
@@ -262,7 +263,6 @@ def _reject(doc: dict[str, Any], generation: int, rejection: images.ImageRejecte
 def create_direct(user_id: str, data: bytes, declared_type: str | None) -> dict[str, Any]:
     """Process a photo sent in the request body, synchronously; the upload is `ready` when this returns.
     Refused photos are answered with the reason (nothing is stored); the raw bytes are never kept."""
-    settings = get_settings()
     _check_size(len(data))
     declared = (declared_type or "").split(";", 1)[0].strip().lower()
     try:
@@ -283,7 +283,7 @@ def create_direct(user_id: str, data: bytes, declared_type: str | None) -> dict[
     image_ref, thumbnail_ref = _store_outputs(doc, "direct", result)
     doc.update({"image": image_ref, "thumbnail": thumbnail_ref, "width": result.width, "height": result.height})
     _collection().insert_one(doc)
-    log.info("direct upload %s ready (%dx%d, %s)", upload_id, result.width, result.height, settings.images_bucket)
+    log.info("direct upload %s ready (%dx%d from %s)", upload_id, result.width, result.height, result.source_type)
     return doc
 
 
