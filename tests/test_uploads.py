@@ -200,6 +200,60 @@ def test_redelivered_events_change_nothing_and_write_nothing_twice(fn, user):
     assert {b.name: b.generation for b in image_objects(user["user"]["id"])} == before_objects
 
 
+def test_an_outage_mid_processing_releases_the_claim_and_the_retry_finishes(fn, user, monkeypatch):
+    """A dependency failure raises (so Eventarc redelivers) after releasing the claim; the retry reuses the
+    outputs the failed attempt already wrote (if_generation_match=0 -> PreconditionFailed is success)."""
+    from google.api_core.exceptions import ServiceUnavailable
+
+    from lib import db, uploads
+
+    created = create(fn, user, size_bytes=100_000).get_json()
+    upload_id = created["upload"]["id"]
+    data = photos.image_bytes("JPEG", 320, 240)
+    assert requests.put(created["put_url"], data=data, headers=created["headers"], timeout=30).ok
+    obj = object_resource(*raw_object(upload_id))
+
+    real_store = uploads._store_outputs
+
+    def store_then_fail(*args):
+        real_store(*args)
+        raise ServiceUnavailable("database went away after the outputs were written")
+
+    monkeypatch.setattr(uploads, "_store_outputs", store_then_fail)
+    with pytest.raises(ServiceUnavailable):
+        uploads.handle_finalized(obj)
+    doc = db.collection("uploads").find_one({"_id": upload_id})
+    assert doc["status"] == "pending" and "claim_generation" not in doc and "claim_expires_at" not in doc
+    written = {b.name: b.generation for b in image_objects(user["user"]["id"])}
+    assert len(written) == 2
+
+    monkeypatch.undo()
+    deliver(fn, obj, "evt-retry")
+    upload = get(fn, user, upload_id).get_json()["upload"]
+    assert (upload["status"], upload["width"], upload["height"]) == ("ready", 320, 240)
+    assert {b.name: b.generation for b in image_objects(user["user"]["id"])} == written  # not rewritten
+
+
+def test_a_crashed_attempt_is_retried_after_its_lease(fn, user):
+    from datetime import timedelta
+
+    from lib import db, uploads
+
+    created = create(fn, user, size_bytes=1_000_000).get_json()
+    upload_id = created["upload"]["id"]
+    assert requests.put(created["put_url"], data=photos.image_bytes("JPEG"), headers=created["headers"],
+                        timeout=30).ok
+    obj = object_resource(*raw_object(upload_id))
+    # An attempt that claimed this generation and died without releasing it.
+    claim = {"claim_generation": int(obj["generation"]), "claim_expires_at": db.utcnow() + timedelta(seconds=60)}
+    db.collection("uploads").update_one({"_id": upload_id}, {"$set": claim})
+    assert uploads.handle_finalized(obj) == "duplicate"  # still leased: another attempt may be running
+    db.collection("uploads").update_one({"_id": upload_id},
+                                        {"$set": {"claim_expires_at": db.utcnow() - timedelta(seconds=1)}})
+    assert uploads.handle_finalized(obj) == "ready"
+    assert uploads.handle_finalized(obj) == "duplicate"
+
+
 def test_a_new_generation_is_processed_again(fn, user):
     from lib import storage
 
