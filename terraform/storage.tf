@@ -5,17 +5,17 @@
 #   images   generated interiors and thumbnails (user data: versioned)
 #   catalog  product catalog files an operator drops in catalog/ (versioned: a bad upload can be rolled back)
 #   sources  function source archives from scripts/package.py (versioned, old builds expire)
-# Every bucket is versioned; noncurrent_days is how long a replaced or deleted version is kept, and expire
-# deletes live objects under a prefix after some days.
+# Every bucket is versioned; noncurrent_days is how long a replaced or deleted version is kept; expire lists
+# prefixes whose live objects are deleted after some days.
 locals {
   buckets = {
     # raw photos carry GPS: keep no old copy past a day; raw/ originals are only needed until
     # on_upload_finalized has normalized them
-    uploads = { noncurrent_days = 1, expire = { prefix = "raw/", days = 2 } }
-    images  = { noncurrent_days = 7, expire = null }
-    catalog = { noncurrent_days = 30, expire = null }
+    uploads = { noncurrent_days = 1, expire = [{ prefix = "raw/", days = 2 }] }
+    images  = { noncurrent_days = 7, expire = [] }
+    catalog = { noncurrent_days = 30, expire = [] }
     # old function builds: the current deployment references its own sources/<version>/ objects
-    sources = { noncurrent_days = 30, expire = { prefix = "sources/", days = 90 } }
+    sources = { noncurrent_days = 30, expire = [{ prefix = "sources/", days = 90 }] }
   }
 }
 
@@ -58,9 +58,9 @@ resource "google_storage_bucket" "this" {
     }
   }
 
-  # Live objects under the bucket's expire prefix (local.buckets) are deleted after its days.
+  # Live objects under the bucket's expire prefixes (local.buckets) are deleted after their days.
   dynamic "lifecycle_rule" {
-    for_each = each.value.expire == null ? [] : [each.value.expire]
+    for_each = each.value.expire
     content {
       condition {
         age            = lifecycle_rule.value.days
