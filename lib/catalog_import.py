@@ -301,13 +301,17 @@ def import_records(
     return {**counts, "errors": errors, "seconds": round(time.perf_counter() - started, 3)}
 
 
-def _store_local_image(source: str, pid: str, data: bytes) -> str:
-    from lib import storage
+_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/heic": "heic"}
 
-    kind = {b"\xff\xd8": ("image/jpeg", "jpg"), b"\x89P": ("image/png", "png")}.get(data[:2], ("image/webp", "webp"))
+
+def _store_local_image(source: str, pid: str, data: bytes) -> str:
+    from lib import images, storage
+
+    # the embedder decoded it, so it is an image, but maybe one sniff() does not name (GIF, BMP)
+    content_type = images.sniff(data) or "application/octet-stream"
     bucket = get_settings().catalog_bucket
-    name = f"products/{source}/{pid}.{kind[1]}"
-    storage.upload_bytes(bucket, name, data, kind[0])
+    name = f"products/{source}/{pid}.{_EXTENSIONS.get(content_type, 'bin')}"
+    storage.upload_bytes(bucket, name, data, content_type)
     return storage.ref(bucket, name)
 
 

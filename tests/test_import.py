@@ -108,6 +108,8 @@ def test_import_csv_skips_bad_rows_with_line_numbers(catalog_csv):
     assert sample["image_urls"][0].startswith("gs://") and sample["source"] == "acme"
     assert set(sample["dimensions"]) == {"width_cm", "depth_cm", "height_cm"}
     assert storage.download_bytes(*storage.parse_ref(sample["image_urls"][0]))[:2] == b"\xff\xd8"
+    bucket, name = storage.parse_ref(sample["image_urls"][0])
+    assert name.endswith(".jpg") and storage.bucket(bucket).get_blob(name).content_type == "image/jpeg"
 
 
 def test_import_twice_creates_no_duplicates(catalog_csv):
