@@ -160,6 +160,19 @@ def test_configuration_names_are_settings_the_code_reads():
         assert set(spec.get("secrets", [])) <= set(LOCALS["secrets"])
 
 
+def test_expiring_prefixes_are_the_ones_the_code_and_the_pipeline_write():
+    """storage.tf promises raw originals (they carry GPS) and old builds expire: the prefixes must be the real ones."""
+    from lib.config import Settings
+
+    expire = {name: [rule["prefix"] for rule in bucket["expire"]] for name, bucket in LOCALS["buckets"].items()}
+    assert "RAW_UPLOADS_PREFIX" not in LOCALS["common_env"]  # so the functions use the default below
+    assert expire["uploads"] == [Settings.model_fields["raw_uploads_prefix"].default]
+    assert expire["sources"] == ["sources/"]
+    assert "gs://${_SOURCES_BUCKET}/sources/${COMMIT_SHA}/" in (ROOT / "cloudbuild.yaml").read_text()
+    assert 'source_object = "sources/${var.source_version}/' in (TERRAFORM / "functions.tf").read_text()
+    assert expire["images"] == expire["catalog"] == []  # user data and the catalog never expire
+
+
 def test_no_basic_roles_anywhere():
     text = "\n".join(p.read_text() for p in TERRAFORM.rglob("*.tf"))
     for role in ("roles/owner", "roles/editor", "roles/viewer"):
