@@ -34,7 +34,7 @@ variable "image_tag" {
 }
 
 variable "cors_origins" {
-  description = "Frontend origins allowed by the functions (CORS_ORIGINS) and by the uploads bucket's CORS (browser PUT to signed URLs)."
+  description = "Frontend origins allowed by the functions (CORS_ORIGINS) and by the buckets' CORS (browser PUT to signed upload URLs, fetch of signed image and model URLs)."
   type        = list(string)
 }
 
