@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
@@ -142,4 +141,4 @@ def test_cli_prints_the_manifest(tree, tmp_path):
                             check=False)
     assert result.returncode == 0, result.stderr
     assert "functions/hello.zip" in result.stdout and "jobs/work.tar.gz" in result.stdout
-    assert io.StringIO(result.stdout).read().count("\n") == 2
+    assert result.stdout.count("\n") == 2
