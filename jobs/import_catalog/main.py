@@ -34,11 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = catalog_import.run_import(args.source, import_id=import_id, task_index=index, task_count=count,
                                            name=args.name)
-    except (OSError, ValueError) as exc:
-        print(json.dumps({"import_id": import_id, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}))
-        return 1
-    except Exception as exc:  # noqa: BLE001 - e.g. the object is missing (google NotFound): same answer
-        print(json.dumps({"import_id": import_id, "status": "failed", "error": type(exc).__name__}))
+    except Exception as exc:  # noqa: BLE001 - unreadable file, missing object (google NotFound), store down
+        # the same reason run_import recorded in the imports document
+        print(json.dumps({"import_id": import_id, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]}))
         return 1
     summary = {k: result[k] for k in ("rows", "imported", "invalid", "failed", "seconds")}
     print(json.dumps({"import_id": import_id, "task_index": index, "task_count": count, **summary,
