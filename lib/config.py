@@ -125,7 +125,6 @@ class Settings(BaseSettings):
 
     # --- local stack --------------------------------------------------------------------------------------
     local_dir: str = ".local"
-    local_base_url: str = "http://127.0.0.1:8080"
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -29,14 +29,13 @@ def main() -> None:
     try:
         stack.start()
         os.environ.update(stack.env)
-        os.environ["LOCAL_BASE_URL"] = f"http://127.0.0.1:{args.port}"
         from scripts import devserver, seed
 
         seed.prepare_local(stack)
         # Finalized objects -> CloudEvent functions (Eventarc's job in production); retries until the server is up.
         from scripts.storage_events import StorageEventBridge
 
-        bridge = StorageEventBridge.from_env(os.environ["LOCAL_BASE_URL"]).start()
+        bridge = StorageEventBridge.from_env(f"http://127.0.0.1:{args.port}").start()
         devserver.serve("127.0.0.1", args.port)
     except KeyboardInterrupt:
         pass
