@@ -416,17 +416,37 @@ def test_direct_upload_body_limit_is_413(fn, user):
     assert response.get_json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
 
 
-def test_storage_outage_is_503_and_records_nothing(fn, user, monkeypatch):
+def test_storage_outage_is_503_and_records_nothing(fn, user, settings_env):
     from lib import db
-    from lib.config import get_settings
     from scripts.localstack import free_port
 
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    monkeypatch.setenv("STORAGE_RETRY_SECONDS", "1")
-    get_settings.cache_clear()
+    # Nothing listens there; the retry deadline is 1 s.
+    settings_env(storage_emulator_host=f"http://127.0.0.1:{free_port()}", storage_retry_seconds=1)
     started = time.perf_counter()
     response = direct(fn, user, photos.image_bytes("JPEG"))
     assert time.perf_counter() - started < 8  # bounded by the retry deadline, not the library's 120 s
     assert response.status_code == 503, response.get_json()
     assert response.get_json()["error"]["code"] == "DEPENDENCY_UNAVAILABLE" and "Retry-After" in response.headers
     assert db.collection("uploads").count_documents({"user_id": user["user"]["id"], "status": "ready"}) == 0
+
+
+def test_a_deleted_account_takes_its_photos_with_it(fn, make_user):
+    from lib import db, storage
+    from lib.config import get_settings
+
+    owner, other = make_user(), make_user()
+    signed_id, _ = put_photo(fn, owner, photos.image_bytes("JPEG"))
+    assert direct(fn, owner, photos.image_bytes("PNG"), content_type="image/png").status_code == 201
+    kept_id, _ = put_photo(fn, other, photos.image_bytes("JPEG"))
+    raw_bucket, raw_name = raw_object(signed_id)
+    assert len(image_objects(owner["user"]["id"])) == 4
+
+    assert fn("me").delete("/", headers=owner["headers"]).status_code == 204
+
+    assert db.collection("uploads").count_documents({"user_id": owner["user"]["id"]}) == 0
+    assert image_objects(owner["user"]["id"]) == []
+    assert storage.bucket(raw_bucket).get_blob(raw_name) is None
+    # Someone else's photos are untouched.
+    assert get(fn, other, kept_id).get_json()["upload"]["status"] == "ready"
+    assert len(image_objects(other["user"]["id"])) == 2
+    assert storage.bucket(get_settings().uploads_bucket).get_blob(raw_object(kept_id)[1]) is not None
