@@ -123,6 +123,9 @@ def discover(root: Path, kind: str) -> list[str]:
 def build(root: Path, out: Path, names: Iterable[str] | None = None) -> dict[str, dict[str, object]]:
     """Write every artifact (or only `names`) under `out`; returns the manifest."""
     wanted = set(names or [])
+    unknown = wanted - set(discover(root, "functions")) - set(discover(root, "jobs"))
+    if unknown:
+        raise SystemExit(f"no function or job named: {', '.join(sorted(unknown))}")
     manifest: dict[str, dict[str, object]] = {}
     for kind, make_entries, pack, suffix in (
         ("functions", function_entries, zip_bytes, ".zip"),
@@ -136,9 +139,6 @@ def build(root: Path, out: Path, names: Iterable[str] | None = None) -> dict[str
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
             manifest[f"{kind}/{name}{suffix}"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    unknown = wanted - {key.split("/", 1)[1].split(".", 1)[0] for key in manifest}
-    if unknown:
-        raise SystemExit(f"no function or job named: {', '.join(sorted(unknown))}")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 

@@ -101,6 +101,7 @@ def test_only_named_artifacts_and_unknown_names(tree, tmp_path):
     assert list(manifest) == ["jobs/work.tar.gz"]
     with pytest.raises(SystemExit, match="no function or job named: nope"):
         package.build(tree, tmp_path / "other", ["nope"])
+    assert not (tmp_path / "other").exists()  # refused before anything is written
 
 
 def test_gzip_header_carries_no_time_or_name(tree, tmp_path):
