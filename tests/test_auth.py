@@ -149,11 +149,10 @@ def test_success_resets_the_failure_count(fn, make_user):
     assert fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).status_code == 200
 
 
-def test_login_rehashes_passwords_made_with_old_parameters(fn, make_user, monkeypatch):
+def test_login_rehashes_passwords_made_with_old_parameters(fn, make_user, settings_env):
     u = make_user()
     before = db.collection("users").find_one({"_id": u["user"]["id"]})["password_hash"]
-    monkeypatch.setenv("ARGON2_TIME_COST", str(get_settings().argon2_time_cost + 1))
-    get_settings.cache_clear()
+    settings_env(argon2_time_cost=get_settings().argon2_time_cost + 1)
     assert fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).status_code == 200
     after = db.collection("users").find_one({"_id": u["user"]["id"]})["password_hash"]
     assert after != before and f"t={get_settings().argon2_time_cost}" in after
@@ -311,11 +310,10 @@ def test_one_user_cannot_act_as_another(fn, make_user):
     assert fn("me").get("/", headers=alice["headers"]).get_json()["user"]["name"] == "Test User"
 
 
-def test_database_outage_is_503_not_500(fn, make_user, monkeypatch):
+def test_database_outage_is_503_not_500(fn, make_user, settings_env):
     u = make_user()
-    monkeypatch.setenv("MONGODB_URI", "mongodb://127.0.0.1:1/?retryWrites=false&directConnection=true")
-    monkeypatch.setenv("MONGODB_TIMEOUT_MS", "200")
-    get_settings.cache_clear()
+    settings_env(mongodb_uri="mongodb://127.0.0.1:1/?retryWrites=false&directConnection=true",
+                 mongodb_timeout_ms=200)
     r = fn("me").get("/", headers=u["headers"])
     assert r.status_code == 503 and _error(r)["code"] == "DEPENDENCY_UNAVAILABLE"
     assert "Retry-After" in r.headers
