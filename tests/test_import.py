@@ -262,9 +262,8 @@ def test_job_script_exits_1_on_an_unreadable_source(tmp_path):
     assert wrong.returncode == 1 and "csv" in wrong.stdout
 
 
-def test_local_jobs_respect_the_concurrency_limit(tmp_path, monkeypatch):
-    monkeypatch.setenv("LOCAL_JOB_CONCURRENCY", "1")
-    get_settings.cache_clear()
+def test_local_jobs_respect_the_concurrency_limit(tmp_path, settings_env):
+    settings_env(local_job_concurrency=1)
     missing = ["--source", str(tmp_path / "missing.csv")]
     first, second = jobs.run_job("import-catalog", args=missing), jobs.run_job("import-catalog", args=missing)
     a, b = jobs.wait(first, timeout=60), jobs.wait(second, timeout=60)

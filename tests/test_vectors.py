@@ -20,10 +20,9 @@ DIM = LocalEmbedder.dim  # the configured embedder's collection, filled with ran
 
 
 @pytest.fixture
-def collection(stack, monkeypatch):
+def collection(stack, settings_env):
     """A small collection of its own: 3 labels x 10 random points with dimensions."""
-    monkeypatch.setenv("QDRANT_COLLECTION_PREFIX", f"tvec{uuid.uuid4().hex[:8]}")
-    get_settings.cache_clear()
+    settings_env(qdrant_collection_prefix=f"tvec{uuid.uuid4().hex[:8]}")
     vectors.reset_caches()
     name = vectors.ensure_collection()
     rng = random.Random(7)
@@ -36,7 +35,6 @@ def collection(stack, monkeypatch):
     vectors.upsert_products(items)
     yield {"name": name, "items": items}
     vectors.client().delete_collection(name)
-    get_settings.cache_clear()
     vectors.reset_caches()
 
 
@@ -144,11 +142,8 @@ def test_get_vector_delete_and_centroids(collection):
     assert vectors.count() == 28 and vectors.get_vector("p01") is None
 
 
-def test_local_mode_without_a_url(monkeypatch):
-    monkeypatch.setenv("QDRANT_URL", "")
-    monkeypatch.setenv("QDRANT_PATH", ":memory:")
-    monkeypatch.setenv("JWT_SECRET", "x" * 40)
-    get_settings.cache_clear()
+def test_local_mode_without_a_url(settings_env):
+    settings_env(qdrant_url="", qdrant_path=":memory:", jwt_secret="x" * 40)
     vectors.reset_caches()
     try:
         a, b = [1.0] + [0.0] * (DIM - 1), [0.0, 1.0] + [0.0] * (DIM - 2)
@@ -158,7 +153,6 @@ def test_local_mode_without_a_url(monkeypatch):
             [("a", pytest.approx(0.995, abs=1e-3))], [("b", pytest.approx(0.0, abs=1e-6))]]
         assert vectors.client().__class__.__name__ == "QdrantClient" and vectors.count() == 2
     finally:
-        get_settings.cache_clear()
         vectors.reset_caches()
 
 
@@ -182,27 +176,23 @@ def test_stand_in_answers_like_qdrant(stack):
     assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
 
 
-def test_vector_store_down_is_a_503(stack, monkeypatch):
+def test_vector_store_down_is_a_503(stack, settings_env):
     from lib import errors
     from scripts.localstack import free_port
 
-    monkeypatch.setenv("QDRANT_URL", f"http://127.0.0.1:{free_port()}")
-    monkeypatch.setenv("QDRANT_TIMEOUT_SECONDS", "1")
-    get_settings.cache_clear()
+    settings_env(qdrant_url=f"http://127.0.0.1:{free_port()}", qdrant_timeout_seconds=1)
     vectors.reset_caches()
     try:
         with pytest.raises(errors.DependencyUnavailable):
             vectors.count()
     finally:
-        get_settings.cache_clear()
         vectors.reset_caches()
 
 
 # --- embeddings --------------------------------------------------------------------------------------------
 
-def test_local_embedder_is_deterministic_and_normalised(monkeypatch):
-    monkeypatch.setenv("JWT_SECRET", "x" * 40)
-    get_settings.cache_clear()
+def test_local_embedder_is_deterministic_and_normalised(settings_env):
+    settings_env(jwt_secret="x" * 40)
     embedder = get_embedder()
     assert isinstance(embedder, LocalEmbedder) and embedder.dim == 229
     products = demo_catalog.make_products(1, ["sofa", "lamp"])
@@ -249,23 +239,17 @@ def test_http_embedder_contract(mode):
         double.stop()
 
 
-def test_http_embedder_unreachable_and_configuration(monkeypatch):
+def test_http_embedder_unreachable_and_configuration(settings_env):
     from scripts.localstack import free_port
 
     with pytest.raises(EmbedError):
         HttpEmbedder(f"http://127.0.0.1:{free_port()}/embed", "m", 4, timeout=1).embed_images([b"a"])
     with pytest.raises(EmbedError):
         HttpEmbedder("", "m", 4)
-    monkeypatch.setenv("JWT_SECRET", "x" * 40)
-    monkeypatch.setenv("EMBEDDER", "http")
-    monkeypatch.setenv("DETECTOR_URL", "http://127.0.0.1:9/")
-    get_settings.cache_clear()
-    try:
-        embedder = get_embedder()
-        assert embedder.url == "http://127.0.0.1:9/embed" and embedder.dim == 512
-        assert vectors.collection_name().endswith("__detector-clip__512")
-    finally:
-        get_settings.cache_clear()
+    settings_env(jwt_secret="x" * 40, embedder="http", detector_url="http://127.0.0.1:9/")
+    embedder = get_embedder()
+    assert embedder.url == "http://127.0.0.1:9/embed" and embedder.dim == 512
+    assert vectors.collection_name().endswith("__detector-clip__512")
 
 
 # --- lib.jobs on Cloud Run ---------------------------------------------------------------------------------
@@ -280,14 +264,11 @@ class RunApiDouble(CloudRunDouble):
             "name": "projects/p/locations/r/jobs/import-catalog/executions/import-catalog-x1"}}
 
 
-def test_run_job_on_cloud_run_sends_overrides(monkeypatch):
+def test_run_job_on_cloud_run_sends_overrides(settings_env):
     from lib import jobs
 
     double = RunApiDouble().start()
-    monkeypatch.setenv("JWT_SECRET", "x" * 40)
-    monkeypatch.setenv("JOB_RUNNER", "cloudrun")
-    monkeypatch.setenv("CLOUD_RUN_API_URL", double.url)
-    get_settings.cache_clear()
+    settings_env(jwt_secret="x" * 40, job_runner="cloudrun", cloud_run_api_url=double.url)
     expected_path = (f"/v2/projects/{get_settings().gcp_project}/locations/{get_settings().gcp_region}"
                      "/jobs/import-catalog:run")
     try:
@@ -295,7 +276,6 @@ def test_run_job_on_cloud_run_sends_overrides(monkeypatch):
                                  task_count=3)
     finally:
         double.stop()
-        get_settings.cache_clear()
     assert execution.endswith("/executions/import-catalog-x1")
     run = double.runs[0]
     assert run["path"].split("?")[0] == expected_path
