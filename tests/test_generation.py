@@ -113,6 +113,38 @@ def test_claim_is_exclusive_and_an_expired_lease_is_claimed_again(env, user):
         generation.checkpoint(first, "owner-a", {"progress": {"stage": "generating", "percent": 5}})
 
 
+def test_a_retry_of_the_same_cloud_run_task_takes_over_its_own_lease_at_once(env, user, monkeypatch):
+    """Cloud Run retries a crashed task with the same execution and index: it may claim its live lease; a
+    different task may not."""
+    seed_mini_catalog()
+    doc = queued_interior(user, ready_upload(user["id"]))
+    monkeypatch.setenv("CLOUD_RUN_EXECUTION", "generate-interior-e1")
+    monkeypatch.setenv("CLOUD_RUN_TASK_INDEX", "0")
+    crashed = generation.claim(doc["_id"], "attempt-1")
+    assert crashed["lease_task"] == "generate-interior-e1/0"
+    monkeypatch.setenv("CLOUD_RUN_TASK_INDEX", "1")
+    assert generation.claim(doc["_id"], "other-task") is None  # someone else's live lease
+    monkeypatch.setenv("CLOUD_RUN_TASK_INDEX", "0")
+    retried = generation.claim(doc["_id"], "attempt-2")
+    assert retried["lease_owner"] == "attempt-2" and retried["attempts"] == 2
+
+
+def test_an_unexpected_error_is_retried_then_fails_and_refunds(env, user):
+    """Not a provider error (here the room photo is gone from the bucket): the interior goes back for another
+    attempt, and after the last one it is failed with GENERATION_FAILED and the unit refunded."""
+    from lib import storage
+
+    seed_mini_catalog()
+    env(job_max_attempts=2)
+    doc = queued_interior(user, ready_upload(user["id"]))
+    storage.bucket(get_settings().images_bucket).blob(storage.parse_ref(doc["original_image"])[1]).delete()
+    assert generation.run([doc["_id"]], retry_delay=0)["failed"] == 1
+    failed = _doc(doc["_id"])
+    assert failed["status"] == "failed" and failed["reason"] == generation.GENERATION_FAILED
+    assert failed["attempts"] == 2 and quota.usage(user["id"])["used"] == 0
+    assert [n["status"] for n in _notifications(user["id"])] == ["failed"]
+
+
 def test_after_max_attempts_the_interior_fails_and_is_refunded(env, user):
     seed_mini_catalog()
     doc = queued_interior(user, ready_upload(user["id"]))
