@@ -150,6 +150,11 @@ def test_enqueue_failure_fails_the_interior_refunds_and_answers_503(fn, ctx, env
     doc = db.collection("interiors").find_one({"user_id": ctx["user"]["id"]})
     assert doc["status"] == "failed" and doc["reason"] == "ENQUEUE_FAILED"
     assert quota.usage(ctx["user"]["id"])["used"] == 0
+    # that user already got the 503: the job's sweep announces nothing for it, however old it is
+    db.collection("interiors").update_one({"_id": doc["_id"]},
+                                          {"$set": {"finished_at": db.utcnow() - timedelta(hours=1)}})
+    assert generation.run()["announced"] == 0
+    assert db.collection("notifications").count_documents({"user_id": ctx["user"]["id"]}) == 0
 
 
 def test_get_validates_and_hides_other_users(fn, ctx, make_user):
