@@ -100,6 +100,11 @@ resource "google_monitoring_notification_channel" "email" {
 
 locals {
   notification_channels = [for channel in google_monitoring_notification_channel.email : channel.id]
+
+  # Time series the alerts and the dashboard both read.
+  generation_outcomes_filter = "metric.type=\"${local.metric_prefix}/${google_logging_metric.generation_outcomes.name}\" AND resource.type=\"cloud_run_job\""
+  http_5xx_filter            = "metric.type=\"${local.metric_prefix}/${google_logging_metric.http_5xx.name}\" AND resource.type=\"cloud_run_revision\""
+  dead_letter_filter         = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.dead_letter.name}\""
 }
 
 resource "google_monitoring_alert_policy" "generation_failures" {
@@ -110,8 +115,8 @@ resource "google_monitoring_alert_policy" "generation_failures" {
   conditions {
     display_name = "failed / finished generations over 15 min > ${var.generation_failure_ratio_threshold}"
     condition_threshold {
-      filter             = "metric.type=\"${local.metric_prefix}/${google_logging_metric.generation_outcomes.name}\" AND resource.type=\"cloud_run_job\" AND metric.label.outcome=\"failed\""
-      denominator_filter = "metric.type=\"${local.metric_prefix}/${google_logging_metric.generation_outcomes.name}\" AND resource.type=\"cloud_run_job\""
+      filter             = "${local.generation_outcomes_filter} AND metric.label.outcome=\"failed\""
+      denominator_filter = local.generation_outcomes_filter
       comparison         = "COMPARISON_GT"
       threshold_value    = var.generation_failure_ratio_threshold
       duration           = "0s"
@@ -143,7 +148,7 @@ resource "google_monitoring_alert_policy" "http_5xx" {
   conditions {
     display_name = "a function answered more than ${var.http_5xx_threshold} 5xx in 5 min"
     condition_threshold {
-      filter          = "metric.type=\"${local.metric_prefix}/${google_logging_metric.http_5xx.name}\" AND resource.type=\"cloud_run_revision\""
+      filter          = local.http_5xx_filter
       comparison      = "COMPARISON_GT"
       threshold_value = var.http_5xx_threshold
       duration        = "0s"
@@ -171,7 +176,7 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   conditions {
     display_name = "messages waiting in ${google_pubsub_subscription.dead_letter.name}"
     condition_threshold {
-      filter          = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.dead_letter.name}\""
+      filter          = local.dead_letter_filter
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"
@@ -195,7 +200,7 @@ locals {
     {
       title    = "Generations by outcome and reason"
       plot     = "STACKED_BAR"
-      filter   = "metric.type=\"${local.metric_prefix}/${google_logging_metric.generation_outcomes.name}\" AND resource.type=\"cloud_run_job\""
+      filter   = local.generation_outcomes_filter
       aligner  = "ALIGN_DELTA"
       reducer  = "REDUCE_SUM"
       group_by = ["metric.label.outcome", "metric.label.reason"]
@@ -211,7 +216,7 @@ locals {
     {
       title    = "5xx by function"
       plot     = "STACKED_BAR"
-      filter   = "metric.type=\"${local.metric_prefix}/${google_logging_metric.http_5xx.name}\" AND resource.type=\"cloud_run_revision\""
+      filter   = local.http_5xx_filter
       aligner  = "ALIGN_DELTA"
       reducer  = "REDUCE_SUM"
       group_by = ["metric.label.function"]
@@ -235,7 +240,7 @@ locals {
     {
       title    = "Dead-lettered messages"
       plot     = "LINE"
-      filter   = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.dead_letter.name}\""
+      filter   = local.dead_letter_filter
       aligner  = "ALIGN_MAX"
       reducer  = "REDUCE_NONE"
       group_by = []
