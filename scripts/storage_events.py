@@ -29,9 +29,8 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS_DIR = ROOT / "functions"
-FINALIZED = "google.cloud.storage.object.v1.finalized"
+from lib.storage import FINALIZED_EVENT
+from scripts.devserver import FUNCTIONS_DIR, url_path
 
 log = logging.getLogger("zipkku.storage_events")
 
@@ -42,7 +41,7 @@ def default_routes(functions_dir: Path = FUNCTIONS_DIR) -> dict[str, str]:
 
     settings = get_settings()
     candidates = {settings.uploads_bucket: "on_upload_finalized", settings.catalog_bucket: "on_catalog_uploaded"}
-    return {bucket: "/" + name.replace("_", "-") for bucket, name in candidates.items()
+    return {bucket: url_path(name) for bucket, name in candidates.items()
             if (functions_dir / name / "main.py").exists()}
 
 
@@ -53,7 +52,7 @@ def cloud_event_request(obj: dict, event_id: str, event_time: str | None = None)
         "ce-specversion": "1.0",
         "ce-id": event_id,
         "ce-source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
-        "ce-type": FINALIZED,
+        "ce-type": FINALIZED_EVENT,
         "ce-subject": f"objects/{name}",
         "ce-time": event_time or datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "ce-bucket": bucket,

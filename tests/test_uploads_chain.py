@@ -17,23 +17,16 @@ import requests
 from scripts.localstack import GcsServer, PubSubEmulator
 from scripts.storage_events import StorageEventBridge, default_routes
 from tests import photos
-from tests.conftest import FUNCTIONS_DIR
-
-SERVED = ["uploads_create", "uploads_get", "on_upload_finalized"]
 
 
 def start_dev_server(port: int = 0):
-    """The dev server's dispatcher (scripts/devserver.py) over the functions this chain needs, on 127.0.0.1
-    in a thread of this process (so it shares the test's database settings). Returns (url, stop)."""
-    import functions_framework
-    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+    """The dev server's app (scripts/devserver.py, every function mounted) on 127.0.0.1 in a thread of this
+    process (so it shares the test's database settings). Returns (url, stop)."""
     from werkzeug.serving import make_server
 
     from scripts import devserver
 
-    mounts = {devserver.url_path(name): devserver._EmptyPathToRoot(functions_framework.create_app(
-        target=name, source=str(FUNCTIONS_DIR / name / "main.py"))) for name in SERVED}
-    app = DispatcherMiddleware(devserver._not_found, mounts)
+    app, _ = devserver.build_app()
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
