@@ -30,7 +30,7 @@ class Operation:
     headers: dict[str, str] = field(default_factory=dict)  # optional header -> "module:Model" of one field
     errors: tuple[int, ...] = ()
     description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    multipart_file: str | None = None  # a multipart/form-data body with this one file part
 
 
 _AUTH_ERRORS = (401,)
@@ -63,9 +63,7 @@ OPERATIONS: tuple[Operation, ...] = (
                           "those headers. 413/415 for a size or type we do not accept."),
     Operation("uploads_direct", "POST", "Upload a photo as multipart `file`, processed synchronously", 201,
               auth=True, errors=(*_AUTH_ERRORS, 400, 413, 415, 422),
-              extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-                  "type": "object", "required": ["file"],
-                  "properties": {"file": {"type": "string", "format": "binary"}}}}}}}),
+              multipart_file="file"),
     Operation("uploads_get", "GET", "An upload's status and, when ready, signed image URLs", auth=True,
               query="lib.uploads:GetQuery", errors=(*_AUTH_ERRORS, 400, 404)),
     # catalog
@@ -159,8 +157,10 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     if op.body:
         doc["requestBody"] = {"required": True,
                               "content": {"application/json": {"schema": _schema(_model(op.body), schemas)}}}
-    if "requestBody" in op.extra:
-        doc["requestBody"] = op.extra["requestBody"]
+    if op.multipart_file:
+        doc["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": [op.multipart_file],
+            "properties": {op.multipart_file: {"type": "string", "format": "binary"}}}}}}
     success: dict[str, Any] = {"description": _STATUS_TEXT[op.success]}
     if op.success != 204:
         success["content"] = {"application/json": {"schema": RESPONSES[(op.function, op.method)]}}
