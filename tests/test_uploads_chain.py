@@ -140,3 +140,23 @@ def test_bridge_retries_until_the_function_answers(stack, make_user):
         bridge.stop()
     assert storage.parse_ref(uploads.get_for_user(user["user"]["id"], upload_id)["image"])[0] == \
         get_settings().images_bucket
+
+
+@pytest.mark.parametrize(("status", "done", "delivered"), [(204, True, True), (503, False, False),
+                                                          (429, False, False), (400, True, False)])
+def test_bridge_retries_5xx_and_429_and_drops_other_4xx(status, done, delivered):
+    """What Eventarc does with a function's answer: 2xx delivered, 5xx/429 redelivered, other 4xx dropped."""
+    from tests.doubles import DetectorDouble  # any HTTP peer answering one status and recording requests
+
+    peer = DetectorDouble(reply=status).start()
+    seen = []
+    try:
+        bridge = StorageEventBridge(peer.url, {"uploads": "/on-upload-finalized"},
+                                    on_delivered=lambda obj, code: seen.append((obj["name"], code)))
+        obj = {"bucket": "uploads", "name": "raw/u/1", "generation": "7"}
+        assert bridge.deliver(obj, "evt-1") is done
+        assert [r["path"] for r in peer.received] == ["/on-upload-finalized"]
+        assert peer.received[0]["headers"]["ce-type"] == "google.cloud.storage.object.v1.finalized"
+        assert seen == ([("raw/u/1", status)] if delivered else [])
+    finally:
+        peer.stop()
