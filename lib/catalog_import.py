@@ -39,6 +39,7 @@ from lib.config import get_settings
 log = logging.getLogger("zipkku.import")
 
 MAX_ERRORS_KEPT = 200
+COUNTS = ("rows", "imported", "invalid", "failed")
 _LABEL = re.compile(LABEL_PATTERN)  # the same labels the catalog's queries accept
 
 
@@ -229,7 +230,7 @@ def import_records(
     embedder = get_embedder()
     vectors.ensure_collection()
     fetch = fetch or (lambda url: fetch_image(url, base_dir, settings.import_max_image_bytes))
-    counts = {"rows": 0, "imported": 0, "invalid": 0, "failed": 0}
+    counts = dict.fromkeys(COUNTS, 0)
     errors: list[dict[str, Any]] = []
     started = time.perf_counter()
     batch: list[tuple[int, CatalogRow]] = []
@@ -322,6 +323,12 @@ def _safe(fetch: Callable[[str], bytes], url: str) -> tuple[bytes | None, str | 
         return None, f"{type(exc).__name__}: {exc}"[:300]
 
 
+def _new_import(source: str, name: str, status: str, now) -> dict[str, Any]:
+    """An `imports` document before any shard finished (written by the trigger or by the first shard)."""
+    return {"source": source, "name": name, "status": status, "created_at": now, "finished_shards": 0,
+            "counts": dict.fromkeys(COUNTS, 0)}
+
+
 def run_import(source: str, *, import_id: str, task_index: int = 0, task_count: int = 1,
                name: str | None = None) -> dict[str, Any]:
     """The job's whole run for one shard, recorded in the `imports` document `import_id`."""
@@ -329,10 +336,9 @@ def run_import(source: str, *, import_id: str, task_index: int = 0, task_count: 
     now = db.utcnow()
     name = name or source_name(source)
     imports.update_one({"_id": import_id}, {
-        "$setOnInsert": {"source": source, "name": name, "task_count": task_count, "created_at": now,
-                         "finished_shards": 0, "counts": {"rows": 0, "imported": 0, "invalid": 0, "failed": 0},
-                         "status": "running"},
-        "$set": {"updated_at": now},
+        "$setOnInsert": _new_import(source, name, "running", now),
+        # the running execution knows how many shards it has, whatever the trigger expected when it queued it
+        "$set": {"task_count": task_count, "updated_at": now},
     }, upsert=True)
     imports.update_one({"_id": import_id, "status": "queued"}, {"$set": {"status": "running"}})
     imports.update_one({"_id": import_id, f"shards.{task_index}.status": {"$ne": "done"}},
@@ -348,7 +354,7 @@ def run_import(source: str, *, import_id: str, task_index: int = 0, task_count: 
             "status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:500], "updated_at": db.utcnow(),
             f"shards.{task_index}": {"status": "failed"}}})
         raise
-    counts = {k: result[k] for k in ("rows", "imported", "invalid", "failed")}
+    counts = {k: result[k] for k in COUNTS}
     # counted once per shard even if Cloud Run retries a task that had already finished
     doc = imports.find_one_and_update({"_id": import_id, f"shards.{task_index}.status": {"$ne": "done"}}, {
         "$inc": {**{f"counts.{k}": v for k, v in counts.items()}, "finished_shards": 1},
@@ -394,8 +400,7 @@ def handle_catalog_object(obj: dict) -> str:
         return f"duplicate: import {import_id} already started"
     source = f"gs://{bucket}/{name}"
     db.collection("imports").update_one({"_id": import_id}, {"$setOnInsert": {
-        "source": source, "name": source_name(name), "status": "queued", "task_count": 1, "finished_shards": 0,
-        "counts": {"rows": 0, "imported": 0, "invalid": 0, "failed": 0}, "created_at": now}}, upsert=True)
+        **_new_import(source, source_name(name), "queued", now), "task_count": 1}}, upsert=True)
     try:
         execution = jobs.run_job(settings.import_job_name, args=["--source", source, "--import-id", import_id])
     except Exception:

@@ -145,6 +145,20 @@ def test_two_shards_cover_every_row_exactly_once(catalog_csv):
     assert retried["counts"] == doc["counts"] and retried["status"] == "done"
 
 
+def test_a_queued_import_takes_the_task_count_of_the_execution_that_runs_it(catalog_csv):
+    """The trigger queues the import expecting one task; if the job runs with two, the import is done only
+    when both finished."""
+    path, _ = catalog_csv
+    import_id = db.new_id()
+    db.collection("imports").insert_one({"_id": import_id, "status": "queued", "task_count": 1, "finished_shards": 0,
+                                         "counts": dict.fromkeys(catalog_import.COUNTS, 0)})
+    run(path, import_id=import_id, task_index=0, task_count=2)
+    assert db.collection("imports").find_one({"_id": import_id})["status"] == "running"
+    run(path, import_id=import_id, task_index=1, task_count=2)
+    doc = db.collection("imports").find_one({"_id": import_id})
+    assert doc["status"] == "done" and doc["task_count"] == 2 and doc["counts"]["imported"] == 8
+
+
 def test_jsonl_from_a_bucket_with_bucket_images():
     bucket = get_settings().catalog_bucket
     lines = []
