@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         # the same reason run_import recorded in the imports document
         print(json.dumps({"import_id": import_id, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]}))
         return 1
-    summary = {k: result[k] for k in ("rows", "imported", "invalid", "failed", "seconds")}
+    summary = {k: result[k] for k in (*catalog_import.COUNTS, "seconds")}
     print(json.dumps({"import_id": import_id, "task_index": index, "task_count": count, **summary,
                       "errors": result["errors"][:20]}), flush=True)
     return 0
