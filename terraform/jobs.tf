@@ -11,7 +11,6 @@ locals {
       memory      = "4Gi"
       timeout     = "1800s"
       max_retries = 1
-      parallelism = 1
       secrets     = ["jwt_secret", "mongodb_uri", "qdrant_api_key", "replicate_api_token", "detector_api_key"]
     }
     import_catalog = {
@@ -19,7 +18,6 @@ locals {
       memory      = "2Gi"
       timeout     = "3600s"
       max_retries = 2
-      parallelism = 1
       secrets     = ["jwt_secret", "mongodb_uri", "qdrant_api_key", "detector_api_key"]
     }
   }
@@ -58,8 +56,7 @@ resource "google_cloud_run_v2_job" "this" {
   labels              = { app = "zipkku" }
 
   template {
-    task_count  = 1
-    parallelism = each.value.parallelism
+    task_count = 1 # a run claims its work by lease; more tasks per run would only race for it
 
     template {
       service_account = google_service_account.this["worker"].email
