@@ -369,11 +369,12 @@ def seed(per_label: int = 90, labels: list[str] | None = None, workers: int = 8)
     bucket = get_settings().catalog_bucket
     labels = labels or list(LABELS)
     products = make_products(per_label, labels)
+    image_names = [f"{PRODUCT_PREFIX}{p.label}/{p.slug}.jpg" for p in products]
+    image_refs = [storage.ref(bucket, name) for name in image_names]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         images = list(pool.map(draw_product, products))
         drawn = time.perf_counter()
-        uploads = [(f"{PRODUCT_PREFIX}{p.label}/{p.slug}.jpg", data, "image/jpeg")
-                   for p, data in zip(products, images, strict=True)]
+        uploads = [(name, data, "image/jpeg") for name, data in zip(image_names, images, strict=True)]
         style_images = {s[0]: draw_style(s) for s in STYLES}
         uploads += [(f"{STYLE_PREFIX}{sid}.jpg", data, "image/jpeg") for sid, data in style_images.items()]
         models = {label: make_model(label) for label in labels}
@@ -387,8 +388,8 @@ def seed(per_label: int = 90, labels: list[str] | None = None, workers: int = 8)
          "room_types": rooms, "image_url": storage.ref(bucket, f"{STYLE_PREFIX}{sid}.jpg")}
         for sid, name, desc, palette, texture, rooms in STYLES])
     first_image = {}
-    for p in products:
-        first_image.setdefault(p.label, storage.ref(bucket, f"{PRODUCT_PREFIX}{p.label}/{p.slug}.jpg"))
+    for p, ref in zip(products, image_refs, strict=True):
+        first_image.setdefault(p.label, ref)
     catalog.upsert_documents("ar_models", [
         {"_id": f"ar-{label}", "label": label, "name": f"Low-poly {label.replace('-', ' ')}",
          "model_url": storage.ref(bucket, f"{MODEL_PREFIX}{label}.glb"), "image_url": first_image.get(label),
@@ -397,15 +398,13 @@ def seed(per_label: int = 90, labels: list[str] | None = None, workers: int = 8)
          "format": "glb"}
         for label in labels])
 
-    by_url = {storage.ref(bucket, f"{PRODUCT_PREFIX}{p.label}/{p.slug}.jpg"): data
-              for p, data in zip(products, images, strict=True)}
+    by_url = dict(zip(image_refs, images, strict=True))
     records = [(line, {
-        "name": p.name, "product_url": p.product_url, "image_url": storage.ref(bucket, f"{PRODUCT_PREFIX}{p.label}/"
-                                                                                      f"{p.slug}.jpg"),
+        "name": p.name, "product_url": p.product_url, "image_url": ref,
         "width": p.dims[0], "depth": p.dims[1], "height": p.dims[2], "price": p.price, "label": p.label,
         "brand": p.brand, "currency": "EUR", "styles": p.styles,
         "description": f"{p.material.capitalize()} {p.label} in {p.colour}.",
-    }, None) for line, p in enumerate(products, start=2)]
+    }, None) for line, (p, ref) in enumerate(zip(products, image_refs, strict=True), start=2)]
     result = catalog_import.import_records(records, source=SOURCE, import_id=f"demo-v{VERSION}",
                                            fetch=by_url.__getitem__)
     imported = time.perf_counter()
