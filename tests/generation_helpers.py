@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from scripts.journey import room_photo
 from tests.doubles import jpeg
 
 LABELS = {  # label -> (shape, size in the picture, colour)
@@ -74,21 +75,6 @@ def seed_mini_catalog() -> dict[str, Any]:
     return {"style": "boho", "room_type": "living_room", "labels": sorted(LABELS)}
 
 
-def room_photo(width: int = 640, height: int = 480) -> bytes:
-    """A room-like picture with a sofa-ish block, a lamp-ish bar and a table-ish shape."""
-    from PIL import Image, ImageDraw
-
-    img = Image.new("RGB", (width, height), (235, 230, 220))
-    draw = ImageDraw.Draw(img)
-    draw.rectangle([0, height * 2 // 3, width, height], fill=(180, 160, 130))  # floor
-    draw.rectangle([40, 250, 300, 370], fill=(70, 90, 160))                   # sofa
-    draw.rectangle([520, 120, 560, 380], fill=(230, 200, 60))                  # lamp
-    draw.rectangle([340, 300, 480, 320], fill=(140, 90, 40))                   # table top
-    out = io.BytesIO()
-    img.save(out, "JPEG", quality=90)
-    return out.getvalue()
-
-
 def ready_upload(user_id: str, data: bytes | None = None) -> str:
     """A `ready` upload as lib.uploads leaves it: the normalized photo in the images bucket."""
     from lib import db, storage
@@ -97,7 +83,7 @@ def ready_upload(user_id: str, data: bytes | None = None) -> str:
     settings = get_settings()
     upload_id = db.new_id()
     name = f"uploads/{user_id}/{upload_id}/image.jpg"
-    storage.upload_bytes(settings.images_bucket, name, data or room_photo(), "image/jpeg")
+    storage.upload_bytes(settings.images_bucket, name, data or room_photo(640, 480), "image/jpeg")
     db.collection("uploads").insert_one({
         "_id": upload_id, "user_id": user_id, "status": "ready", "image": storage.ref(settings.images_bucket, name),
         "width": 640, "height": 480, "created_at": db.utcnow(),
