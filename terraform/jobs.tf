@@ -11,6 +11,7 @@ locals {
       memory      = "4Gi"
       timeout     = "1800s"
       max_retries = 1
+      parallelism = 1
       secrets     = ["jwt_secret", "mongodb_uri", "qdrant_api_key", "replicate_api_token", "detector_api_key"]
     }
     import_catalog = {
@@ -18,6 +19,7 @@ locals {
       memory      = "2Gi"
       timeout     = "3600s"
       max_retries = 2
+      parallelism = 1
       secrets     = ["jwt_secret", "mongodb_uri", "qdrant_api_key", "detector_api_key"]
     }
   }
@@ -56,7 +58,8 @@ resource "google_cloud_run_v2_job" "this" {
   labels              = { app = "zipkku" }
 
   template {
-    task_count = 1 # a run claims its work by lease; more tasks per run would only race for it
+    task_count  = 1
+    parallelism = each.value.parallelism
 
     template {
       service_account = google_service_account.this["worker"].email
