@@ -20,9 +20,9 @@ import json
 import re
 import statistics
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from lib import db, errors
 from lib.config import get_settings
@@ -33,6 +33,16 @@ LABEL_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
 
 # --- request models ----------------------------------------------------------------------------------------
 
+def _lowercase(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+# "Sofa " -> "sofa" wherever a label is asked for (constraints before the validator, or the OpenAPI schema
+# loses them)
+Label = Annotated[str, BeforeValidator(_lowercase)]
+LabelFilter = Annotated[str, Field(pattern=LABEL_PATTERN), BeforeValidator(_lowercase)]
+
+
 class _Query(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -42,7 +52,7 @@ class StylesQuery(_Query):
 
 
 class SearchQuery(_Query):
-    label: str | None = Field(default=None, pattern=LABEL_PATTERN)
+    label: LabelFilter | None = None
     q: str | None = Field(default=None, min_length=1, max_length=100)
     max_width_cm: float | None = Field(default=None, gt=0, le=10_000)
     max_depth_cm: float | None = Field(default=None, gt=0, le=10_000)
@@ -52,25 +62,15 @@ class SearchQuery(_Query):
     limit: int = Field(default=20, ge=1, le=100)
     cursor: str | None = Field(default=None, max_length=200)
 
-    @field_validator("label", mode="before")
-    @classmethod
-    def _lower(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
-
 
 class SimilarQuery(_Query):
     product_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     limit: int = Field(default=10, ge=1, le=50)
-    label: str | None = Field(default=None, pattern=LABEL_PATTERN)
+    label: LabelFilter | None = None
 
 
 class ArQuery(_Query):
-    label: str = Field(min_length=1, max_length=40)
-
-    @field_validator("label", mode="before")
-    @classmethod
-    def _lower(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
+    label: Label = Field(min_length=1, max_length=40)
 
 
 # --- signing on the way out --------------------------------------------------------------------------------

@@ -257,6 +257,8 @@ def test_similar_with_another_label(fn):
     product = db.collection("products").find_one({"label": "armchair"})
     results = get(fn, "products_similar", product_id=product["_id"], label="sofa", limit=3).get_json()["products"]
     assert len(results) == 3 and all(r["label"] == "sofa" for r in results)
+    capitalised = get(fn, "products_similar", product_id=product["_id"], label=" Sofa", limit=3).get_json()
+    assert [r["id"] for r in capitalised["products"]] == [r["id"] for r in results]  # as products_search reads it
 
 
 def test_similar_unknown_product_is_404(fn):
