@@ -28,7 +28,7 @@ import logging
 import os
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from lib import db, interiors
@@ -80,11 +80,16 @@ def seed_for(interior_id: str, index: int) -> int:
 
 # --- leases ----------------------------------------------------------------------------------------------
 
+def _unheld(now: datetime) -> list[dict[str, Any]]:
+    """Nobody works on it: queued, or running under an expired lease."""
+    return [{"status": "queued"}, {"status": "running", "lease_expires_at": {"$lte": now}}]
+
+
 def claim(interior_id: str, owner: str) -> dict[str, Any] | None:
     """queued (or running under an expired lease, or our own crashed attempt's) -> running, leased to owner."""
     settings = get_settings()
     now = db.utcnow()
-    claimable: list[dict[str, Any]] = [{"status": "queued"}, {"status": "running", "lease_expires_at": {"$lte": now}}]
+    claimable = _unheld(now)
     identity = task_identity()
     if identity:
         claimable.append({"status": "running", "lease_task": identity})
@@ -100,10 +105,8 @@ def claim(interior_id: str, owner: str) -> dict[str, Any] | None:
 def fail_exhausted(interior_id: str) -> dict[str, Any] | None:
     """An interior whose attempts are used up and that nobody holds any more: failed + refunded."""
     settings = get_settings()
-    now = db.utcnow()
     doc = db.collection(COLLECTION).find_one(
-        {"_id": interior_id, "attempts": {"$gte": settings.job_max_attempts},
-         "$or": [{"status": "queued"}, {"status": "running", "lease_expires_at": {"$lte": now}}]})
+        {"_id": interior_id, "attempts": {"$gte": settings.job_max_attempts}, "$or": _unheld(db.utcnow())})
     if doc is None:
         return None
     return fail_and_announce(interior_id, doc.get("last_error") or ATTEMPTS_EXHAUSTED,
@@ -364,10 +367,7 @@ def _cleanup_if_deleted(doc: dict[str, Any]) -> None:
 
 def candidates(index: int, count: int) -> list[str]:
     """Claimable interiors of this shard, oldest first (the sweep mode's work list)."""
-    now = db.utcnow()
-    docs = db.collection(COLLECTION).find(
-        {"$or": [{"status": "queued"}, {"status": "running", "lease_expires_at": {"$lte": now}}]},
-        {"_id": 1}).sort("created_at", 1)
+    docs = db.collection(COLLECTION).find({"$or": _unheld(db.utcnow())}, {"_id": 1}).sort("created_at", 1)
     return [d["_id"] for d in docs if in_shard(d["_id"], index, count)]
 
 
