@@ -146,10 +146,6 @@ def _run_local(job_name: str, args: list[str], env: dict[str, str], task_count: 
     return execution_id
 
 
-def get_execution(execution_id: str) -> LocalExecution | None:
-    return _executions.get(execution_id)
-
-
 def wait(execution_id: str, timeout: float | None = None) -> LocalExecution:
     """Block until a local execution finished (TimeoutError otherwise)."""
     execution = _executions[execution_id]
