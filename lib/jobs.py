@@ -42,18 +42,16 @@ def run_job(job_name: str, args: list[str] | None = None, env: dict[str, str] | 
 # --- Cloud Run Admin API ---------------------------------------------------------------------------------
 
 def _run_cloud(job_name: str, args: list[str], env: dict[str, str], task_count: int | None) -> str:
+    import json
+
     from google.cloud import run_v2
 
+    from lib.tasks import run_job_body  # the same RunJobRequest body Cloud Tasks posts for the queued jobs
+
     settings = get_settings()
-    overrides = run_v2.RunJobRequest.Overrides(
-        container_overrides=[run_v2.RunJobRequest.Overrides.ContainerOverride(
-            args=args, env=[run_v2.EnvVar(name=k, value=v) for k, v in sorted(env.items())],
-        )],
-    )
-    if task_count is not None:
-        overrides.task_count = task_count
     name = f"projects/{settings.gcp_project}/locations/{settings.gcp_region}/jobs/{job_name}"
-    operation = _jobs_client().run_job(request=run_v2.RunJobRequest(name=name, overrides=overrides))
+    request = run_v2.RunJobRequest.from_json(json.dumps({"name": name, **run_job_body(args, env, task_count)}))
+    operation = _jobs_client().run_job(request=request)
     metadata = getattr(operation, "metadata", None)  # the Execution being started
     return getattr(metadata, "name", "") or operation.operation.name
 
