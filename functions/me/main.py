@@ -13,7 +13,7 @@ def me(request, user):
         reply = {"user": accounts.public_user(updated)}
         if tokens is not None:
             reply["tokens"] = tokens
-        return json_response(reply, headers={"Cache-Control": "no-store"})
+        return json_response(reply)
     if request.method == "DELETE":
         accounts.deactivate(user)
         return no_content()
@@ -23,4 +23,4 @@ def me(request, user):
         "user": accounts.public_user(user), "usage": quota.usage(user["_id"]),
         "recent_saved": [interiors.view(d, summary=True) for d in interiors.recent_saved(user["_id"], 6)],
         "notifications": notifications.recent(user["_id"]),
-    }, headers={"Cache-Control": "no-store"})
+    })
