@@ -154,6 +154,21 @@ def test_reads_carry_etag_and_answer_304(fn, function, params):
     assert stale.status_code == 200 and stale.get_json()
 
 
+def test_etag_changes_when_the_signing_epoch_turns(fn, monkeypatch):
+    """Half a signed-URL lifetime later a revalidation gets fresh links (200), not a 304 for expiring ones."""
+    import time
+    from types import SimpleNamespace
+
+    from lib import catalog
+
+    first = get(fn, "products_search", label="lamp")
+    later = time.time() + get_settings().signed_get_ttl_seconds / 2
+    monkeypatch.setattr(catalog, "time", SimpleNamespace(time=lambda: later))
+    turned = get(fn, "products_search", headers={"If-None-Match": first.headers["ETag"]}, label="lamp")
+    assert turned.status_code == 200 and turned.headers["ETag"] != first.headers["ETag"]
+    assert turned.get_json()["products"]
+
+
 def test_etag_changes_with_the_query(fn):
     a = get(fn, "products_search", label="sofa").headers["ETag"]
     b = get(fn, "products_search", label="bed").headers["ETag"]
