@@ -1,4 +1,4 @@
-"""Prepare a local stack for use: indexes now (and, as features land, buckets and the demo catalog)."""
+"""Prepare a local stack for use: the Mongo indexes and the demo catalog."""
 
 from __future__ import annotations
 
