@@ -224,7 +224,7 @@ def import_records(
 ) -> dict[str, Any]:
     """Import this shard's rows; returns {rows, imported, invalid, failed, errors[{line, error}], seconds}."""
     from lib import vectors
-    from lib.embed import EmbedError, get_embedder
+    from lib.embed import EmbedError, EmbedUnavailable, get_embedder
 
     settings = get_settings()
     embedder = get_embedder()
@@ -254,10 +254,14 @@ def import_records(
         vectors_out: list[list[float] | None] = []
         try:
             vectors_out = list(embedder.embed_images([data for _, _, data in ready]))
+        except EmbedUnavailable:
+            raise  # no row is to blame: fail the shard (Cloud Run retries it), never report every row failed
         except EmbedError:  # one bad image fails the batch call: embed one by one to find it
             for line, _, data in ready:
                 try:
                     vectors_out.append(embedder.embed_images([data])[0])
+                except EmbedUnavailable:
+                    raise
                 except EmbedError as exc:
                     fail(line, f"image: {exc}", "failed")
                     vectors_out.append(None)

@@ -33,6 +33,10 @@ class EmbedError(Exception):
     """An image could not be embedded (unreadable bytes, or the embedding service failed)."""
 
 
+class EmbedUnavailable(EmbedError):
+    """The embedding service is unreachable or failing (5xx): no image of the batch is to blame."""
+
+
 class Embedder(Protocol):
     name: str
     dim: int
@@ -149,7 +153,9 @@ class HttpEmbedder:
         try:
             response = requests.post(self.url, json=body, headers=headers, timeout=self._timeout)
         except requests.RequestException as exc:
-            raise EmbedError(f"embedding service unreachable: {type(exc).__name__}") from None
+            raise EmbedUnavailable(f"embedding service unreachable: {type(exc).__name__}") from None
+        if response.status_code >= 500:
+            raise EmbedUnavailable(f"embedding service answered {response.status_code}")
         if response.status_code != 200:
             raise EmbedError(f"embedding service answered {response.status_code}")
         try:

@@ -14,6 +14,7 @@ import pytest
 
 from lib import catalog_import, db, jobs, storage, vectors
 from lib.config import get_settings
+from lib.embed import EmbedUnavailable
 from scripts import demo_catalog
 from scripts.localstack import ROOT
 from scripts.storage_events import cloud_event_request
@@ -213,6 +214,35 @@ def test_http_images_are_fetched_and_errors_reported(tmp_path):
     assert "404" in result["errors"][0]["error"] and result["errors"][0]["line"] == 4
     doc = db.collection("products").find_one({"label": "desk"})
     assert doc["image_urls"][0].startswith(host.url)  # http images stay where they are
+
+
+class FailingEmbedder(_Server):
+    """The detector service's /embed endpoint during an outage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def handle(self, method, path, headers, body):
+        self.calls += 1
+        return 503, {}, {"error": "overloaded"}
+
+
+def test_an_embedding_service_outage_fails_the_import_instead_of_every_row(catalog_csv, settings_env):
+    path, _ = catalog_csv
+    service = FailingEmbedder().start()
+    settings_env(embedder="http", embedder_url=f"{service.url}/embed")
+    import_id = db.new_id()
+    try:
+        with pytest.raises(EmbedUnavailable):
+            run(path, import_id=import_id)
+    finally:
+        service.stop()
+        vectors.client().delete_collection(vectors.collection_name())
+    assert service.calls == 1  # the batch call only, not one more per image
+    doc = db.collection("imports").find_one({"_id": import_id})
+    assert doc["status"] == "failed" and "EmbedUnavailable" in doc["reason"]
+    assert db.collection("products").count_documents({}) == 0
 
 
 @pytest.mark.parametrize("content,errors", [
