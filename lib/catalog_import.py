@@ -344,7 +344,8 @@ def run_import(source: str, *, import_id: str, task_index: int = 0, task_count: 
         # the running execution knows how many shards it has, whatever the trigger expected when it queued it
         "$set": {"task_count": task_count, "updated_at": now},
     }, upsert=True)
-    imports.update_one({"_id": import_id, "status": "queued"}, {"$set": {"status": "running"}})
+    # a retried shard (Cloud Run retries failed tasks) runs the import again, even after it was marked failed
+    imports.update_one({"_id": import_id, "status": {"$in": ["queued", "failed"]}}, {"$set": {"status": "running"}})
     imports.update_one({"_id": import_id, f"shards.{task_index}.status": {"$ne": "done"}},
                        {"$set": {f"shards.{task_index}": {"status": "running"}}})
     try:
@@ -366,8 +367,11 @@ def run_import(source: str, *, import_id: str, task_index: int = 0, task_count: 
         "$set": {f"shards.{task_index}": {"status": "done", **counts, "seconds": result["seconds"]},
                  "updated_at": db.utcnow()},
     }, return_document=ReturnDocument.AFTER)
-    if doc and doc.get("finished_shards", 0) >= doc.get("task_count", 1) and doc.get("status") != "failed":
-        imports.update_one({"_id": import_id}, {"$set": {"status": "done", "finished_at": db.utcnow()}})
+    if doc and doc.get("finished_shards", 0) >= doc.get("task_count", 1):
+        imports.update_one({"_id": import_id}, {"$set": {"status": "done", "finished_at": db.utcnow()},
+                                                "$unset": {"reason": ""}})
+    elif doc and any(shard.get("status") == "failed" for shard in doc.get("shards", {}).values()):
+        imports.update_one({"_id": import_id}, {"$set": {"status": "failed"}})  # another shard's retry reset it
     return result
 
 
