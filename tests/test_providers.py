@@ -212,3 +212,12 @@ def test_local_generator_refuses_a_tiny_photo(env):
     with pytest.raises(ProviderError) as caught:
         LocalGenerator().generate(GenerationRequest(image=tiny.getvalue(), room_type="bedroom", style="boho"), 0)
     assert caught.value.code == providers.INVALID_IMAGE
+
+
+@pytest.mark.parametrize("data", [b"", b"not an image", jpeg()[:200]])
+def test_local_detector_refuses_unreadable_images(env, data):
+    from lib.providers.local_detector import LocalDetector
+
+    with pytest.raises(ProviderError) as caught:
+        LocalDetector().detect(data)
+    assert caught.value.code == providers.INVALID_IMAGE and not caught.value.retryable

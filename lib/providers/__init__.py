@@ -70,6 +70,22 @@ class Detector(Protocol):
     def detect(self, image: bytes) -> list[Detection]: ...
 
 
+def open_rgb(data: bytes, what: str):
+    """An input image of a local provider, decoded to RGB: lib.images.check (magic bytes, size, the pixel limit
+    before decoding) or INVALID_IMAGE naming `what`."""
+    from lib import images
+    from lib.config import get_settings
+
+    settings = get_settings()
+    try:
+        image, _ = images.check(data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels)
+        return image.convert("RGB")
+    except images.ImageRejected as exc:
+        raise ProviderError(INVALID_IMAGE, f"The {what} is refused: {exc.message}") from None
+    except (OSError, ValueError):  # the header was fine, the pixels are not (truncated, corrupt)
+        raise ProviderError(INVALID_IMAGE, f"The {what} is not a readable image.") from None
+
+
 def build_prompt(request: GenerationRequest) -> str:
     """The text prompt the ControlNet interior models expect (as the old backend built it)."""
     room = request.room_type.replace("_", " ")

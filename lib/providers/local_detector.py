@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 
 from lib.config import get_settings
-from lib.providers import INVALID_IMAGE, Detection, ProviderError
+from lib.providers import Detection, open_rgb
 
 ANALYSIS_EDGE_PX = 512
 NMS_IOU = 0.3
@@ -47,18 +47,12 @@ class LocalDetector:
 
     def detect(self, image: bytes) -> list[Detection]:
         import numpy as np
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
 
         from lib import vectors
         from lib.embed import get_embedder
 
-        try:
-            photo = Image.open(io.BytesIO(image))
-            if photo.width * photo.height > get_settings().max_image_pixels:
-                raise ProviderError(INVALID_IMAGE, "The image has too many pixels.")
-            photo = photo.convert("RGB")
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-            raise ProviderError(INVALID_IMAGE, "The image is not readable.") from None
+        photo = open_rgb(image, "image")
         full_w, full_h = photo.size
         photo.thumbnail((ANALYSIS_EDGE_PX, ANALYSIS_EDGE_PX), Image.BILINEAR)
         scale = full_w / photo.width

