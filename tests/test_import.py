@@ -24,15 +24,12 @@ HEADER = ["name", "product_url", "image_url", "width", "depth", "height", "price
 
 
 @pytest.fixture(autouse=True)
-def own_collection(stack):
+def own_collection(stack, settings_env):
     """A vector collection of its own per test (the Mongo database is fresh per test via conftest)."""
-    os.environ["QDRANT_COLLECTION_PREFIX"] = f"timp{uuid.uuid4().hex[:8]}"
-    get_settings.cache_clear()
+    settings_env(qdrant_collection_prefix=f"timp{uuid.uuid4().hex[:8]}")
     vectors.reset_caches()
     yield
     vectors.client().delete_collection(vectors.collection_name())
-    os.environ.pop("QDRANT_COLLECTION_PREFIX", None)
-    get_settings.cache_clear()
     vectors.reset_caches()
 
 
