@@ -1,6 +1,6 @@
 """Benchmark: time from the generate request to `done` with the local providers, split by stage.
 
-Starts a fresh local stack (scripts/demo.py's local_server: run_local.py with the demo catalog), creates one
+Starts a fresh local stack (scripts.localstack.run_local_server: run_local.py with the demo catalog), creates one
 account and upload, then runs N generations one after another for each variant count, over HTTP like the
 frontend. For each it records: the 202's latency, request -> done as the client sees it (polling every 50 ms),
 and the job's own seconds per stage (generating, detecting, matching, finishing). The remainder of request ->
@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.demo import local_server  # noqa: E402
 from scripts.journey import Journey, room_photo  # noqa: E402
+from scripts.localstack import run_local_server  # noqa: E402
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--variants", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="zipkku-bench-") as tmp, local_server(Path(tmp) / "stack") as url:
+    with tempfile.TemporaryDirectory(prefix="zipkku-bench-") as tmp, run_local_server(Path(tmp) / "stack") as url:
         journey = Journey(url)
         journey.account()
         upload = journey.upload(room_photo())

@@ -13,11 +13,7 @@ import argparse
 import base64
 import html
 import json
-import os
-import shutil
-import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -25,30 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import requests  # noqa: E402
 
 from scripts.journey import Journey, room_photo  # noqa: E402
-from scripts.localstack import ROOT, free_port, stop_process, wait_for_port  # noqa: E402
-
-
-@contextmanager
-def local_server(local_dir: Path, catalog_per_label: int | None = None):
-    """run_local.py on a free port with its own (fresh) local folder; yields the base URL."""
-    if local_dir.exists():
-        shutil.rmtree(local_dir)
-    local_dir.mkdir(parents=True)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DB", "STORAGE_EMULATOR_HOST",
-                                                            "QDRANT_URL", "PUBSUB_EMULATOR_HOST")}
-    if catalog_per_label is not None:
-        env["DEMO_CATALOG_PER_LABEL"] = str(catalog_per_label)
-    log = open(local_dir / "run_local.log", "ab")  # noqa: SIM115 - the child writes to it until stopped
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run_local.py"), "--port", str(port),
-                             "--local-dir", str(local_dir)], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_for_port(port, proc, timeout=300, name="run_local.py")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(proc, timeout=30)
-        log.close()
+from scripts.localstack import ROOT, run_local_server  # noqa: E402
 
 
 def _data_uri(content: bytes, mime: str) -> str:
@@ -126,7 +99,7 @@ def main() -> None:
     parser.add_argument("--variants", type=int, default=2)
     args = parser.parse_args()
     out_dir = Path(args.out).resolve()
-    with local_server(out_dir / "stack") as base_url:
+    with run_local_server(out_dir / "stack") as base_url:
         journey = Journey(base_url)
         journey.account()
         photo = room_photo()

@@ -56,12 +56,14 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
         proc.wait(timeout=timeout)
 
 
-def spawn(argv: list[str], log_path: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start a child in its own process group (so stop_process also ends anything it starts)."""
+def spawn(argv: list[str], log_path: Path | None = None, env: dict[str, str] | None = None,
+          base_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a child in its own process group (so stop_process also ends anything it starts), with `env` on
+    top of `base_env` (this process's environment by default)."""
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
     return subprocess.Popen(
         argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        env={**os.environ, **(env or {})},
+        env={**(os.environ if base_env is None else base_env), **(env or {})},
     )
 
 
@@ -371,6 +373,36 @@ class TasksEmulator(ChildServer):
 
     def env(self) -> dict[str, str]:
         return {"TASKS_EMULATOR_HOST": self.host}
+
+
+# --- `make run` in a child process (tests, demo, benchmarks) ------------------------------------------------
+
+# Variables that point at another stack's components: a child run_local.py must start and use its own.
+_STACK_VARIABLES = ("MONGODB_URI", "MONGODB_DB", "STORAGE_EMULATOR_HOST", "SIGNING_KEY_FILE", "QDRANT_URL",
+                    "PUBSUB_EMULATOR_HOST", "PUBSUB_PROJECT_ID", "LOCAL_STORAGE_EVENTS_TOPIC",
+                    "LOCAL_STORAGE_EVENTS_SUBSCRIPTION", "LOCAL_DIR", "JWT_SECRET")
+
+
+@contextlib.contextmanager
+def run_local_server(local_dir: Path, env: dict[str, str] | None = None, timeout: float = 300.0):
+    """scripts/run_local.py (what `make run` starts) on a free port with its own fresh local folder and
+    components; yields the base URL and stops it, and everything it started, by its PID."""
+    if local_dir.exists():
+        shutil.rmtree(local_dir)
+    local_dir.mkdir(parents=True)
+    port = free_port()
+    log_path = local_dir / "run_local.log"
+    proc = spawn([sys.executable, str(ROOT / "scripts" / "run_local.py"), "--port", str(port),
+                  "--local-dir", str(local_dir)], log_path, env=env,
+                 base_env={k: v for k, v in os.environ.items() if k not in _STACK_VARIABLES})
+    try:
+        wait_for_port(port, proc, timeout=timeout, name="run_local.py")
+        yield f"http://127.0.0.1:{port}"
+    except TimeoutError:
+        print(log_path.read_text()[-4000:])
+        raise
+    finally:
+        stop_process(proc, timeout=30)
 
 
 # --- the whole stack -------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ functions-framework test clients for every function (loaded exactly as Cloud Run
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.localstack import ROOT, LocalStack, free_port, stop_process, wait_for_port
+from scripts.localstack import ROOT, LocalStack, run_local_server
 
 FUNCTIONS_DIR = ROOT / "functions"
 
@@ -118,23 +117,7 @@ def make_user(fn) -> Callable[..., dict]:
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`make run` as a user runs it: scripts/run_local.py in its own process with its own .local folder and
     components, serving every function over real HTTP. Yields the base URL."""
-    local_dir = tmp_path_factory.mktemp("live")
-    port = free_port()
-    log_path = local_dir / "run_local.log"
-    env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DB", "STORAGE_EMULATOR_HOST")}
-    env.update({"ARGON2_MEMORY_KIB": "1024", "ARGON2_TIME_COST": "1"})
-    env.setdefault("DEMO_CATALOG_PER_LABEL", "8")  # a small demo catalog keeps start-up quick (~100 products)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts" / "run_local.py"),
-             "--port", str(port), "--local-dir", str(local_dir)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-    try:
-        wait_for_port(port, proc, timeout=180, name="run_local.py")
-    except Exception:
-        stop_process(proc)
-        print(log_path.read_text()[-4000:])
-        raise
-    yield f"http://127.0.0.1:{port}"
-    stop_process(proc, timeout=30)
+    env = {"ARGON2_MEMORY_KIB": "1024", "ARGON2_TIME_COST": "1",
+           "DEMO_CATALOG_PER_LABEL": os.environ.get("DEMO_CATALOG_PER_LABEL", "8")}  # ~100 products: quick start
+    with run_local_server(tmp_path_factory.mktemp("live") / "stack", env=env, timeout=180) as url:
+        yield url
