@@ -60,11 +60,15 @@ def spawn(argv: list[str], log_path: Path | None = None, env: dict[str, str] | N
           base_env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start a child in its own process group (so stop_process also ends anything it starts), with `env` on
     top of `base_env` (this process's environment by default)."""
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(
-        argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        env={**(os.environ if base_env is None else base_env), **(env or {})},
-    )
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    try:
+        return subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env={**(os.environ if base_env is None else base_env), **(env or {})},
+        )
+    finally:
+        if log_path:
+            out.close()  # the child has its own copy of the descriptor
 
 
 # --- secrets ---------------------------------------------------------------------------------------------
