@@ -23,6 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lib.config import get_settings
 
@@ -41,16 +42,33 @@ def run_job(job_name: str, args: list[str] | None = None, env: dict[str, str] | 
 
 # --- Cloud Run Admin API ---------------------------------------------------------------------------------
 
+def job_resource(job_name: str) -> str:
+    s = get_settings()
+    return f"projects/{s.gcp_project}/locations/{s.gcp_region}/jobs/{job_name}"
+
+
+def run_job_url(job_name: str) -> str:
+    """The Admin API's jobs.run endpoint (Cloud Tasks posts to it for the queued jobs)."""
+    return f"{get_settings().cloud_run_api_url.rstrip('/')}/v2/{job_resource(job_name)}:run"
+
+
+def run_job_body(args: list[str], env: dict[str, str], task_count: int | None) -> dict[str, Any]:
+    """The RunJobRequest body: override the container's args/env (and the task count)."""
+    overrides: dict[str, Any] = {"containerOverrides": [
+        {"args": args, "env": [{"name": k, "value": v} for k, v in sorted(env.items())]}
+    ]}
+    if task_count is not None:
+        overrides["taskCount"] = task_count
+    return {"overrides": overrides}
+
+
 def _run_cloud(job_name: str, args: list[str], env: dict[str, str], task_count: int | None) -> str:
     import json
 
     from google.cloud import run_v2
 
-    from lib.tasks import run_job_body  # the same RunJobRequest body Cloud Tasks posts for the queued jobs
-
-    settings = get_settings()
-    name = f"projects/{settings.gcp_project}/locations/{settings.gcp_region}/jobs/{job_name}"
-    request = run_v2.RunJobRequest.from_json(json.dumps({"name": name, **run_job_body(args, env, task_count)}))
+    body = {"name": job_resource(job_name), **run_job_body(args, env, task_count)}
+    request = run_v2.RunJobRequest.from_json(json.dumps(body))
     operation = _jobs_client().run_job(request=request)
     metadata = getattr(operation, "metadata", None)  # the Execution being started
     return getattr(metadata, "name", "") or operation.operation.name

@@ -22,7 +22,7 @@ import json
 import re
 from typing import Any
 
-from lib import db
+from lib import db, jobs
 from lib.config import get_settings
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -71,21 +71,6 @@ def queue_path() -> str:
     return f"projects/{s.gcp_project}/locations/{s.gcp_region}/queues/{s.tasks_queue_name}"
 
 
-def run_job_url(job_name: str) -> str:
-    s = get_settings()
-    return f"{s.cloud_run_api_url.rstrip('/')}/v2/projects/{s.gcp_project}/locations/{s.gcp_region}/jobs/{job_name}:run"
-
-
-def run_job_body(args: list[str], env: dict[str, str], task_count: int | None) -> dict[str, Any]:
-    """The Cloud Run Admin API RunJobRequest: override the container's args/env (and the task count)."""
-    overrides: dict[str, Any] = {"containerOverrides": [
-        {"args": args, "env": [{"name": k, "value": v} for k, v in sorted(env.items())]}
-    ]}
-    if task_count is not None:
-        overrides["taskCount"] = task_count
-    return {"overrides": overrides}
-
-
 def queue_definition() -> dict[str, Any]:
     """The queue with its retry policy from settings (terraform declares the same)."""
     s = get_settings()
@@ -118,9 +103,9 @@ def _enqueue_cloud(job_name: str, task_id: str, args: list[str], env: dict[str, 
     s = get_settings()
     http_request: dict[str, Any] = {
         "http_method": tasks_v2.HttpMethod.POST,
-        "url": run_job_url(job_name),
+        "url": jobs.run_job_url(job_name),
         "headers": {"Content-Type": "application/json"},
-        "body": json.dumps(run_job_body(args, env, task_count)).encode(),
+        "body": json.dumps(jobs.run_job_body(args, env, task_count)).encode(),
     }
     if s.tasks_service_account:
         http_request["oauth_token"] = {"service_account_email": s.tasks_service_account,

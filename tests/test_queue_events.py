@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from lib import db, errors, events, quota, tasks
+from lib import db, errors, events, jobs, quota, tasks
 from lib.config import get_settings
 from scripts.localstack import PubSubEmulator, TasksEmulator
 from tests.doubles import CloudRunDouble
@@ -82,8 +82,6 @@ def test_concurrent_takes_give_exactly_the_limit(env):
 # --- tasks: local adapter ---------------------------------------------------------------------------------
 
 def test_local_queue_refuses_a_duplicate_task_name_and_runs_the_job(env):
-    from lib import jobs
-
     before = set(jobs._executions)
     name = tasks.enqueue_job("generate-interior", task_id="interior-abc", args=["--interior", "abc"])
     assert name.endswith("/queues/generate-interior/tasks/interior-abc")
@@ -137,7 +135,7 @@ def test_cloud_tasks_task_definition_and_queue_retry_policy(cloud_tasks, env):
     queue = tasks.queue_definition()
     assert queue["retry_config"] == {"max_attempts": 7, "min_backoff": {"seconds": 2, "nanos": 500_000_000},
                                      "max_backoff": {"seconds": 60, "nanos": 0}}
-    assert tasks.run_job_body([], {}, 3) == {"overrides": {"containerOverrides": [{"args": [], "env": []}],
+    assert jobs.run_job_body([], {}, 3) == {"overrides": {"containerOverrides": [{"args": [], "env": []}],
                                                            "taskCount": 3}}
 
 
