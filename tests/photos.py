@@ -41,6 +41,28 @@ def phone_jpeg(width: int = 4032, height: int = 3024, *, orientation: int = 1, g
     return out.getvalue()
 
 
+def jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
+    """The JPEG's marker segments before the compressed scan, as (marker, payload): where metadata lives.
+    Searching the whole file for a word like b"GPS" is flaky, because the random noise in the compressed
+    pixels spells any three bytes now and then."""
+    assert data[:2] == b"\xff\xd8", "not a JPEG"
+    segments, at = [], 2
+    while at < len(data):
+        assert data[at] == 0xFF, f"bad marker at {at}"
+        marker = data[at + 1]
+        length = struct.unpack(">H", data[at + 2:at + 4])[0]
+        segments.append((marker, data[at + 4:at + 2 + length]))
+        if marker == 0xDA:  # start of scan: compressed pixels follow, no more metadata
+            break
+        at += 2 + length
+    return segments
+
+
+def jpeg_metadata(data: bytes) -> bytes:
+    """Every byte of the JPEG's header segments joined, for asserting what must not survive."""
+    return b"".join(payload for _, payload in jpeg_segments(data))
+
+
 def image_bytes(fmt: str, width: int = 640, height: int = 480, mode: str = "RGB") -> bytes:
     img = _scene(width, height).convert(mode)
     out = io.BytesIO()
