@@ -7,6 +7,7 @@ Documents (Mongo):
                dimensions {width_cm, depth_cm, height_cm}, styles, source, import_id, created_at, updated_at}
   ar_models   {_id, label, name, model_url: gs://...glb, image_url, position, rotation, scale,
                dimensions {width_cm, depth_cm, height_cm}  (the model's own, true-to-size)}
+  label_stats {_id: label, dimensions {width_cm, depth_cm, height_cm} (medians of its products), counted_at}
 Vectors live in Qdrant (lib.vectors). Stored refs are gs:// strings, signed only here, on the way out.
 Replies are cached by browsers/CDNs via lib.http.cached_json_response; the ETag basis includes a "signing
 epoch" that changes every half signed-URL lifetime, so a revalidated cached reply never holds expired URLs.
@@ -16,13 +17,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import re
 import statistics
 import time
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pymongo.errors import DuplicateKeyError
 
 from lib import db, errors
 from lib.config import get_settings
@@ -212,13 +216,37 @@ def known_labels() -> list[str]:
     return sorted(db.collection("ar_models").distinct("label"))
 
 
-def typical_dimensions(label: str) -> dict[str, float] | None:
-    """Median width/depth/height (cm) of the label's products: what a typical one measures."""
+def median_dimensions(label: str) -> dict[str, float] | None:
+    """Median width/depth/height (cm) of the label's products, counted now: reads every product of the label."""
     rows = [d.get("dimensions") or {} for d in db.collection("products").find({"label": label}, {"dimensions": 1})]
     rows = [r for r in rows if all(isinstance(r.get(k), int | float) for k in DIMENSIONS)]
     if not rows:
         return None
     return {k: round(float(statistics.median(r[k] for r in rows)), 1) for k in DIMENSIONS}
+
+
+def refresh_label_stats(labels: Iterable[str]) -> dict[str, dict[str, float] | None]:
+    """Count each label's median dimensions and store them in `label_stats`. The import calls this after it
+    writes products, so AR answers read one small document instead of every product of the label. A count
+    never overwrites one that started later (two import shards finishing together)."""
+    counted: dict[str, dict[str, float] | None] = {}
+    for label in sorted(set(labels)):
+        started = db.utcnow()
+        counted[label] = median_dimensions(label)
+        with contextlib.suppress(DuplicateKeyError):  # the filter missed: a later count is already stored
+            db.collection("label_stats").update_one(
+                {"_id": label, "$or": [{"counted_at": {"$lte": started}}, {"counted_at": {"$exists": False}}]},
+                {"$set": {"dimensions": counted[label], "counted_at": started}}, upsert=True)
+    return counted
+
+
+def typical_dimensions(label: str) -> dict[str, float] | None:
+    """What a typical product of the label measures: the stored median, counted on first use for products
+    that were written without an import (by hand, or in tests)."""
+    stored = db.collection("label_stats").find_one({"_id": label}, {"dimensions": 1})
+    if stored is not None:
+        return stored.get("dimensions")
+    return refresh_label_stats([label])[label]
 
 
 def ar_models_for(label: str) -> tuple[list[dict], dict[str, float] | None]:

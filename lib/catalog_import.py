@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pymongo import ReturnDocument, UpdateOne
 
-from lib import db
+from lib import catalog, db
 from lib.catalog import LABEL_PATTERN
 from lib.config import get_settings
 
@@ -234,6 +234,7 @@ def import_records(
     errors: list[dict[str, Any]] = []
     started = time.perf_counter()
     batch: list[tuple[int, CatalogRow]] = []
+    labels_written: set[str] = set()
 
     def fail(line: int, message: str, kind: str) -> None:
         counts[kind] += 1
@@ -278,6 +279,7 @@ def import_records(
             writes.append(UpdateOne({"_id": pid}, {"$set": {**doc, "updated_at": now},
                                                    "$setOnInsert": {"created_at": now}}, upsert=True))
             points.append((pid, vector, {"label": row.label, "price": doc["price"], **doc["dimensions"]}))
+            labels_written.add(row.label)
         if writes:
             db.collection("products").bulk_write(writes, ordered=False)
             vectors.upsert_products(points)
@@ -303,6 +305,8 @@ def import_records(
         if len(batch) >= settings.import_batch_size:
             flush()
     flush()
+    if labels_written:
+        catalog.refresh_label_stats(labels_written)  # the typical sizes AR answers show
     return {**counts, "errors": errors, "seconds": round(time.perf_counter() - started, 3)}
 
 

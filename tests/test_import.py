@@ -395,3 +395,40 @@ def test_malformed_events_are_acknowledged(fn, data):
     response = fn("on_catalog_uploaded").post("/", data=data, headers=headers)
     assert response.status_code == 200
     assert db.collection("imports").count_documents({}) == 0
+
+
+def test_an_import_stores_each_labels_typical_dimensions(catalog_csv, tmp_path):
+    from lib import catalog
+
+    path, _ = catalog_csv
+    run(path)
+    for label in ("chair", "lamp"):
+        stored = db.collection("label_stats").find_one({"_id": label})
+        assert stored["dimensions"] == catalog.median_dimensions(label) is not None
+    # AR answers read the stored figure; they do not count the products again on every request
+    db.collection("products").update_many({"label": "chair"}, {"$set": {"dimensions.width_cm": 999.0}})
+    assert catalog.typical_dimensions("chair")["width_cm"] != 999.0
+    # the next import of the label (the same shop's file, every chair now 500 cm wide) counts again
+    again = tmp_path / "again"
+    write_images(again / "images", 8)
+    write_csv(again / "acme.csv", [[*row[:3], 500, *row[4:]] for row in good_rows(8) if row[7] == "chair"])
+    run(again / "acme.csv")
+    assert catalog.typical_dimensions("chair")["width_cm"] == 500.0
+    assert catalog.typical_dimensions("lamp") == catalog.median_dimensions("lamp")
+
+
+def test_a_count_never_overwrites_a_later_one():
+    from datetime import timedelta
+
+    from lib import catalog
+
+    db.collection("products").insert_one({"_id": "p1", "label": "desk",
+                                          "dimensions": {"width_cm": 120, "depth_cm": 60, "height_cm": 75}})
+    later = db.utcnow() + timedelta(minutes=5)  # a shard that started counting after this one
+    db.collection("label_stats").insert_one({"_id": "desk", "counted_at": later,
+                                             "dimensions": {"width_cm": 1.0, "depth_cm": 1.0, "height_cm": 1.0}})
+    catalog.refresh_label_stats(["desk"])
+    assert db.collection("label_stats").find_one({"_id": "desk"})["dimensions"]["width_cm"] == 1.0
+    db.collection("label_stats").delete_many({})
+    assert catalog.typical_dimensions("desk") == {"width_cm": 120.0, "depth_cm": 60.0, "height_cm": 75.0}
+    assert db.collection("label_stats").find_one({"_id": "desk"})["dimensions"]["width_cm"] == 120.0
