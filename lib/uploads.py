@@ -12,8 +12,9 @@ so a crashed attempt is retried) lets exactly one delivery of a generation do th
 with if_generation_match=0 under names that include the generation, and a redelivered event is a no-op.
 
 Document: {_id, user_id, status: pending|ready|rejected, reason?, reason_message?, content_type, size_bytes,
-source: signed|direct, raw?, image?, thumbnail?, width?, height?, generation_processed?, claim_generation?,
-claim_expires_at?, created_at, updated_at}. Refs are gs:// strings; URLs are signed only in public_upload.
+source: signed|direct, raw?, put_expires_at?, image?, thumbnail?, width?, height?, generation_processed?,
+claim_generation?, claim_expires_at?, created_at, updated_at}. Refs are gs:// strings; URLs are signed only in
+public_upload.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ log = logging.getLogger("zipkku.uploads")
 
 COLLECTION = "uploads"
 CLAIM_LEASE = timedelta(seconds=120)  # a processing attempt that dies releases its claim after this
+# A PUT that started just before its signed URL expired may still be arriving this long after.
+ARRIVAL_GRACE = timedelta(minutes=15)
 _ID = re.compile(r"^[0-9a-f]{32}$")
 
 # Direct uploads cannot be undone by the user; these are the HTTP answers for each rejection reason.
@@ -98,7 +101,25 @@ def get_for_user(user_id: str, upload_id: str) -> dict[str, Any]:
     doc = _collection().find_one({"_id": upload_id, "user_id": user_id})
     if doc is None:
         raise errors.NotFound("No such upload.")
-    return doc
+    return _settle_if_never_received(doc)
+
+
+def _settle_if_never_received(doc: dict[str, Any]) -> dict[str, Any]:
+    """A signed upload still pending after its PUT window (plus grace) with no object in the bucket can never
+    become ready: answer `rejected` (`not_received`) so a client stops polling, instead of `pending` forever.
+    An object that did arrive keeps the upload pending: its event is only late."""
+    from lib import storage
+
+    put_expires_at = doc.get("put_expires_at")
+    if doc["status"] != "pending" or put_expires_at is None or db.utcnow() < put_expires_at + ARRIVAL_GRACE:
+        return doc
+    bucket_name, raw_name = storage.parse_ref(doc["raw"])
+    if storage.bucket(bucket_name).get_blob(raw_name) is not None:
+        return doc
+    _collection().update_one({"_id": doc["_id"], "status": "pending"}, {"$set": {
+        "status": "rejected", "reason": "not_received", "updated_at": db.utcnow(),
+        "reason_message": "No photo arrived before the upload link expired; create a new upload."}})
+    return _collection().find_one({"_id": doc["_id"]}) or doc
 
 
 def public_upload(doc: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +159,8 @@ def create_pending(user_id: str, body: CreateBody) -> dict[str, Any]:
     doc = {
         "_id": upload_id, "user_id": user_id, "status": "pending", "source": "signed",
         "content_type": content_type, "size_bytes": body.size_bytes,
-        "raw": storage.ref(settings.uploads_bucket, raw), "created_at": now, "updated_at": now,
+        "raw": storage.ref(settings.uploads_bucket, raw), "put_expires_at": expires_at,
+        "created_at": now, "updated_at": now,
     }
     _collection().insert_one(doc)
     return {"upload": public_upload(doc), "put_url": put_url, "headers": headers, "expires_at": expires_at}

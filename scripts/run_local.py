@@ -33,9 +33,9 @@ def main() -> None:
 
         seed.prepare_local(stack)
         # Finalized objects -> CloudEvent functions (Eventarc's job in production); retries until the server is up.
-        from scripts.storage_events import StorageEventBridge
+        from scripts.storage_events import StorageEventBridge, pending_upload_objects
 
-        bridge = StorageEventBridge.from_env(f"http://127.0.0.1:{args.port}").start()
+        bridge = StorageEventBridge.from_env(f"http://127.0.0.1:{args.port}").start(backlog=pending_upload_objects())
         devserver.serve("127.0.0.1", args.port)
     except KeyboardInterrupt:
         pass

@@ -10,7 +10,8 @@ routes produces exactly the same request, so the function never knows which ran:
   new (name, generation). Objects that already existed when the bridge started are not announced.
 
 Routes are by bucket: uploads -> /on-upload-finalized, catalog -> /on-catalog-uploaded (only if that function
-exists). Delivery is at-least-once, like Eventarc: a failed POST (dev server not up yet, 5xx, 429) is
+exists). At start, the raw objects of uploads still pending from a previous run are delivered again (see
+`pending_upload_objects`). Delivery is at-least-once, like Eventarc: a failed POST (dev server not up yet, 5xx, 429) is
 retried with a backoff; other 4xx answers are dropped with a warning. Run by scripts/run_local.py; tests run
 it against a dev server they start (tests/test_uploads_chain.py).
 """
@@ -61,6 +62,21 @@ def cloud_event_request(obj: dict, event_id: str, event_time: str | None = None)
     return headers, json.dumps(obj).encode()
 
 
+def pending_upload_objects() -> list[dict]:
+    """The raw objects of signed uploads still `pending`: photos whose event was lost when the last `make run`
+    stopped (the emulator keeps no queue across restarts, unlike Eventarc). Delivering them again is safe:
+    processing is idempotent on the object generation."""
+    from lib import db, storage
+
+    objects = []
+    for doc in db.collection("uploads").find({"status": "pending", "raw": {"$type": "string"}}, {"raw": 1}):
+        bucket_name, name = storage.parse_ref(doc["raw"])
+        blob = storage.bucket(bucket_name).get_blob(name)
+        if blob is not None:
+            objects.append(dict(blob._properties))  # the object resource as the JSON API returns it
+    return objects
+
+
 class StorageEventBridge:
     """Delivers finalized-object events to `base_url` + route, from Pub/Sub or by polling (see module doc)."""
 
@@ -100,7 +116,9 @@ class StorageEventBridge:
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
-    def start(self) -> StorageEventBridge:
+    def start(self, backlog: list[dict] | None = None) -> StorageEventBridge:
+        """Start delivering; `backlog` (object resources) is delivered first, retried until the server is up."""
+        self._backlog = list(backlog or [])
         if self.mode == "polling":
             self._seen = self._list_generations()  # only objects finalized from now on
         self._thread = threading.Thread(target=self._run, name="storage-events", daemon=True)
@@ -114,6 +132,11 @@ class StorageEventBridge:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        while self._backlog and not self._stop.is_set():
+            if self.deliver(self._backlog[0], uuid.uuid4().hex):
+                self._backlog.pop(0)
+            else:
+                self._stop.wait(self.poll_interval)
         step = self._pull_once if self.mode == "pubsub" else self._poll_once
         while not self._stop.is_set():
             try:

@@ -337,6 +337,37 @@ def test_unknown_or_malformed_ids_are_404(fn, user, upload_id):
     assert get(fn, user, upload_id).status_code == 404
 
 
+def link_expired_long_ago(upload_id: str) -> None:
+    """Move the upload's PUT window (and its arrival grace) into the past, as if the user walked away."""
+    from datetime import timedelta
+
+    from lib import db, uploads
+
+    past = db.utcnow() - uploads.ARRIVAL_GRACE - timedelta(seconds=1)
+    db.collection("uploads").update_one({"_id": upload_id}, {"$set": {"put_expires_at": past}})
+
+
+def test_a_photo_that_never_arrived_ends_rejected_instead_of_pending_forever(fn, user):
+    upload_id = create(fn, user).get_json()["upload"]["id"]
+    assert get(fn, user, upload_id).get_json()["upload"]["status"] == "pending"  # still inside its window
+    link_expired_long_ago(upload_id)
+    upload = get(fn, user, upload_id).get_json()["upload"]
+    assert (upload["status"], upload["reason"]) == ("rejected", "not_received")
+    assert "create a new upload" in upload["message"]
+    assert get(fn, user, upload_id).get_json()["upload"] == upload  # settled once, then just read
+
+
+def test_a_photo_that_arrived_but_whose_event_is_late_stays_pending(fn, user):
+    data = photos.phone_jpeg(400, 300, gps=False)
+    reply = create(fn, user, size_bytes=len(data)).get_json()
+    assert requests.put(reply["put_url"], data=data, headers=reply["headers"], timeout=30).status_code == 200
+    upload_id = reply["upload"]["id"]
+    link_expired_long_ago(upload_id)
+    assert get(fn, user, upload_id).get_json()["upload"]["status"] == "pending"
+    deliver(fn, object_resource(*raw_object(upload_id)))
+    assert get(fn, user, upload_id).get_json()["upload"]["status"] == "ready"
+
+
 def test_get_without_an_id_is_400(fn, user):
     response = fn("uploads_get").get("/", headers=user["headers"])
     assert response.status_code == 400 and response.get_json()["error"]["code"] == "VALIDATION_ERROR"

@@ -160,3 +160,31 @@ def test_bridge_retries_5xx_and_429_and_drops_other_4xx(status, done, delivered)
         assert seen == ([("raw/u/1", status)] if delivered else [])
     finally:
         peer.stop()
+
+
+def test_a_photo_that_arrived_while_the_stack_was_down_is_processed_at_the_next_start(stack, make_user):
+    """`make run` stopped between the PUT and its event: the next start delivers the pending upload's object."""
+    from lib import uploads
+    from scripts.storage_events import pending_upload_objects
+
+    user = make_user()
+    arrived, never_sent = (uploads.create_pending(user["user"]["id"], uploads.CreateBody(
+        content_type="image/jpeg", size_bytes=100_000)) for _ in range(2))
+    data = photos.image_bytes("JPEG", 320, 240)
+    assert requests.put(arrived["put_url"], data=data, headers=arrived["headers"], timeout=30).ok
+    backlog = pending_upload_objects()
+    assert [obj["name"].rsplit("/", 1)[1] for obj in backlog] == [arrived["upload"]["id"]]
+
+    url, stop = start_dev_server()
+    bridge = StorageEventBridge(url, default_routes(), poll_interval=0.05).start(backlog=backlog)
+    try:
+        deadline = time.monotonic() + 20
+        while uploads.get_for_user(user["user"]["id"], arrived["upload"]["id"])["status"] == "pending":
+            assert time.monotonic() < deadline, "the backlog was never delivered"
+            time.sleep(0.1)
+        assert uploads.get_for_user(user["user"]["id"], arrived["upload"]["id"])["status"] == "ready"
+        assert uploads.get_for_user(user["user"]["id"], never_sent["upload"]["id"])["status"] == "pending"
+        assert pending_upload_objects() == []
+    finally:
+        bridge.stop()
+        stop()
