@@ -5,15 +5,18 @@ binary mode, with the object resource (Cloud Storage JSON API format) as the dat
 routes produces exactly the same request, so the function never knows which ran:
 
 - Pub/Sub (when the local stack runs the emulator): fake-gcs-server publishes its finalize notifications to
-  a topic; we pull them from a subscription created before any object existed, so nothing is missed;
+  a topic, and we pull them from a subscription;
 - polling (no emulator on this machine): list the routed buckets a few times a second and announce every
-  new (name, generation). Objects that already existed when the bridge started are not announced.
+  new (name, generation).
+
+Either way only objects finalized after the bridge started are announced, so the demo seed's thousand catalog
+images do not queue in front of the first photo; the raw objects of uploads still pending from a previous run
+(whose events the emulator lost when it stopped) are delivered again at start instead.
 
 Routes are by bucket: uploads -> /on-upload-finalized, catalog -> /on-catalog-uploaded (only if that function
-exists). At start, the raw objects of uploads still pending from a previous run are delivered again (see
-`pending_upload_objects`). Delivery is at-least-once, like Eventarc: a failed POST (dev server not up yet, 5xx, 429) is
-retried with a backoff; other 4xx answers are dropped with a warning. Run by scripts/run_local.py; tests run
-it against a dev server they start (tests/test_uploads_chain.py).
+exists). Delivery is at-least-once, like Eventarc: a failed POST (dev server not up yet, 5xx, 429) is retried
+with a backoff; other 4xx answers are dropped with a warning. Run by scripts/run_local.py; tests run it against
+a dev server they start (tests/test_uploads_chain.py).
 """
 
 from __future__ import annotations
@@ -119,8 +122,11 @@ class StorageEventBridge:
     def start(self, backlog: list[dict] | None = None) -> StorageEventBridge:
         """Start delivering; `backlog` (object resources) is delivered first, retried until the server is up."""
         self._backlog = list(backlog or [])
+        # only objects finalized from now on (see the module doc); pending uploads come back via `backlog`
         if self.mode == "polling":
-            self._seen = self._list_generations()  # only objects finalized from now on
+            self._seen = self._list_generations()
+        else:
+            self._drain()
         self._thread = threading.Thread(target=self._run, name="storage-events", daemon=True)
         self._thread.start()
         log.info("storage event bridge (%s) routing %s", self.mode, self.routes)
@@ -175,6 +181,14 @@ class StorageEventBridge:
         response = self._http.post(f"http://{self.pubsub_host}/v1/{self.subscription}:{verb}", json=body, timeout=30)
         response.raise_for_status()
         return response.json() if response.content else {}
+
+    def _drain(self) -> None:
+        """Acknowledge every notification already waiting in the subscription."""
+        while True:
+            received = self._pubsub("pull", {"maxMessages": 1000, "returnImmediately": True}).get("receivedMessages")
+            if not received:
+                return
+            self._pubsub("acknowledge", {"ackIds": [item["ackId"] for item in received]})
 
     def _pull_once(self) -> bool:
         received = self._pubsub("pull", {"maxMessages": 20, "returnImmediately": True}).get("receivedMessages", [])
