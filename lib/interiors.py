@@ -328,8 +328,11 @@ def delete(user_id: str, interior_id: str) -> None:
     doc = db.collection(COLLECTION).find_one_and_delete({"_id": interior_id, "user_id": user_id})
     if doc is None:
         raise errors.NotFound("No such interior.", code="INTERIOR_NOT_FOUND")
-    if doc["status"] in ("queued", "running"):
-        quota.refund(user_id, doc.get("quota_period"))  # nothing was delivered
+    # Refund only what was never delivered: a running design already shows its stored variants (interiors_get
+    # signs them as they arrive), so deleting it after they exist must not give the unit back.
+    delivered = any(v.get("image") for v in doc.get("variants") or [])
+    if doc["status"] in ("queued", "running") and not delivered:
+        quota.refund(user_id, doc.get("quota_period"))
     storage.delete_prefix(get_settings().images_bucket, images_prefix(user_id, interior_id))
 
 

@@ -222,6 +222,24 @@ def test_deleting_a_queued_interior_refunds_it(fn, ctx):
     assert quota.usage(ctx["user"]["id"])["used"] == 0
 
 
+def test_deleting_a_running_interior_whose_variants_exist_is_not_refunded(fn, ctx):
+    """Variants are shown as they arrive; otherwise: download them, delete, get the unit back, repeat."""
+    doc = queued_interior(ctx["user"], ctx["upload"])
+    claimed = generation.claim(doc["_id"], "worker-1")
+    generation.generate_variants(claimed, "worker-1", {})
+    shown = fn("interiors_get").get(f"/?id={doc['_id']}", headers=ctx["headers"]).get_json()["interior"]
+    assert shown["status"] == "running" and shown["variants"][0]["image_url"]
+    assert fn("interiors_delete").delete(f"/?id={doc['_id']}", headers=ctx["headers"]).status_code == 204
+    assert quota.usage(ctx["user"]["id"])["used"] == 1
+
+
+def test_deleting_a_running_interior_before_any_variant_refunds_it(fn, ctx):
+    doc = queued_interior(ctx["user"], ctx["upload"])
+    generation.claim(doc["_id"], "worker-1")
+    assert fn("interiors_delete").delete(f"/?id={doc['_id']}", headers=ctx["headers"]).status_code == 204
+    assert quota.usage(ctx["user"]["id"])["used"] == 0
+
+
 def _finished_event(message_id: str, payload: dict):
     import json
 
