@@ -17,7 +17,7 @@ import base64
 import binascii
 import json
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -279,8 +279,12 @@ def _encode_cursor(doc: dict[str, Any]) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         created, last_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(created), str(last_id)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        created = datetime.fromisoformat(created)
+        if created.tzinfo is None:
+            raise ValueError("naive")
+        # in UTC here, so a forged year-1 or year-9999 value fails now (OverflowError), not inside BSON encoding
+        return created.astimezone(UTC), str(last_id)
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise errors.ValidationFailed("The cursor is not valid.", details=[
             {"field": "cursor", "message": "not a cursor from a previous page", "type": "value_error"}]) from None
 

@@ -3,6 +3,8 @@ reading, the library (cursor, save, delete), the finished-event handler and `me`
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 from datetime import timedelta
 
@@ -182,7 +184,12 @@ def test_list_pages_newest_first_with_a_stable_cursor_and_saved_filter(fn, ctx, 
     assert r.status_code == 200 and r.get_json()["interior"]["saved"] is True
     saved = list_fn.get("/?saved=true", headers=ctx["headers"]).get_json()["interiors"]
     assert [i["id"] for i in saved] == [ids[1]]
-    for bad in ("/?limit=0", "/?limit=101", "/?cursor=%%%", "/?cursor=bm90LWpzb24", "/?saved=maybe", "/?x=1"):
+    def forged(*values) -> str:
+        return "/?cursor=" + base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+    for bad in ("/?limit=0", "/?limit=101", "/?cursor=%%%", "/?cursor=bm90LWpzb24", "/?saved=maybe", "/?x=1",
+                forged("0001-01-01T00:00:00+01:00", "x"), forged("9999-12-31T23:59:59-01:00", "x"),
+                forged("2026-01-01T00:00:00", "x"), forged({"$gt": ""}, "x")):
         r = list_fn.get(bad, headers=ctx["headers"])
         assert r.status_code == 400 and r.get_json()["error"]["code"] == "VALIDATION_ERROR", bad
 
