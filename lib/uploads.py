@@ -201,12 +201,26 @@ def handle_finalized(data: dict[str, Any]) -> str:
         {"$set": {"claim_generation": generation, "claim_expires_at": now + CLAIM_LEASE}},
     )
     if claimed is None:
-        return "duplicate" if uploads.count_documents({"_id": upload_id, "user_id": user_id}, limit=1) else "unknown"
+        if uploads.count_documents({"_id": upload_id, "user_id": user_id}, limit=1):
+            return "duplicate"
+        # Nobody expects this photo: its account was deleted after the upload link was handed out. Keeping it
+        # would leave a deleted person's photo behind, so it goes too.
+        _delete_object(bucket, name, generation)
+        return "unknown"
     try:
         return _process_claimed(claimed, bucket, name, generation, size)
     except Exception:
         _release_claim(upload_id, generation)
         raise
+
+
+def _delete_object(bucket: str, name: str, generation: int) -> None:
+    from google.api_core.exceptions import NotFound
+
+    from lib import storage
+
+    with contextlib.suppress(NotFound):
+        storage.bucket(bucket).blob(name, generation=generation).delete()
 
 
 def _release_claim(upload_id: str, generation: int) -> None:

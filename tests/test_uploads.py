@@ -337,6 +337,21 @@ def test_unknown_or_malformed_ids_are_404(fn, user, upload_id):
     assert get(fn, user, upload_id).status_code == 404
 
 
+def test_a_photo_put_after_its_account_was_deleted_is_not_kept(fn, user):
+    """Upload links handed out before DELETE /me still work for minutes; what arrives through them goes too."""
+    from lib import storage, uploads
+
+    data = photos.phone_jpeg(400, 300)
+    reply = create(fn, user, size_bytes=len(data)).get_json()
+    bucket, name = raw_object(reply["upload"]["id"])
+    uploads.delete_all_for_user(user["user"]["id"])  # what account deletion does with the person's photos
+    assert requests.put(reply["put_url"], data=data, headers=reply["headers"], timeout=30).status_code == 200
+    obj = object_resource(bucket, name)
+    deliver(fn, obj)
+    assert storage.bucket(bucket).get_blob(name) is None
+    assert image_objects(user["user"]["id"]) == []
+
+
 def link_expired_long_ago(upload_id: str) -> None:
     """Move the upload's PUT window (and its arrival grace) into the past, as if the user walked away."""
     from datetime import timedelta
