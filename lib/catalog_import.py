@@ -74,6 +74,17 @@ class CatalogRow(BaseModel):
             raise ValueError("product_url must be an http(s) URL")
         return value
 
+    @field_validator("image_url")
+    @classmethod
+    def _image_url(cls, value: str) -> str:
+        # Products are public and their gs:// images are signed for anyone: a catalog row must not be able to
+        # point at another bucket (a user's photo) and publish it.
+        if value.startswith("gs://"):
+            bucket = value[len("gs://"):].split("/", 1)[0]
+            if bucket != get_settings().catalog_bucket:
+                raise ValueError(f"gs:// images must be in the catalog bucket ({get_settings().catalog_bucket})")
+        return value
+
     @field_validator("styles", mode="before")
     @classmethod
     def _styles(cls, value: Any) -> Any:
@@ -194,6 +205,8 @@ def fetch_image(url: str, base_dir: Path | None, max_bytes: int) -> bytes:
         if base_dir is None:
             raise ValueError("local image paths are only allowed in a local catalog file")
         path = (base_dir / url).resolve()
+        if not path.is_relative_to(base_dir.resolve()):
+            raise ValueError("local image paths must stay inside the catalog file's folder")
         data = path.read_bytes()
     if len(data) > max_bytes:
         raise ValueError(f"image larger than {max_bytes} bytes")

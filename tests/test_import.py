@@ -432,3 +432,24 @@ def test_a_count_never_overwrites_a_later_one():
     db.collection("label_stats").delete_many({})
     assert catalog.typical_dimensions("desk") == {"width_cm": 120.0, "depth_cm": 60.0, "height_cm": 75.0}
     assert db.collection("label_stats").find_one({"_id": "desk"})["dimensions"]["width_cm"] == 120.0
+
+
+def test_rows_cannot_publish_images_from_outside_the_catalog(tmp_path):
+    """Products are public and their gs:// images get signed for anyone, so a catalog row pointing at a user's
+    photo (another bucket) or at a file outside the catalog's folder is refused, not published."""
+    settings = get_settings()
+    photo = f"uploads/{uuid.uuid4().hex}/g1/image.jpg"
+    storage.upload_bytes(settings.images_bucket, photo, demo_catalog.draw_product(
+        demo_catalog.make_products(1, ["sofa"])[0], size=96), "image/jpeg")
+    write_images(tmp_path / "shop" / "images", 2)
+    (tmp_path / "outside.jpg").write_bytes((tmp_path / "shop" / "images" / next(
+        p.name for p in (tmp_path / "shop" / "images").iterdir())).read_bytes())
+    rows = good_rows(2)
+    rows[0][2] = storage.ref(settings.images_bucket, photo)
+    rows[1][2] = "../outside.jpg"
+    write_csv(tmp_path / "shop" / "shop.csv", rows)
+    result = run(tmp_path / "shop" / "shop.csv")
+    assert result["imported"] == 0 and result["invalid"] == 1 and result["failed"] == 1
+    errors = {e["line"]: e["error"] for e in result["errors"]}
+    assert "catalog bucket" in errors[2] and "inside the catalog file's folder" in errors[3]
+    assert db.collection("products").count_documents({}) == 0
