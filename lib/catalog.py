@@ -30,6 +30,7 @@ from pymongo.errors import DuplicateKeyError
 
 from lib import db, errors
 from lib.config import get_settings
+from lib.text import PlainText
 from lib.vectors import DIMENSION_KEYS as DIMENSIONS  # one list of dimension fields for Mongo and Qdrant
 
 LABEL_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
@@ -52,12 +53,12 @@ class _Query(BaseModel):
 
 
 class StylesQuery(_Query):
-    name: str | None = Field(default=None, min_length=1, max_length=80)
+    name: PlainText | None = Field(default=None, min_length=1, max_length=80)
 
 
 class SearchQuery(_Query):
     label: LabelFilter | None = None
-    q: str | None = Field(default=None, min_length=1, max_length=100)
+    q: PlainText | None = Field(default=None, min_length=1, max_length=100)
     max_width_cm: float | None = Field(default=None, gt=0, le=10_000)
     max_depth_cm: float | None = Field(default=None, gt=0, le=10_000)
     max_height_cm: float | None = Field(default=None, gt=0, le=10_000)

@@ -26,6 +26,7 @@ from pymongo.errors import DuplicateKeyError
 
 from lib import db, errors, quota
 from lib.config import get_settings
+from lib.text import PlainText
 
 log = logging.getLogger("zipkku.interiors")
 
@@ -42,15 +43,13 @@ class GenerateBody(BaseModel):
     upload_id: str = Field(min_length=1, max_length=64)
     room_type: str = Field(min_length=1, max_length=64)
     style: str = Field(min_length=1, max_length=64)
-    prompt: str = Field(default="", max_length=MAX_PROMPT)
+    prompt: PlainText = Field(default="", max_length=MAX_PROMPT)
     variants: int = Field(default=1, ge=1, le=MAX_VARIANTS)
     strength: float = Field(default=0.6, ge=0.0, le=1.0)
 
     @field_validator("prompt")
     @classmethod
     def _prompt(cls, value: str) -> str:
-        if any(ord(c) < 32 and c not in "\n\t" for c in value):
-            raise ValueError("must not contain control characters")
         return value.strip()
 
 
