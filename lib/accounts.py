@@ -89,20 +89,20 @@ _BAD_LOGIN = "The email or password is incorrect."
 
 
 def login(body: LoginBody) -> dict[str, Any]:
-    """A token pair for the right email and password; one answer for every wrong combination."""
+    """A token pair for the right email and password; one answer for every wrong combination. The attempt is
+    counted before the password is checked (so parallel guesses cannot outrun the throttle); a success clears
+    the count."""
     email = normalize_email(body.email)
-    throttle.check_login_allowed(email)
+    throttle.reserve_login_attempt(email)
     users = db.collection("users")
     user = users.find_one({"email": email, "active": True})
     if user is None:
         auth.burn_password_check(body.password)
-        throttle.record_login_failure(email)
         raise errors.Unauthorized(_BAD_LOGIN, code="INVALID_CREDENTIALS", headers={})
     if not auth.verify_password(user["password_hash"], body.password):
-        throttle.record_login_failure(email)
         audit.warning("user %s: login with a wrong password", user["_id"])
         raise errors.Unauthorized(_BAD_LOGIN, code="INVALID_CREDENTIALS", headers={})
-    throttle.clear_login_failures(email)
+    throttle.clear_login_attempts(email)
     audit.info("user %s logged in", user["_id"])
     if auth.needs_rehash(user["password_hash"]):
         users.update_one({"_id": user["_id"]}, {"$set": {"password_hash": auth.hash_password(body.password)}})

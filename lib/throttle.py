@@ -1,7 +1,11 @@
-"""Login throttling: after N failed logins for one email, refuse logins for that email for a while.
+"""Password-guessing throttles: after N unsuccessful password checks for one key within a window, refuse more
+checks for that key until the window closes.
 
-One document per email: {_id: email, failures, expires_at}. The window opens at the first failure and the
-TTL index deletes the document when it closes; a success deletes it at once.
+Logins are throttled per email. One document per key: {_id: "<scope>:<key>", attempts, expires_at}. Each
+check is counted BEFORE its password is verified (one atomic increment), so parallel requests cannot all pass
+a read-then-count gate: the (N+1)th reservation in a window is refused however many arrive at once. The window
+opens at the first attempt, the TTL index deletes the document when it closes, and a successful check deletes
+it at once (so only unsuccessful attempts accumulate).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import logging
 import math
 from datetime import timedelta
 
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from lib import db, errors
@@ -17,33 +22,44 @@ from lib.config import get_settings
 
 audit = logging.getLogger("zipkku.audit")
 
+COLLECTION = "login_throttle"
+_LOGIN = "login"
 
-def check_login_allowed(email: str) -> None:
+
+def _reserve(key: str) -> int | None:
+    """Count one attempt for `key`; None when it is allowed, else the seconds until the window closes."""
     settings = get_settings()
-    now = db.utcnow()
-    state = db.collection("login_throttle").find_one({"_id": email, "expires_at": {"$gt": now}})
-    if state is not None and state["failures"] >= settings.login_max_failures:
-        wait = math.ceil((state["expires_at"] - now).total_seconds())
-        audit.warning("login refused for %ss after %s failures (throttled)", wait, state["failures"])
+    throttle = db.collection(COLLECTION)
+    for _ in range(5):
+        now = db.utcnow()
+        try:
+            state = throttle.find_one_and_update(
+                {"_id": key, "expires_at": {"$gt": now}},
+                {"$inc": {"attempts": 1},
+                 "$setOnInsert": {"expires_at": now + timedelta(seconds=settings.login_lockout_seconds)}},
+                upsert=True, return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            # A stale window (expired, not yet swept by the TTL index) is in the way: remove it and count again.
+            # A concurrent first attempt also lands here (its window is live, so nothing is removed).
+            throttle.delete_one({"_id": key, "expires_at": {"$lte": now}})
+            continue
+        if state["attempts"] <= settings.login_max_failures:
+            return None
+        return max(1, math.ceil((state["expires_at"] - now).total_seconds()))
+    return settings.login_lockout_seconds  # never reached in practice; when in doubt, refuse
+
+
+def reserve_login_attempt(email: str) -> None:
+    """Count a login attempt for `email` before its password is checked; 429 LOGIN_THROTTLED over the limit."""
+    wait = _reserve(f"{_LOGIN}:{email}")
+    if wait is not None:
+        audit.warning("login refused for %ss: too many failed attempts (throttled)", wait)
         raise errors.TooManyRequests(
             f"Too many failed logins for this account; try again in {wait} seconds.",
             code="LOGIN_THROTTLED", retry_after_seconds=wait,
         )
 
 
-def record_login_failure(email: str) -> None:
-    settings = get_settings()
-    throttle = db.collection("login_throttle")
-    now = db.utcnow()
-    counted = throttle.update_one({"_id": email, "expires_at": {"$gt": now}}, {"$inc": {"failures": 1}})
-    if counted.matched_count:
-        return
-    window = {"failures": 1, "expires_at": now + timedelta(seconds=settings.login_lockout_seconds)}
-    try:  # a stale (expired, not yet swept) window restarts; a concurrent first failure just counts
-        throttle.update_one({"_id": email}, {"$set": window}, upsert=True)
-    except DuplicateKeyError:
-        throttle.update_one({"_id": email}, {"$inc": {"failures": 1}})
-
-
-def clear_login_failures(email: str) -> None:
-    db.collection("login_throttle").delete_one({"_id": email})
+def clear_login_attempts(email: str) -> None:
+    db.collection(COLLECTION).delete_one({"_id": f"{_LOGIN}:{email}"})

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 
 from lib import db
-from lib.config import get_settings
+from lib.config import Settings, get_settings
 
 
 def _error(response) -> dict:
@@ -146,6 +148,39 @@ def test_success_resets_the_failure_count(fn, make_user):
     assert fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).status_code == 200
     for _ in range(limit - 1):
         fn("auth_login").post("/", json={"email": u["email"], "password": "wrong wrong"})
+    assert fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).status_code == 200
+
+
+def test_parallel_wrong_logins_cannot_outrun_the_throttle(fn, make_user, settings_env):
+    # The production argon2 cost: each check takes long enough for every request to be in flight at once.
+    settings_env(argon2_memory_kib=Settings.model_fields["argon2_memory_kib"].default,
+                 argon2_time_cost=Settings.model_fields["argon2_time_cost"].default)
+    u = make_user()
+    limit, attempts = get_settings().login_max_failures, 20
+    start = threading.Barrier(attempts)
+
+    def wrong_login(i: int):
+        client = fn("auth_login")
+        start.wait()
+        return client.post("/", json={"email": u["email"], "password": f"wrong guess {i}"})
+
+    with ThreadPoolExecutor(attempts) as pool:
+        answers = list(pool.map(wrong_login, range(attempts)))
+    statuses = [r.status_code for r in answers]
+    assert statuses.count(401) == limit and statuses.count(429) == attempts - limit, statuses
+    assert all(int(r.headers["Retry-After"]) > 0 for r in answers if r.status_code == 429)
+    r = fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]})
+    assert r.status_code == 429 and _error(r)["code"] == "LOGIN_THROTTLED"
+
+
+def test_a_closed_throttle_window_not_yet_swept_counts_afresh(fn, make_user):
+    u = make_user()
+    for _ in range(get_settings().login_max_failures):
+        fn("auth_login").post("/", json={"email": u["email"], "password": "wrong wrong"})
+    assert fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).status_code == 429
+    # The window closed, but the TTL index has not deleted its document yet.
+    db.collection("login_throttle").update_many({}, {"$set": {"expires_at": datetime.now(UTC) - timedelta(seconds=1)}})
+    assert fn("auth_login").post("/", json={"email": u["email"], "password": "wrong wrong"}).status_code == 401
     assert fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).status_code == 200
 
 
