@@ -7,6 +7,10 @@
   Only HS256 is accepted, so `alg: none` and algorithm-confusion tokens are refused.
 - Refresh tokens: 256 random bits, stored only as a SHA-256 hash, single use. Each use rotates it for a new
   one in the same family; presenting a used token again means it leaked, so the whole family is revoked.
+  Each token also records the session epoch (`ep`) of the user it was issued for: a token whose epoch is no
+  longer the user's (issued by a login or refresh that raced with a password change) is refused and its
+  family revoked, so a password change signs out every other session even when the token was written after
+  the change revoked the others.
 """
 
 from __future__ import annotations
@@ -67,6 +71,11 @@ def burn_password_check(password: str) -> None:
 
 # --- access tokens ---------------------------------------------------------------------------------------
 
+def _epoch(user: dict[str, Any]) -> int:
+    """The user's session epoch: tokens issued under an earlier one are no longer valid."""
+    return user.get("session_epoch", 0)
+
+
 ALGORITHM = "HS256"
 
 
@@ -80,7 +89,7 @@ def issue_access_token(user: dict[str, Any]) -> tuple[str, int]:
         "jti": uuid.uuid4().hex,
         "typ": "access",
         "iss": s.jwt_issuer,
-        "ep": user.get("session_epoch", 0),
+        "ep": _epoch(user),
     }
     token = jwt.encode(claims, s.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
     return token, s.access_token_ttl_seconds
@@ -106,7 +115,7 @@ def authenticate(token: str) -> dict[str, Any]:
     """The active user an access token belongs to, or 401."""
     claims = decode_access_token(token)
     user = db.collection("users").find_one({"_id": claims["sub"]})
-    if user is None or not user.get("active", False) or claims.get("ep", 0) != user.get("session_epoch", 0):
+    if user is None or not user.get("active", False) or claims.get("ep", 0) != _epoch(user):
         raise errors.Unauthorized("The access token is no longer valid; log in again.", code="INVALID_TOKEN")
     return user
 
@@ -124,13 +133,14 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_refresh_token(user_id: str, family_id: str | None = None) -> str:
+def issue_refresh_token(user: dict[str, Any], family_id: str | None = None) -> str:
     token = secrets.token_urlsafe(32)
     now = db.utcnow()
     db.collection("refresh_tokens").insert_one({
         "_id": db.new_id(),
         "token_hash": _token_hash(token),
-        "user_id": user_id,
+        "user_id": user["_id"],
+        "ep": _epoch(user),
         "family_id": family_id or db.new_id(),
         "created_at": now,
         "expires_at": now + timedelta(seconds=get_settings().refresh_token_ttl_seconds),
@@ -144,7 +154,7 @@ def issue_token_pair(user: dict[str, Any], family_id: str | None = None) -> dict
     access, expires_in = issue_access_token(user)
     return {
         "access_token": access,
-        "refresh_token": issue_refresh_token(user["_id"], family_id),
+        "refresh_token": issue_refresh_token(user, family_id),
         "token_type": "bearer",
         "expires_in": expires_in,
     }
@@ -174,10 +184,15 @@ def rotate_refresh_token(token: str) -> dict[str, Any]:
             )
         raise errors.Unauthorized(_INVALID_REFRESH, code="INVALID_REFRESH_TOKEN")
     user = db.collection("users").find_one({"_id": spent["user_id"], "active": True})
-    if user is None:
+    # A token from before the user's last password change (or from before tokens recorded `ep`, for a user
+    # who has changed it since) belongs to a signed-out session.
+    if user is None or spent.get("ep", 0) != _epoch(user):
         revoke_family(spent["family_id"])
+        if user is not None:
+            audit.warning("user %s: a refresh token from an earlier session epoch was refused; its family is "
+                          "revoked", user["_id"])
         raise errors.Unauthorized(_INVALID_REFRESH, code="INVALID_REFRESH_TOKEN")
-    return issue_token_pair(user, spent["family_id"])
+    return issue_token_pair(user, spent["family_id"])  # carries the epoch just read
 
 
 def revoke_family(family_id: str) -> None:

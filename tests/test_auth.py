@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import time
@@ -12,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
-from lib import db
+from lib import auth, db
 from lib.config import Settings, get_settings
 
 
@@ -256,6 +257,38 @@ def test_refresh_rotates_and_reuse_revokes_the_family(fn, make_user):
     # Other sessions (another family) of the same user survive.
     other = fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).get_json()
     assert fn("auth_refresh").post("/", json={"refresh_token": other["refresh_token"]}).status_code == 200
+
+
+@pytest.mark.parametrize("race", ["login", "refresh"])
+def test_a_refresh_token_issued_across_a_password_change_is_refused(fn, make_user, race):
+    """A login or refresh that read the user before a password change writes its refresh token after the change
+    revoked every other one: that token is not revoked, but its session epoch is stale."""
+    u = make_user()
+    before_change = db.collection("users").find_one({"_id": u["user"]["id"]})
+    original = db.collection("refresh_tokens").find_one({"user_id": u["user"]["id"]})
+    r = fn("me").patch("/", json={"new_password": "another long one", "current_password": u["password"]},
+                       headers=u["headers"])
+    assert r.status_code == 200
+    fresh = r.get_json()["tokens"]
+    # What the racing request does next, with the user document it read before the change.
+    family = original["family_id"] if race == "refresh" else None
+    raced = auth.issue_token_pair(before_change, family)["refresh_token"]
+    raced_doc = db.collection("refresh_tokens").find_one({"token_hash": hashlib.sha256(raced.encode()).hexdigest()})
+    assert raced_doc["revoked"] is False
+
+    r = fn("auth_refresh").post("/", json={"refresh_token": raced})
+    unknown = fn("auth_refresh").post("/", json={"refresh_token": "never issued"})
+    assert r.status_code == 401 and _error(r) == _error(unknown)  # the same answer as an invalid token
+    assert db.collection("refresh_tokens").count_documents({"family_id": raced_doc["family_id"], "revoked": False}) == 0
+    # The session that made the change keeps working, and what it rotates into carries the current epoch.
+    r = fn("auth_refresh").post("/", json={"refresh_token": fresh["refresh_token"]})
+    assert r.status_code == 200
+    epoch = db.collection("users").find_one({"_id": u["user"]["id"]})["session_epoch"]
+    assert epoch == before_change["session_epoch"] + 1
+    assert jwt.decode(r.get_json()["access_token"], options={"verify_signature": False})["ep"] == epoch
+    rotated = hashlib.sha256(r.get_json()["refresh_token"].encode()).hexdigest()
+    assert db.collection("refresh_tokens").find_one({"token_hash": rotated})["ep"] == epoch
+    assert fn("auth_refresh").post("/", json={"refresh_token": r.get_json()["refresh_token"]}).status_code == 200
 
 
 def test_refresh_tokens_are_stored_only_as_hashes(fn, make_user):
