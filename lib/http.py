@@ -112,7 +112,7 @@ def parse_json(request: flask.Request, model: type[Model], *, allow_form: bool =
     raw = request.get_data(cache=True)
     try:
         data = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nesting too deep to parse
         raise errors.BadRequest("The body is not valid JSON.", code="INVALID_JSON") from None
     if not isinstance(data, dict):
         raise errors.BadRequest("The body must be a JSON object.", code="INVALID_JSON")
