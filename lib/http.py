@@ -144,7 +144,6 @@ def _cors_headers(request: flask.Request, methods: Iterable[str]) -> dict[str, s
         "Access-Control-Allow-Headers": ALLOWED_REQUEST_HEADERS,
         "Access-Control-Expose-Headers": EXPOSED_RESPONSE_HEADERS,
         "Access-Control-Max-Age": "3600",
-        "Vary": "Origin",
     }
 
 
@@ -215,6 +214,9 @@ def http_function(
                 if auth:  # one person's data (and signed URLs), errors included: never for shared caches
                     response.headers.setdefault("Cache-Control", "private, no-store")
             response.headers.extend(cors)
+            # On every answer, with or without the CORS headers: a shared cache must not hand the copy made
+            # for one origin (or for none) to another. Added to, never replacing, the handler's own Vary.
+            response.vary.add("Origin")
             return response
 
         return functions_framework.http(entry)

@@ -1,4 +1,4 @@
-"""lib/http's conventions that no single function owns."""
+"""lib/http's conventions that no single function owns: body parsing limits and the CORS Vary header."""
 
 from __future__ import annotations
 
@@ -7,11 +7,22 @@ import pytest
 from pydantic import BaseModel
 
 from lib import errors
-from lib.http import parse_json
+from lib.http import http_function, json_response, parse_json
+
+FRONTEND = "http://localhost:5173"
 
 
 class Body(BaseModel):
     name: str | None = None
+
+
+@pytest.fixture
+def settings(settings_env):
+    settings_env(jwt_secret="x" * 32, cors_origins=FRONTEND)
+
+
+def _vary(response) -> list[str]:
+    return [value.strip() for header in response.headers.getlist("Vary") for value in header.split(",")]
 
 
 # --- parsing ---------------------------------------------------------------------------------------------
@@ -28,3 +39,41 @@ def test_json_nested_deeper_than_the_parser_can_go_is_invalid_json(body):
 def test_a_deeply_nested_body_is_a_400_even_before_authentication(fn):
     r = fn("auth_login").post("/", data="[" * 60000, content_type="application/json")
     assert r.status_code == 400 and r.get_json()["error"]["code"] == "INVALID_JSON"
+
+
+# --- CORS: every answer varies on Origin -------------------------------------------------------------------
+
+@pytest.mark.parametrize("origin", [None, "https://evil.example", FRONTEND])
+def test_public_catalog_answers_vary_on_origin_whatever_the_origin(fn, origin):
+    headers = {"Origin": origin} if origin else {}
+    r = fn("styles_list").get("/", headers=headers)
+    assert r.status_code == 200 and r.headers["Cache-Control"].startswith("public")
+    assert _vary(r) == ["Origin"]
+    assert ("Access-Control-Allow-Origin" in r.headers) == (origin == FRONTEND)
+    not_modified = fn("styles_list").get("/", headers={**headers, "If-None-Match": r.headers["ETag"]})
+    assert not_modified.status_code == 304 and _vary(not_modified) == ["Origin"]
+
+
+def test_errors_and_preflights_vary_on_origin(fn):
+    assert _vary(fn("styles_list").delete("/")) == ["Origin"]  # 405
+    assert _vary(fn("auth_login").post("/", data="{", content_type="application/json")) == ["Origin"]
+    assert _vary(fn("auth_login").options("/", headers={"Origin": "https://evil.example"})) == ["Origin"]
+    preflight = fn("auth_login").options("/", headers={"Origin": FRONTEND, "Access-Control-Request-Method": "POST"})
+    assert preflight.headers["Access-Control-Allow-Origin"] == FRONTEND and _vary(preflight) == ["Origin"]
+
+
+@pytest.mark.parametrize("origin", [None, FRONTEND])
+@pytest.mark.parametrize(("own", "expected"), [
+    ("Accept-Encoding", ["Accept-Encoding", "Origin"]),
+    ("origin", ["origin"]),
+])
+def test_origin_is_added_to_the_handlers_own_vary(settings, origin, own, expected):
+    @http_function(methods=["GET"])
+    def negotiated(request):
+        return json_response({}, headers={"Vary": own})
+
+    headers = {"Origin": origin} if origin else {}
+    with flask.Flask(__name__).test_request_context("/", headers=headers):
+        response = negotiated(flask.request)
+    assert len(response.headers.getlist("Vary")) == 1
+    assert _vary(response) == expected
