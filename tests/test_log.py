@@ -34,11 +34,79 @@ def test_redact_scrubs_credentials(text, secret):
     assert secret not in log.redact(text)
 
 
+@pytest.mark.parametrize(("text", "secrets", "kept"), [
+    ('{"email": "a@b.co", "password": "correct horse battery"}', ["correct", "horse", "battery"],
+     '{"email": "a@b.co", "password": "[REDACTED]"}'),
+    ("body {'new_password': 'it\\'s a long one', 'name': 'Ann'}", ["it\\'s", "long one"],
+     "body {'new_password': '[REDACTED]', 'name': 'Ann'}"),
+    ('{"current_password":"old pass phrase","refresh_token":"r3fresh","access_token": "acc355"}',
+     ["old pass", "phrase", "r3fresh", "acc355"],
+     '{"current_password":"[REDACTED]","refresh_token":"[REDACTED]","access_token": "[REDACTED]"}'),
+    ("form password=hunter2hunter2&api_key=k3yk3y&client_secret=s3cr3t; X-Api-Key: xk3y then more",
+     ["hunter2hunter2", "k3yk3y", "s3cr3t", "xk3y"],
+     "form password=[REDACTED]&api_key=[REDACTED]&client_secret=[REDACTED]; X-Api-Key: [REDACTED] then more"),
+    ("connecting to mongodb+srv://admin:hunter2@cluster0.example.net/zipkku?retryWrites=true now",
+     ["admin", "hunter2"], "connecting to mongodb+srv://[REDACTED]@cluster0.example.net/zipkku?retryWrites=true now"),
+    ("redis://:p@ss@localhost:6379/0 and https://example.com/a?b=c@d", ["p@ss"],
+     "redis://[REDACTED]@localhost:6379/0 and https://example.com/a?b=c@d"),
+    ("Authorization: Basic dXNlcjpwYXNz sent", ["dXNlcjpwYXNz"], "Authorization: Basic [REDACTED] sent"),
+    ("GET https://s3.example.com/o?X-Amz-Credential=AKIA1%2F&X-Amz-Security-Token=FwoG&X-Amz-Signature=abc123 ok",
+     ["AKIA1", "FwoG", "abc123"],
+     "GET https://s3.example.com/o?X-Amz-Credential=[REDACTED]&X-Amz-Security-Token=[REDACTED]"
+     "&X-Amz-Signature=[REDACTED] ok"),
+    ("https://storage.googleapis.com/b/o?GoogleAccessId=sa@p.iam&Expires=9&Signature=c2lnbmF0dXJl done",
+     ["c2lnbmF0dXJl"],
+     "https://storage.googleapis.com/b/o?GoogleAccessId=sa@p.iam&Expires=9&Signature=[REDACTED] done"),
+    ("token_type=access tokens=3 secret_name=jwt", [], "token_type=access tokens=3 secret_name=jwt"),
+])
+def test_redact_removes_whole_values_and_keeps_the_rest(text, secrets, kept):
+    cleaned = log.redact(text)
+    assert cleaned == kept
+    for secret in secrets:
+        assert secret not in cleaned
+
+
+def test_redact_stays_linear_on_long_lines():
+    import time
+
+    started = time.monotonic()
+    for text in ("a-" * 100_000, "a://" * 50_000, 'password: "' * 20_000, "x" * 200_000):
+        log.redact(text)
+    assert time.monotonic() - started < 5
+
+
 def test_records_are_json_with_severity_and_redacted_arguments(captured):
     logging.getLogger("zipkku.test").warning("signed %s for %s", "https://x/o?X-Goog-Signature=deadbeef", "me")
     entry = json.loads(captured.getvalue().splitlines()[-1])
     assert entry["severity"] == "WARNING"
     assert "deadbeef" not in entry["message"] and "for me" in entry["message"]
+
+
+def test_tracebacks_are_redacted_and_still_written(captured):
+    try:
+        raise ConnectionError("mongodb://admin:hunter2hunter2@db.example.net/zipkku refused; "
+                              'payload {"password": "correct horse battery"}')
+    except ConnectionError:
+        logging.getLogger("zipkku.test").exception("could not save for %s", "me")
+    message = json.loads(captured.getvalue().splitlines()[-1])["message"]
+    assert message.startswith("could not save for me\nTraceback (most recent call last):")
+    assert "ConnectionError: mongodb://[REDACTED]@db.example.net/zipkku refused" in message
+    assert '"password": "[REDACTED]"' in message
+    for secret in ("hunter2hunter2", "admin", "correct horse battery", "horse"):
+        assert secret not in message
+
+
+def test_stack_info_and_json_fields_are_redacted():
+    stream = io.StringIO()
+    handler = log.structured_handler("zipkku-test", stream)
+    record = logging.LogRecord("zipkku.test", logging.WARNING, __file__, 1, "slow call", None, None)
+    record.stack_info = "Stack (most recent call last):\n  File \"x.py\", line 3, in f\n    get('Bearer s3cr3t-t0ken')"
+    record.json_fields = {"url": "https://x/o?X-Goog-Signature=deadbeef", "ms": 12}
+    handler.handle(record)
+    entry = json.loads(stream.getvalue().splitlines()[-1])
+    assert "s3cr3t-t0ken" not in entry["message"] and "deadbeef" not in entry["url"]
+    assert entry["message"].startswith("slow call\nStack (most recent call last):")
+    assert "get('Bearer [REDACTED]')" in entry["message"] and entry["ms"] == 12
 
 
 def test_a_user_journey_leaves_no_credential_in_the_logs(fn, make_user, captured):
