@@ -148,17 +148,22 @@ def update_profile(user: dict[str, Any], body: ProfileUpdate) -> tuple[dict[str,
 
 
 def deactivate(user: dict[str, Any]) -> None:
-    """Deactivate the account: every token stops working, login is refused from now on, and the person's
-    photos, designs and notifications are deleted (the account record stays, so the email stays reserved)."""
+    """Delete the account: the person's photos, designs and notifications are deleted (objects and documents),
+    then the account is deactivated: every token stops working and login is refused from now on.
+
+    The data goes first and every step is idempotent, so when one fails (storage down) the account is still
+    active and the person can simply retry. The account record stays, so the email stays reserved, but keeps
+    only what that and refusing the account need: its name and password hash are removed."""
     from lib import interiors, notifications, uploads
 
-    now = db.utcnow()
-    db.collection("users").update_one(
-        {"_id": user["_id"]},
-        {"$set": {"active": False, "deactivated_at": now, "updated_at": now}, "$inc": {"session_epoch": 1}},
-    )
-    auth.revoke_all_for_user(user["_id"])
     uploads.delete_all_for_user(user["_id"])
     interiors.delete_all_for_user(user["_id"])
     notifications.delete_all_for_user(user["_id"])
+    now = db.utcnow()
+    db.collection("users").update_one(
+        {"_id": user["_id"]},
+        {"$set": {"active": False, "deactivated_at": now, "updated_at": now},
+         "$unset": {"name": "", "password_hash": ""}, "$inc": {"session_epoch": 1}},
+    )
+    auth.revoke_all_for_user(user["_id"])
     audit.info("user %s deleted their account; photos and designs removed", user["_id"])

@@ -370,6 +370,58 @@ def test_delete_deactivates_the_account(fn, make_user):
     assert stored["active"] is False and stored["deactivated_at"] is not None
 
 
+def test_account_deletion_interrupted_by_a_storage_outage_can_be_retried(fn, make_user, monkeypatch):
+    from google.api_core.exceptions import ServiceUnavailable
+
+    from lib import notifications, storage
+    from tests.generation_helpers import ready_upload
+
+    u = make_user()
+    user_id, images = u["user"]["id"], get_settings().images_bucket
+    ready_upload(user_id)
+    interior_id = db.new_id()
+    storage.upload_bytes(images, f"interiors/{user_id}/{interior_id}/design.jpg", b"design", "image/jpeg")
+    db.collection("interiors").insert_one({"_id": interior_id, "user_id": user_id, "status": "done",
+                                           "created_at": db.utcnow()})
+    finished = {"interior_id": interior_id, "user_id": user_id, "status": "done"}
+    assert notifications.record_interior_finished("msg-1", finished) == "recorded"
+
+    def left() -> dict[str, int]:
+        return {**{name: db.collection(name).count_documents({"user_id": user_id})
+                   for name in ("uploads", "interiors", "notifications")},
+                "objects": sum(1 for folder in ("uploads", "interiors")
+                               for _ in storage.client().list_blobs(images, prefix=f"{folder}/{user_id}/"))}
+
+    assert all(left().values())
+    # Storage answers the first deletion, then goes down for the rest of the first attempt.
+    working, calls = storage.delete_prefix, []
+
+    def outage(bucket: str, prefix: str) -> int:
+        calls.append(prefix)
+        if len(calls) > 1:
+            raise ServiceUnavailable("storage is down")
+        return working(bucket, prefix)
+
+    monkeypatch.setattr(storage, "delete_prefix", outage)
+    r = fn("me").delete("/", headers=u["headers"])
+    assert r.status_code == 503 and _error(r)["code"] == "DEPENDENCY_UNAVAILABLE"
+    assert len(calls) == 2
+    # Nothing was deactivated: the person still has their account and can try again.
+    assert fn("me").get("/", headers=u["headers"]).status_code == 200
+    monkeypatch.setattr(storage, "delete_prefix", working)
+
+    assert fn("me").delete("/", headers=u["headers"]).status_code == 204
+    assert left() == {"uploads": 0, "interiors": 0, "notifications": 0, "objects": 0}
+    assert fn("me").get("/", headers=u["headers"]).status_code == 401
+    assert fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).status_code == 401
+    # The record keeps the email reserved and the account refused, and nothing personal beyond that.
+    stored = db.collection("users").find_one({"_id": user_id})
+    assert stored["active"] is False and stored["email"] == u["email"]
+    assert "name" not in stored and "password_hash" not in stored
+    again = fn("auth_signup").post("/", json={"email": u["email"], "password": "a long secret", "name": "A"})
+    assert again.status_code == 409
+
+
 def test_one_user_cannot_act_as_another(fn, make_user):
     alice, bob = make_user(), make_user()
     r = fn("me").get("/", headers=bob["headers"])
