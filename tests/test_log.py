@@ -5,10 +5,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 
 from lib import log
+from lib.config import get_settings
+from scripts.localstack import ROOT
 
 
 @pytest.fixture
@@ -107,6 +112,18 @@ def test_stack_info_and_json_fields_are_redacted():
     assert "s3cr3t-t0ken" not in entry["message"] and "deadbeef" not in entry["url"]
     assert entry["message"].startswith("slow call\nStack (most recent call last):")
     assert "get('Bearer [REDACTED]')" in entry["message"] and entry["ms"] == 12
+
+
+def test_the_import_job_logs_its_failure_structured_and_redacted(stack, tmp_path):
+    source = f"{tmp_path}/password=hunter2hunter2/catalog.csv"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MONGODB_DB": get_settings().mongodb_db}
+    out = subprocess.run([sys.executable, str(ROOT / "jobs" / "import_catalog" / "main.py"), "--source", source],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 1
+    assert "hunter2hunter2" not in out.stdout + out.stderr
+    entry = json.loads(out.stdout.strip().splitlines()[-1])
+    assert entry["status"] == "failed" and entry["severity"] == "ERROR"
+    assert "failed: FileNotFoundError" in entry["message"] and "password=[REDACTED]" in entry["message"]
 
 
 def test_a_user_journey_leaves_no_credential_in_the_logs(fn, make_user, captured):
