@@ -65,6 +65,12 @@ class ProfileUpdate(BaseModel):
         return self
 
 
+class DeleteAccountBody(BaseModel):
+    """DELETE /me: deleting the account needs the password, not just an access token."""
+    model_config = ConfigDict(extra="forbid")
+    current_password: str = Field(min_length=1, max_length=PASSWORD_MAX)
+
+
 def public_user(user: dict[str, Any]) -> dict[str, Any]:
     return {"id": user["_id"], "email": user["email"], "name": user["name"], "created_at": user["created_at"]}
 
@@ -109,16 +115,24 @@ def login(body: LoginBody) -> dict[str, Any]:
     return auth.issue_token_pair(user)
 
 
+def _require_current_password(user: dict[str, Any], password: str | None, action: str) -> None:
+    """403 CURRENT_PASSWORD_REQUIRED unless `password` is the user's. Each check is counted before it is made
+    and wrong ones are throttled per user (429 PASSWORD_THROTTLED), as logins are per email."""
+    if password is not None:
+        throttle.reserve_password_check(user["_id"])
+        if auth.verify_password(user["password_hash"], password):
+            throttle.clear_password_checks(user["_id"])
+            return
+        audit.warning("user %s: wrong current_password", user["_id"])
+    raise errors.Forbidden(f"{action} needs the correct current_password.", code="CURRENT_PASSWORD_REQUIRED")
+
+
 def update_profile(user: dict[str, Any], body: ProfileUpdate) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Apply a profile change. Email and password changes need the current password; a password change
     signs out every other session and returns a fresh token pair for this one."""
     changes: dict[str, Any] = {}
-    sensitive = body.email is not None or body.new_password is not None
-    if sensitive and (body.current_password is None
-                      or not auth.verify_password(user["password_hash"], body.current_password)):
-        raise errors.Forbidden(
-            "Changing the email or password needs the correct current_password.", code="CURRENT_PASSWORD_REQUIRED"
-        )
+    if body.email is not None or body.new_password is not None:
+        _require_current_password(user, body.current_password, "Changing the email or password")
     if body.name is not None:
         changes["name"] = body.name
     if body.email is not None:
@@ -147,15 +161,17 @@ def update_profile(user: dict[str, Any], body: ProfileUpdate) -> tuple[dict[str,
     return updated, tokens
 
 
-def deactivate(user: dict[str, Any]) -> None:
-    """Delete the account: the person's photos, designs and notifications are deleted (objects and documents),
-    then the account is deactivated: every token stops working and login is refused from now on.
+def deactivate(user: dict[str, Any], body: DeleteAccountBody) -> None:
+    """Delete the account once the current password checks out: the person's photos, designs and notifications
+    are deleted (objects and documents), then the account is deactivated: every token stops working and login
+    is refused from now on.
 
     The data goes first and every step is idempotent, so when one fails (storage down) the account is still
     active and the person can simply retry. The account record stays, so the email stays reserved, but keeps
     only what that and refusing the account need: its name and password hash are removed."""
     from lib import interiors, notifications, uploads
 
+    _require_current_password(user, body.current_password, "Deleting the account")
     uploads.delete_all_for_user(user["_id"])
     interiors.delete_all_for_user(user["_id"])
     notifications.delete_all_for_user(user["_id"])

@@ -52,10 +52,14 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("me", "GET", "The caller's account, usage, saved designs and notifications", auth=True,
               errors=_AUTH_ERRORS),
     Operation("me", "PATCH", "Change name, email or password", auth=True, body="lib.accounts:ProfileUpdate",
-              errors=(*_AUTH_ERRORS, *_BODY_ERRORS, 403, 409),
-              description="Email and password changes need current_password. A password change returns a fresh "
-                          "token pair in `tokens` and signs out every other session."),
-    Operation("me", "DELETE", "Deactivate the account", 204, auth=True, errors=_AUTH_ERRORS),
+              errors=(*_AUTH_ERRORS, *_BODY_ERRORS, 403, 409, 429),
+              description="Email and password changes need current_password (403 CURRENT_PASSWORD_REQUIRED; wrong "
+                          "ones are throttled: 429 PASSWORD_THROTTLED). A password change returns a fresh token "
+                          "pair in `tokens` and signs out every other session."),
+    Operation("me", "DELETE", "Delete the account (photos, designs, notifications) and deactivate it", 204,
+              auth=True, body="lib.accounts:DeleteAccountBody", errors=(*_AUTH_ERRORS, *_BODY_ERRORS, 403, 429, 503),
+              description="Needs current_password (403 CURRENT_PASSWORD_REQUIRED; wrong ones are throttled: 429 "
+                          "PASSWORD_THROTTLED). 503 when a deletion fails: nothing is deactivated yet, retry."),
     # uploads
     Operation("uploads_create", "POST", "Start a signed direct upload of a room photo", 201, auth=True,
               body="lib.uploads:CreateBody", errors=(*_AUTH_ERRORS, *_BODY_ERRORS),

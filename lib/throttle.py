@@ -1,11 +1,13 @@
 """Password-guessing throttles: after N unsuccessful password checks for one key within a window, refuse more
 checks for that key until the window closes.
 
-Logins are throttled per email. One document per key: {_id: "<scope>:<key>", attempts, expires_at}. Each
-check is counted BEFORE its password is verified (one atomic increment), so parallel requests cannot all pass
-a read-then-count gate: the (N+1)th reservation in a window is refused however many arrive at once. The window
-opens at the first attempt, the TTL index deletes the document when it closes, and a successful check deletes
-it at once (so only unsuccessful attempts accumulate).
+Two kinds of checks are throttled, with the same limits: logins per email, and the current_password that
+PATCH and DELETE /me ask for, per user id (a stolen access token must not allow unlimited guessing of the
+password). One document per key: {_id: "<scope>:<key>", attempts, expires_at}. Each check is counted BEFORE
+its password is verified (one atomic increment), so parallel requests cannot all pass a read-then-count gate:
+the (N+1)th reservation in a window is refused however many arrive at once. The window opens at the first
+attempt, the TTL index deletes the document when it closes, and a successful check deletes it at once (so
+only unsuccessful attempts accumulate).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from lib.config import get_settings
 audit = logging.getLogger("zipkku.audit")
 
 COLLECTION = "login_throttle"
-_LOGIN = "login"
+_LOGIN, _CURRENT_PASSWORD = "login", "current_password"
 
 
 def _reserve(key: str) -> int | None:
@@ -63,3 +65,19 @@ def reserve_login_attempt(email: str) -> None:
 
 def clear_login_attempts(email: str) -> None:
     db.collection(COLLECTION).delete_one({"_id": f"{_LOGIN}:{email}"})
+
+
+def reserve_password_check(user_id: str) -> None:
+    """Count a current_password check for `user_id` before it is verified; 429 PASSWORD_THROTTLED over the
+    limit."""
+    wait = _reserve(f"{_CURRENT_PASSWORD}:{user_id}")
+    if wait is not None:
+        audit.warning("user %s: current_password check refused for %ss (throttled)", user_id, wait)
+        raise errors.TooManyRequests(
+            f"Too many wrong current_password attempts; try again in {wait} seconds.",
+            code="PASSWORD_THROTTLED", retry_after_seconds=wait,
+        )
+
+
+def clear_password_checks(user_id: str) -> None:
+    db.collection(COLLECTION).delete_one({"_id": f"{_CURRENT_PASSWORD}:{user_id}"})

@@ -361,13 +361,59 @@ def test_password_change_signs_out_other_sessions(fn, make_user):
 
 def test_delete_deactivates_the_account(fn, make_user):
     u = make_user()
-    assert fn("me").delete("/", headers=u["headers"]).status_code == 204
+    assert fn("me").delete("/", json={"current_password": u["password"]}, headers=u["headers"]).status_code == 204
     assert fn("me").get("/", headers=u["headers"]).status_code == 401
     assert fn("auth_refresh").post("/", json={"refresh_token": u["tokens"]["refresh_token"]}).status_code == 401
     r = fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]})
     assert r.status_code == 401
     stored = db.collection("users").find_one({"_id": u["user"]["id"]})
     assert stored["active"] is False and stored["deactivated_at"] is not None
+
+
+def test_delete_needs_the_current_password(fn, make_user):
+    u = make_user()
+    me = fn("me")
+    for missing in (me.delete("/", headers=u["headers"]), me.delete("/", json={}, headers=u["headers"])):
+        assert missing.status_code == 400 and _error(missing)["code"] == "VALIDATION_ERROR"
+        assert [d["field"] for d in _error(missing)["details"]] == ["current_password"]
+    wrong = me.delete("/", json={"current_password": "not my password"}, headers=u["headers"])
+    assert wrong.status_code == 403 and _error(wrong)["code"] == "CURRENT_PASSWORD_REQUIRED"  # as PATCH answers
+    assert me.get("/", headers=u["headers"]).status_code == 200  # nothing was deleted
+    extra = me.delete("/", json={"current_password": u["password"], "force": True}, headers=u["headers"])
+    assert extra.status_code == 400
+    assert me.delete("/", json={"current_password": u["password"]}, headers=u["headers"]).status_code == 204
+
+
+def test_wrong_current_passwords_are_throttled_per_user(fn, make_user):
+    """A stolen access token must not allow unlimited guessing of the password through /me."""
+    u, other = make_user(), make_user()
+    limit = get_settings().login_max_failures
+    for i in range(limit):
+        r = fn("me").patch("/", json={"email": f"new{i}@example.com", "current_password": f"guess {i}"},
+                           headers=u["headers"])
+        assert r.status_code == 403
+    # Over the limit even the right password is refused, for PATCH and DELETE alike, until the window closes.
+    for r in (fn("me").patch("/", json={"new_password": "another long one", "current_password": u["password"]},
+                             headers=u["headers"]),
+              fn("me").delete("/", json={"current_password": u["password"]}, headers=u["headers"])):
+        assert r.status_code == 429 and _error(r)["code"] == "PASSWORD_THROTTLED"
+        assert 0 < int(r.headers["Retry-After"]) <= get_settings().login_lockout_seconds
+    assert fn("me").get("/", headers=u["headers"]).status_code == 200
+    # Only this user's current_password checks: another user, a name change and logging in are unaffected.
+    r = fn("me").delete("/", json={"current_password": other["password"]}, headers=other["headers"])
+    assert r.status_code == 204
+    assert fn("me").patch("/", json={"name": "Still Me"}, headers=u["headers"]).status_code == 200
+    assert fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).status_code == 200
+
+
+def test_a_right_current_password_resets_the_count(fn, make_user):
+    u = make_user()
+    for _ in range(2):
+        for _ in range(get_settings().login_max_failures - 1):
+            r = fn("me").patch("/", json={"email": "x@example.com", "current_password": "guess"}, headers=u["headers"])
+            assert r.status_code == 403
+        r = fn("me").patch("/", json={"email": u["email"], "current_password": u["password"]}, headers=u["headers"])
+        assert r.status_code == 200
 
 
 def test_account_deletion_interrupted_by_a_storage_outage_can_be_retried(fn, make_user, monkeypatch):
@@ -403,14 +449,14 @@ def test_account_deletion_interrupted_by_a_storage_outage_can_be_retried(fn, mak
         return working(bucket, prefix)
 
     monkeypatch.setattr(storage, "delete_prefix", outage)
-    r = fn("me").delete("/", headers=u["headers"])
+    r = fn("me").delete("/", json={"current_password": u["password"]}, headers=u["headers"])
     assert r.status_code == 503 and _error(r)["code"] == "DEPENDENCY_UNAVAILABLE"
     assert len(calls) == 2
     # Nothing was deactivated: the person still has their account and can try again.
     assert fn("me").get("/", headers=u["headers"]).status_code == 200
     monkeypatch.setattr(storage, "delete_prefix", working)
 
-    assert fn("me").delete("/", headers=u["headers"]).status_code == 204
+    assert fn("me").delete("/", json={"current_password": u["password"]}, headers=u["headers"]).status_code == 204
     assert left() == {"uploads": 0, "interiors": 0, "notifications": 0, "objects": 0}
     assert fn("me").get("/", headers=u["headers"]).status_code == 401
     assert fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).status_code == 401

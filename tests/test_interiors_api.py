@@ -326,7 +326,7 @@ def test_deleting_the_account_deletes_its_photos_and_designs(fn, ctx, make_user)
     storage.upload_bytes(settings.uploads_bucket, raw, b"raw photo bytes", "image/jpeg")
     assert objects(settings.images_bucket, f"interiors/{user_id}/")
     assert objects(settings.images_bucket, f"uploads/{user_id}/")
-    assert fn("me").delete("/", headers=ctx["headers"]).status_code == 204
+    assert fn("me").delete("/", json={"current_password": ctx["password"]}, headers=ctx["headers"]).status_code == 204
     for bucket, prefix in ((settings.images_bucket, f"interiors/{user_id}/"),
                            (settings.images_bucket, f"uploads/{user_id}/"),
                            (settings.uploads_bucket, f"{settings.raw_uploads_prefix}{user_id}/")):

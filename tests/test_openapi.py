@@ -59,3 +59,12 @@ def test_served_with_etag(fn):
     assert r.status_code == 200 and r.get_json()["openapi"] == "3.1.0"
     assert client.get("/", headers={"If-None-Match": r.headers["ETag"]}).status_code == 304
     assert client.post("/", json={}).status_code == 405
+
+
+def test_deleting_the_account_documents_its_current_password_body():
+    doc = openapi.document()
+    delete = doc["paths"]["/me"]["delete"]
+    ref = delete["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert schema["required"] == ["current_password"] and set(schema["properties"]) == {"current_password"}
+    assert {"400", "403", "429"} <= set(delete["responses"]) and "429" in doc["paths"]["/me"]["patch"]["responses"]

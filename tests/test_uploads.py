@@ -488,7 +488,8 @@ def test_a_deleted_account_takes_its_photos_with_it(fn, make_user):
     raw_bucket, raw_name = raw_object(signed_id)
     assert len(image_objects(owner["user"]["id"])) == 4
 
-    assert fn("me").delete("/", headers=owner["headers"]).status_code == 204
+    r = fn("me").delete("/", json={"current_password": owner["password"]}, headers=owner["headers"])
+    assert r.status_code == 204
 
     assert db.collection("uploads").count_documents({"user_id": owner["user"]["id"]}) == 0
     assert image_objects(owner["user"]["id"]) == []

@@ -1,8 +1,8 @@
 """/me: GET the caller's account (with generation usage, recent saved designs and notifications),
-PATCH it {name?, email?, new_password + current_password?}, DELETE it."""
+PATCH it {name?, email?, new_password + current_password?}, DELETE it {current_password}."""
 
 from lib import accounts
-from lib.http import http_function, json_response, no_content, parse_json
+from lib.http import http_function, json_response, no_content, parse_json, validate
 
 
 @http_function(methods=["GET", "PATCH", "DELETE"], auth=True)
@@ -15,7 +15,10 @@ def me(request, user):
             reply["tokens"] = tokens
         return json_response(reply)
     if request.method == "DELETE":
-        accounts.deactivate(user)
+        # A bare DELETE (no body at all) is told which field it misses, not which content type to send.
+        raw = request.get_data(cache=True)
+        body = parse_json(request, accounts.DeleteAccountBody) if raw else validate(accounts.DeleteAccountBody, {})
+        accounts.deactivate(user, body)
         return no_content()
     from lib import interiors, notifications, quota  # generation's view of the account
 
