@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import secrets
@@ -58,15 +59,29 @@ def needs_rehash(password_hash: str) -> bool:
     return _hasher().check_needs_rehash(password_hash)
 
 
-_dummy_hash: str | None = None
+# What an unknown email's login is checked against, so it costs what a wrong password costs: the hash of a
+# random string nobody knows (not a secret), made with the configured defaults (lib/config.py) and precomputed so
+# that no login pays for making it. A test fails when the defaults change without it.
+DUMMY_HASH = "$argon2id$v=19$m=19456,t=2,p=1$9lj5nWTLd9V2zDCGFPnomQ$hx6XsJUL6TMfKCHzG6CpPwrCH34QphjIpANRfcPDl5Y"
+
+
+@functools.cache
+def _dummy_hash_for(time_cost: int, memory_kib: int, parallelism: int) -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def dummy_hash() -> str:
+    """DUMMY_HASH, or when other argon2 parameters are configured (e.g. the cheap ones in tests), one made with
+    those, once per process (a verification's cost follows the hash's own parameters)."""
+    if not needs_rehash(DUMMY_HASH):
+        return DUMMY_HASH
+    s = get_settings()
+    return _dummy_hash_for(s.argon2_time_cost, s.argon2_memory_kib, s.argon2_parallelism)
 
 
 def burn_password_check(password: str) -> None:
     """Spend the time of one verification so an unknown email answers as slowly as a wrong password."""
-    global _dummy_hash
-    if _dummy_hash is None:
-        _dummy_hash = hash_password(secrets.token_urlsafe(16))
-    verify_password(_dummy_hash, password)
+    verify_password(dummy_hash(), password)
 
 
 # --- access tokens ---------------------------------------------------------------------------------------

@@ -128,6 +128,16 @@ def test_wrong_email_and_wrong_password_are_the_same_401(fn, make_user):
     assert _error(wrong_password) == _error(wrong_email)
 
 
+def test_the_unknown_email_hash_is_precomputed_with_the_current_parameters(monkeypatch, settings_env):
+    for name in ("argon2_time_cost", "argon2_memory_kib", "argon2_parallelism"):
+        monkeypatch.delenv(name.upper(), raising=False)
+    settings_env(jwt_secret="x" * 32)  # otherwise the configured defaults, as deployed
+    assert auth.DUMMY_HASH.startswith("$argon2id$") and not auth.needs_rehash(auth.DUMMY_HASH)
+    assert auth.dummy_hash() == auth.DUMMY_HASH  # nothing is hashed on the first unknown-email login
+    settings_env(argon2_memory_kib=1024, argon2_time_cost=1)  # other parameters: a hash made with those
+    assert not auth.needs_rehash(auth.dummy_hash()) and auth.dummy_hash() != auth.DUMMY_HASH
+
+
 def test_repeated_failures_are_throttled_with_retry_after(fn, make_user):
     u = make_user()
     limit = get_settings().login_max_failures
