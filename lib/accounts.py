@@ -171,10 +171,13 @@ def deactivate(user: dict[str, Any], body: DeleteAccountBody) -> None:
     only what that and refusing the account need: its name and password hash are removed."""
     from lib import interiors, notifications, uploads
 
+    def delete_personal_data() -> None:
+        uploads.delete_all_for_user(user["_id"])
+        interiors.delete_all_for_user(user["_id"])
+        notifications.delete_all_for_user(user["_id"])
+
     _require_current_password(user, body.current_password, "Deleting the account")
-    uploads.delete_all_for_user(user["_id"])
-    interiors.delete_all_for_user(user["_id"])
-    notifications.delete_all_for_user(user["_id"])
+    delete_personal_data()
     now = db.utcnow()
     db.collection("users").update_one(
         {"_id": user["_id"]},
@@ -182,4 +185,5 @@ def deactivate(user: dict[str, Any], body: DeleteAccountBody) -> None:
          "$unset": {"name": "", "password_hash": ""}, "$inc": {"session_epoch": 1}},
     )
     auth.revoke_all_for_user(user["_id"])
+    delete_personal_data()  # again: what a request of this account still in flight created meanwhile
     audit.info("user %s deleted their account; photos and designs removed", user["_id"])

@@ -503,3 +503,23 @@ def test_signed_in_answers_are_never_cached_by_shared_caches(fn, make_user):
                                                            headers=u["headers"]))):
         response = call(fn(name))
         assert "no-store" in response.headers.get("Cache-Control", ""), name
+
+
+def test_what_a_request_in_flight_creates_during_account_deletion_is_deleted_too(fn, make_user, monkeypatch):
+    """A request of the same account that passed its token check before the deactivation can still write; the
+    deletion sweeps once more after the tokens stop working."""
+    from lib import interiors, uploads
+
+    u = make_user()
+    user_id = u["user"]["id"]
+    sweep, in_flight = interiors.delete_all_for_user, []
+
+    def sweep_while_a_request_writes(owner: str) -> None:
+        sweep(owner)
+        if not in_flight:  # the first sweep has passed the uploads when this request lands
+            in_flight.append(uploads.create_pending(user_id, uploads.CreateBody(content_type="image/jpeg",
+                                                                                size_bytes=1000)))
+
+    monkeypatch.setattr(interiors, "delete_all_for_user", sweep_while_a_request_writes)
+    assert fn("me").delete("/", json={"current_password": u["password"]}, headers=u["headers"]).status_code == 204
+    assert in_flight and db.collection("uploads").count_documents({"user_id": user_id}) == 0
