@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     raw_uploads_prefix: str = "raw/"
     catalog_prefix: str = "catalog/"
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    uploads_per_hour: int = Field(default=100, ge=1)  # new photo uploads per user (signed or direct)
     max_image_pixels: int = Field(default=60_000_000, ge=10_000)
     max_image_edge_px: int = Field(default=2048, ge=256)
     thumbnail_edge_px: int = Field(default=384, ge=64)

@@ -62,11 +62,13 @@ OPERATIONS: tuple[Operation, ...] = (
                           "PASSWORD_THROTTLED). 503 when a deletion fails: nothing is deactivated yet, retry."),
     # uploads
     Operation("uploads_create", "POST", "Start a signed direct upload of a room photo", 201, auth=True,
-              body="lib.uploads:CreateBody", errors=(*_AUTH_ERRORS, *_BODY_ERRORS),
+              body="lib.uploads:CreateBody", errors=(*_AUTH_ERRORS, *_BODY_ERRORS, 429),
               description="Returns {upload, put_url, headers, expires_at}: PUT the bytes to put_url with exactly "
-                          "those headers. 413/415 for a size or type we do not accept."),
+                          "those headers. 413/415 for a size or type we do not accept; 429 UPLOAD_RATE_LIMITED "
+                          "over UPLOADS_PER_HOUR new uploads per user."),
     Operation("uploads_direct", "POST", "Upload a photo as multipart `file`, processed synchronously", 201,
-              auth=True, errors=(*_AUTH_ERRORS, 400, 413, 415, 422),
+              auth=True, errors=(*_AUTH_ERRORS, 400, 413, 415, 422, 429),
+              description="429 UPLOAD_RATE_LIMITED over UPLOADS_PER_HOUR new uploads per user.",
               multipart_file="file"),
     Operation("uploads_get", "GET", "An upload's status and, when ready, signed image URLs", auth=True,
               query="lib.uploads:GetQuery", errors=(*_AUTH_ERRORS, 400, 404)),

@@ -1,13 +1,18 @@
-"""Password-guessing throttles: after N unsuccessful password checks for one key within a window, refuse more
-checks for that key until the window closes.
+"""Throttles: fixed windows that count attempts per key and refuse more once a limit is reached.
 
-Two kinds of checks are throttled, with the same limits: logins per email, and the current_password that
-PATCH and DELETE /me ask for, per user id (a stolen access token must not allow unlimited guessing of the
-password). One document per key: {_id: "<scope>:<key>", attempts, expires_at}. Each check is counted BEFORE
-its password is verified (one atomic increment), so parallel requests cannot all pass a read-then-count gate:
-the (N+1)th reservation in a window is refused however many arrive at once. The window opens at the first
-attempt, the TTL index deletes the document when it closes, and a successful check deletes it at once (so
-only unsuccessful attempts accumulate).
+Password guessing: after N unsuccessful password checks for one key within a window, more checks for that key
+are refused until the window closes. Two kinds of checks are throttled, with the same limits: logins per email,
+and the current_password that PATCH and DELETE /me ask for, per user id (a stolen access token must not allow
+unlimited guessing of the password). A successful check deletes its window at once (so only unsuccessful
+attempts accumulate).
+
+Photo uploads: at most UPLOADS_PER_HOUR new uploads per user (signed or direct), so one account cannot fill the
+buckets or keep the image processing busy.
+
+One document per key: {_id: "<scope>:<key>", attempts, expires_at}. Each attempt is counted BEFORE the work it
+guards (one atomic increment), so parallel requests cannot all pass a read-then-count gate: the (N+1)th
+reservation in a window is refused however many arrive at once. The window opens at the first attempt and
+the TTL index deletes the document when it closes.
 """
 
 from __future__ import annotations
@@ -25,12 +30,12 @@ from lib.config import get_settings
 audit = logging.getLogger("zipkku.audit")
 
 COLLECTION = "login_throttle"
-_LOGIN, _CURRENT_PASSWORD = "login", "current_password"
+_LOGIN, _CURRENT_PASSWORD, _UPLOADS = "login", "current_password", "uploads"
+UPLOAD_WINDOW_SECONDS = 3600
 
 
-def _reserve(key: str) -> int | None:
+def _reserve(key: str, limit: int, window_seconds: int) -> int | None:
     """Count one attempt for `key`; None when it is allowed, else the seconds until the window closes."""
-    settings = get_settings()
     throttle = db.collection(COLLECTION)
     for _ in range(5):
         now = db.utcnow()
@@ -38,7 +43,7 @@ def _reserve(key: str) -> int | None:
             state = throttle.find_one_and_update(
                 {"_id": key, "expires_at": {"$gt": now}},
                 {"$inc": {"attempts": 1},
-                 "$setOnInsert": {"expires_at": now + timedelta(seconds=settings.login_lockout_seconds)}},
+                 "$setOnInsert": {"expires_at": now + timedelta(seconds=window_seconds)}},
                 upsert=True, return_document=ReturnDocument.AFTER,
             )
         except DuplicateKeyError:
@@ -46,15 +51,16 @@ def _reserve(key: str) -> int | None:
             # A concurrent first attempt also lands here (its window is live, so nothing is removed).
             throttle.delete_one({"_id": key, "expires_at": {"$lte": now}})
             continue
-        if state["attempts"] <= settings.login_max_failures:
+        if state["attempts"] <= limit:
             return None
         return max(1, math.ceil((state["expires_at"] - now).total_seconds()))
-    return settings.login_lockout_seconds  # never reached in practice; when in doubt, refuse
+    return window_seconds  # never reached in practice; when in doubt, refuse
 
 
 def reserve_login_attempt(email: str) -> None:
     """Count a login attempt for `email` before its password is checked; 429 LOGIN_THROTTLED over the limit."""
-    wait = _reserve(f"{_LOGIN}:{email}")
+    settings = get_settings()
+    wait = _reserve(f"{_LOGIN}:{email}", settings.login_max_failures, settings.login_lockout_seconds)
     if wait is not None:
         audit.warning("login refused for %ss: too many failed attempts (throttled)", wait)
         raise errors.TooManyRequests(
@@ -70,7 +76,8 @@ def clear_login_attempts(email: str) -> None:
 def reserve_password_check(user_id: str) -> None:
     """Count a current_password check for `user_id` before it is verified; 429 PASSWORD_THROTTLED over the
     limit."""
-    wait = _reserve(f"{_CURRENT_PASSWORD}:{user_id}")
+    settings = get_settings()
+    wait = _reserve(f"{_CURRENT_PASSWORD}:{user_id}", settings.login_max_failures, settings.login_lockout_seconds)
     if wait is not None:
         audit.warning("user %s: current_password check refused for %ss (throttled)", user_id, wait)
         raise errors.TooManyRequests(
@@ -81,3 +88,14 @@ def reserve_password_check(user_id: str) -> None:
 
 def clear_password_checks(user_id: str) -> None:
     db.collection(COLLECTION).delete_one({"_id": f"{_CURRENT_PASSWORD}:{user_id}"})
+
+
+def reserve_upload(user_id: str) -> None:
+    """Count a new photo upload for `user_id`; 429 UPLOAD_RATE_LIMITED over UPLOADS_PER_HOUR."""
+    wait = _reserve(f"{_UPLOADS}:{user_id}", get_settings().uploads_per_hour, UPLOAD_WINDOW_SECONDS)
+    if wait is not None:
+        audit.warning("user %s: upload refused for %ss (hourly upload limit)", user_id, wait)
+        raise errors.TooManyRequests(
+            f"Too many photo uploads in the last hour; try again in {wait} seconds.",
+            code="UPLOAD_RATE_LIMITED", retry_after_seconds=wait,
+        )

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from lib import db, errors, images
+from lib import db, errors, images, throttle
 from lib.config import get_settings
 
 log = logging.getLogger("zipkku.uploads")
@@ -150,6 +150,7 @@ def create_pending(user_id: str, body: CreateBody) -> dict[str, Any]:
 
     content_type = normalize_content_type(body.content_type)
     _check_size(body.size_bytes)
+    throttle.reserve_upload(user_id)  # after the checks: a refused request does not count
     settings = get_settings()
     upload_id, now = db.new_id(), db.utcnow()
     raw = _raw_name(user_id, upload_id)
@@ -300,6 +301,7 @@ def create_direct(user_id: str, data: bytes, declared_type: str | None) -> dict[
     """Process a photo sent in the request body, synchronously; the upload is `ready` when this returns.
     Refused photos are answered with the reason (nothing is stored); the raw bytes are never kept."""
     _check_size(len(data))
+    throttle.reserve_upload(user_id)  # before the processing it protects: a refused photo costs the same
     declared = (declared_type or "").split(";", 1)[0].strip().lower()
     try:
         sniffed = images.sniff(data)

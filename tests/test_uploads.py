@@ -498,3 +498,17 @@ def test_a_deleted_account_takes_its_photos_with_it(fn, make_user):
     assert get(fn, other, kept_id).get_json()["upload"]["status"] == "ready"
     assert len(image_objects(other["user"]["id"])) == 2
     assert storage.bucket(get_settings().uploads_bucket).get_blob(raw_object(kept_id)[1]) is not None
+
+
+def test_uploads_per_user_are_limited_per_hour(fn, make_user, settings_env):
+    settings_env(uploads_per_hour=3)
+    user, other = make_user(), make_user()
+    assert create(fn, user, "image/gif").status_code == 415  # refused before it counts
+    assert create(fn, user).status_code == 201
+    assert direct(fn, user, photos.image_bytes("JPEG", 64, 48)).status_code == 201  # both kinds count
+    assert create(fn, user).status_code == 201
+    refused = create(fn, user)
+    assert refused.status_code == 429 and refused.get_json()["error"]["code"] == "UPLOAD_RATE_LIMITED"
+    assert 3000 < int(refused.headers["Retry-After"]) <= 3600
+    assert direct(fn, user, photos.image_bytes("JPEG", 64, 48)).status_code == 429
+    assert create(fn, other).status_code == 201  # per user
