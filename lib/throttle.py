@@ -57,16 +57,21 @@ def _reserve(key: str, limit: int, window_seconds: int) -> int | None:
     return window_seconds  # never reached in practice; when in doubt, refuse
 
 
+def _count_or_refuse(key: str, limit: int, window_seconds: int, *, code: str, refusal: str, audited: str) -> None:
+    """Count one attempt for `key`, or refuse it: 429 `code` with Retry-After, and an audit line."""
+    wait = _reserve(key, limit, window_seconds)
+    if wait is not None:
+        audit.warning("%s refused for %ss (throttled)", audited, wait)
+        raise errors.TooManyRequests(f"{refusal}; try again in {wait} seconds.", code=code,
+                                     retry_after_seconds=wait)
+
+
 def reserve_login_attempt(email: str) -> None:
     """Count a login attempt for `email` before its password is checked; 429 LOGIN_THROTTLED over the limit."""
     settings = get_settings()
-    wait = _reserve(f"{_LOGIN}:{email}", settings.login_max_failures, settings.login_lockout_seconds)
-    if wait is not None:
-        audit.warning("login refused for %ss: too many failed attempts (throttled)", wait)
-        raise errors.TooManyRequests(
-            f"Too many failed logins for this account; try again in {wait} seconds.",
-            code="LOGIN_THROTTLED", retry_after_seconds=wait,
-        )
+    _count_or_refuse(f"{_LOGIN}:{email}", settings.login_max_failures, settings.login_lockout_seconds,
+                     code="LOGIN_THROTTLED", refusal="Too many failed logins for this account",
+                     audited="login (too many failed attempts)")
 
 
 def clear_login_attempts(email: str) -> None:
@@ -77,13 +82,9 @@ def reserve_password_check(user_id: str) -> None:
     """Count a current_password check for `user_id` before it is verified; 429 PASSWORD_THROTTLED over the
     limit."""
     settings = get_settings()
-    wait = _reserve(f"{_CURRENT_PASSWORD}:{user_id}", settings.login_max_failures, settings.login_lockout_seconds)
-    if wait is not None:
-        audit.warning("user %s: current_password check refused for %ss (throttled)", user_id, wait)
-        raise errors.TooManyRequests(
-            f"Too many wrong current_password attempts; try again in {wait} seconds.",
-            code="PASSWORD_THROTTLED", retry_after_seconds=wait,
-        )
+    _count_or_refuse(f"{_CURRENT_PASSWORD}:{user_id}", settings.login_max_failures, settings.login_lockout_seconds,
+                     code="PASSWORD_THROTTLED", refusal="Too many wrong current_password attempts",
+                     audited=f"user {user_id}: current_password check")
 
 
 def clear_password_checks(user_id: str) -> None:
@@ -92,10 +93,6 @@ def clear_password_checks(user_id: str) -> None:
 
 def reserve_upload(user_id: str) -> None:
     """Count a new photo upload for `user_id`; 429 UPLOAD_RATE_LIMITED over UPLOADS_PER_HOUR."""
-    wait = _reserve(f"{_UPLOADS}:{user_id}", get_settings().uploads_per_hour, UPLOAD_WINDOW_SECONDS)
-    if wait is not None:
-        audit.warning("user %s: upload refused for %ss (hourly upload limit)", user_id, wait)
-        raise errors.TooManyRequests(
-            f"Too many photo uploads in the last hour; try again in {wait} seconds.",
-            code="UPLOAD_RATE_LIMITED", retry_after_seconds=wait,
-        )
+    _count_or_refuse(f"{_UPLOADS}:{user_id}", get_settings().uploads_per_hour, UPLOAD_WINDOW_SECONDS,
+                     code="UPLOAD_RATE_LIMITED", refusal="Too many photo uploads in the last hour",
+                     audited=f"user {user_id}: upload (hourly limit)")
