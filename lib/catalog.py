@@ -124,16 +124,23 @@ def public_room_type(room_type: dict) -> dict:
 
 # --- products ----------------------------------------------------------------------------------------------
 
+# What a product answer carries, wherever it appears (search, similar, an interior's detected parts); an
+# interior keeps these fields of the product as they were when it was generated.
+PRODUCT_FIELDS = ("label", "name", "brand", "price", "currency", "product_url", "image_urls", "dimensions", "styles")
+
+
 def public_product(product: dict, score: float | None = None) -> dict:
+    """The one shape of a product for clients; `image_url` is the first of `image_urls`, for cards."""
+    image_urls = [_sign(u) for u in product.get("image_urls") or [] if u]
     out = {
-        "id": product["_id"], "label": product["label"], "name": product["name"], "brand": product.get("brand", ""),
-        "price": product.get("price"), "currency": product.get("currency", "EUR"),
-        "product_url": product.get("product_url"),
-        "image_urls": [_sign(u) for u in product.get("image_urls", []) if u],
-        "dimensions": product.get("dimensions", {}), "styles": product.get("styles", []),
+        "id": product["_id"], "label": product["label"], "name": product["name"],
+        "brand": product.get("brand") or "", "price": product.get("price"),
+        "currency": product.get("currency") or "EUR", "product_url": product.get("product_url"),
+        "image_url": image_urls[0] if image_urls else None, "image_urls": image_urls,
+        "dimensions": product.get("dimensions") or {}, "styles": product.get("styles") or [],
     }
     if score is not None:
-        out["score"] = round(score, 6)
+        out["score"] = round(score, 4)
     return out
 
 

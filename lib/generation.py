@@ -222,15 +222,12 @@ def detect_parts(doc: dict[str, Any], owner: str, images: dict[int, bytes]) -> N
                                 "progress": {"stage": "detecting", "percent": 60 + int(20 * (n + 1) / len(variants))}})
 
 
-_PRODUCT_FIELDS = ("name", "brand", "price", "currency", "product_url", "dimensions", "label")
+def _product_match(product: dict[str, Any], score: float) -> dict[str, Any]:
+    """The product as it is now (unsigned refs) and its score, shown through lib.catalog.public_product."""
+    from lib.catalog import PRODUCT_FIELDS
 
-
-def _product_card(product: dict[str, Any], score: float) -> dict[str, Any]:
-    images = product.get("image_urls") or []
-    card = {"id": product["_id"], **{k: product.get(k) for k in _PRODUCT_FIELDS}}
-    card["image_url"] = product.get("image_url") or (images[0] if images else None)
-    card["score"] = round(score, 4)
-    return card
+    return {"product": {"_id": product["_id"], **{k: product[k] for k in PRODUCT_FIELDS if k in product}},
+            "score": score}
 
 
 def match_products(doc: dict[str, Any], owner: str) -> None:
@@ -244,7 +241,7 @@ def match_products(doc: dict[str, Any], owner: str) -> None:
     ids = {pid for result in hits for pid, _ in result}
     products = {p["_id"]: p for p in db.collection("products").find({"_id": {"$in": sorted(ids)}})}
     for part, result in zip(parts, hits, strict=True):
-        part["products"] = [_product_card(products[pid], score) for pid, score in result if pid in products]
+        part["products"] = [_product_match(products[pid], score) for pid, score in result if pid in products]
 
 
 def attach_ar(doc: dict[str, Any], owner: str) -> None:

@@ -223,8 +223,12 @@ def _url(ref: str | None) -> str | None:
     return storage.client_url(ref) if ref else None
 
 
-def _product_view(product: dict[str, Any]) -> dict[str, Any]:
-    return {**product, "image_url": _url(product.get("image_url"))}
+def _product_view(match: dict[str, Any]) -> dict[str, Any]:
+    from lib import catalog
+
+    if "product" not in match:  # a design generated before products were stored whole (old local data)
+        return {**match, "image_url": _url(match.get("image_url"))}
+    return catalog.public_product(match["product"], match["score"])
 
 
 def _ar_view(stored: dict[str, Any]) -> dict[str, Any]:

@@ -46,11 +46,12 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     "Style": _object({"id": STRING, "name": STRING, "room_types": _array(STRING)},
                      {"description": STRING, "image_url": NULLABLE_URL, "palette": {"type": "array"}}),
     "RoomType": _object({"id": STRING, "name": STRING}),
+    # one shape wherever a product appears (search, similar, an interior's detected parts); score when ranked
     "Product": _object(
-        {"id": STRING, "name": STRING},
-        {"label": STRING, "brand": STRING, "price": {"type": ["number", "null"]}, "currency": STRING,
-         "product_url": NULLABLE_URL, "image_url": NULLABLE_URL, "image_urls": _array(URL),
-         "dimensions": DIMENSIONS, "styles": _array(STRING), "score": NUMBER}),
+        {"id": STRING, "name": STRING, "label": STRING, "brand": STRING, "price": {"type": ["number", "null"]},
+         "currency": STRING, "product_url": NULLABLE_URL, "image_url": NULLABLE_URL, "image_urls": _array(URL),
+         "dimensions": DIMENSIONS, "styles": _array(STRING)},
+        {"score": NUMBER}),
     "ArObject": _object(
         {"id": STRING, "label": STRING, "model_url": URL, "position": XYZ, "rotation": XYZ, "scale": XYZ,
          "width": NUMBER, "depth": NUMBER, "height": NUMBER},

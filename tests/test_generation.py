@@ -76,7 +76,7 @@ def test_job_generates_variants_detects_matches_products_and_ar(env, user, fn, m
         assert part["label"] in catalog["labels"] and 0 <= part["confidence"] <= 1
         box = part["box"]
         assert box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= 640 and box["y"] + box["height"] <= 480
-        assert part["products"] and all(p["label"] == part["label"] for p in part["products"])  # label filter
+        assert part["products"] and all(m["product"]["label"] == part["label"] for m in part["products"])  # by label
         assert [a["model"]["label"] for a in part["ar_objects"]] == [part["label"]]
         assert part["ar_objects"][0]["typical"] == {"width_cm": 100.0, "depth_cm": 50.0, "height_cm": 80.0}
         assert "embedding" not in part
@@ -93,6 +93,16 @@ def test_job_generates_variants_detects_matches_products_and_ar(env, user, fn, m
     assert set(part) == {"id", "label", "confidence", "box", "products", "ar_objects"}
     card_fields = {"id", "name", "price", "currency", "product_url", "image_url", "dimensions", "score"}
     assert card_fields <= set(part["products"][0])
+    # one product shape everywhere: the interior's card is the catalog's answer for that product, plus its score
+    card = part["products"][0]
+    listed = fn("products_search").get("/", query_string={"label": card["label"], "limit": 100}).get_json()
+    same = next(p for p in listed["products"] if p["id"] == card["id"])
+    assert set(card) == set(same) | {"score"}
+    def unsigned(product: dict) -> dict:  # URLs are signed per answer, so only their paths compare
+        return {**{k: v for k, v in product.items() if k != "score"}, "image_url": product["image_url"].split("?")[0],
+                "image_urls": [u.split("?")[0] for u in product["image_urls"]]}
+
+    assert unsigned(card) == unsigned(same) and card["image_url"] == card["image_urls"][0]
     ar = part["ar_objects"][0]
     assert ar["model_url"].startswith("http") and (ar["width"], ar["depth"], ar["height"]) == (100.0, 50.0, 80.0)
     assert [n["status"] for n in _notifications(user["id"])] == ["done"]
@@ -291,9 +301,9 @@ def test_http_detector_parts_are_matched_in_one_batch_by_their_embeddings(env, u
     finally:
         double.stop()
     parts = _doc(doc["_id"])["variants"][0]["detected_parts"]
-    assert [p["products"][0]["id"] for p in parts[:2]] == ["test-sofa-2", "test-lamp-1"]
+    assert [p["products"][0]["product"]["_id"] for p in parts[:2]] == ["test-sofa-2", "test-lamp-1"]
     assert parts[1]["box"] == {"x": 500, "y": 100, "width": 60, "height": 280}
-    assert all(p["label"] == "lamp" for p in parts[2]["products"])
+    assert all(m["product"]["label"] == "lamp" for m in parts[2]["products"])
     assert len(double.received) == 1 and double.received[0]["size"] > 0
 
 
