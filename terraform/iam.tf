@@ -27,9 +27,13 @@ locals {
     )) : grant => { account = split("/", grant)[0], secret = split("/", grant)[1] }
   }
 
+  # Object access per account and bucket. A V4 signed URL works only if its signer may read the object, so an
+  # account that signs links into a bucket reads it: api signs the catalog's product images, style pictures and
+  # .glb models (lib/catalog.py).
   bucket_grants = {
     "api/uploads"    = { account = "api", bucket = "uploads", role = "roles/storage.objectUser" }
     "api/images"     = { account = "api", bucket = "images", role = "roles/storage.objectUser" }
+    "api/catalog"    = { account = "api", bucket = "catalog", role = "roles/storage.objectViewer" }
     "events/uploads" = { account = "events", bucket = "uploads", role = "roles/storage.objectUser" }
     "events/images"  = { account = "events", bucket = "images", role = "roles/storage.objectUser" }
     "events/catalog" = { account = "events", bucket = "catalog", role = "roles/storage.objectViewer" }
