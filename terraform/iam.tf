@@ -68,11 +68,18 @@ resource "google_storage_bucket_iam_member" "objects" {
   member = "serviceAccount:${google_service_account.this[each.value.account].email}"
 }
 
-# Signed URLs: the HTTP functions sign V4 URLs with IAM signBlob as themselves (SIGNING_SERVICE_ACCOUNT).
+# Signed URLs are signed with IAM signBlob as the runtime's own identity (SIGNING_SERVICE_ACCOUNT): the HTTP
+# functions sign links for clients, the generation job signs the photo link it sends to Replicate.
 resource "google_service_account_iam_member" "api_signs_as_itself" {
   service_account_id = google_service_account.this["api"].name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = "serviceAccount:${google_service_account.this["api"].email}"
+}
+
+resource "google_service_account_iam_member" "worker_signs_as_itself" {
+  service_account_id = google_service_account.this["worker"].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${google_service_account.this["worker"].email}"
 }
 
 # Enqueueing: interiors_generate (api) creates tasks whose OAuth token is minted for the tasks account,

@@ -83,7 +83,8 @@ resource "google_cloud_run_v2_job" "this" {
         }
 
         dynamic "env" {
-          for_each = local.common_env
+          # V4 signed URLs (the photo link sent to Replicate) are signed through IAM signBlob as the job's identity.
+          for_each = merge(local.common_env, { SIGNING_SERVICE_ACCOUNT = google_service_account.this["worker"].email })
           content {
             name  = env.key
             value = env.value
