@@ -38,9 +38,9 @@ locals {
     interiors_save       = { trigger = { type = "http" }, public = true }
     interiors_delete     = { trigger = { type = "http" }, public = true }
     styles_list          = { trigger = { type = "http" }, public = true, memory = "256Mi" }
-    products_search      = { trigger = { type = "http" }, public = true, secrets = ["jwt_secret", "mongodb_uri", "qdrant_api_key"] }
+    products_search      = { trigger = { type = "http" }, public = true }
     products_similar     = { trigger = { type = "http" }, public = true, secrets = ["jwt_secret", "mongodb_uri", "qdrant_api_key"] }
-    ar_similar_objects   = { trigger = { type = "http" }, public = true, secrets = ["jwt_secret", "mongodb_uri", "qdrant_api_key"] }
+    ar_similar_objects   = { trigger = { type = "http" }, public = true }
     openapi              = { trigger = { type = "http" }, public = true, memory = "256Mi" }
     on_upload_finalized  = { trigger = { type = "storage", bucket = "uploads" }, memory = "2Gi", cpu = "1", timeout = 300, max_instances = 10 }
     on_catalog_uploaded  = { trigger = { type = "storage", bucket = "catalog" }, max_instances = 2 }

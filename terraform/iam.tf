@@ -30,14 +30,16 @@ locals {
   # Object access per account and bucket. A V4 signed URL works only if its signer may read the object, so an
   # account that signs links into a bucket reads it: api signs the catalog's product images, style pictures and
   # .glb models (lib/catalog.py).
+  #   events  on_upload_finalized normalizes raw uploads into images; on_catalog_uploaded only starts the import
+  #           job (it never reads the catalog file)
+  #   worker  generation reads the normalized photo and writes variants in images (never uploads); the import
+  #           reads catalog files and their gs:// images
   bucket_grants = {
     "api/uploads"    = { account = "api", bucket = "uploads", role = "roles/storage.objectUser" }
     "api/images"     = { account = "api", bucket = "images", role = "roles/storage.objectUser" }
     "api/catalog"    = { account = "api", bucket = "catalog", role = "roles/storage.objectViewer" }
     "events/uploads" = { account = "events", bucket = "uploads", role = "roles/storage.objectUser" }
     "events/images"  = { account = "events", bucket = "images", role = "roles/storage.objectUser" }
-    "events/catalog" = { account = "events", bucket = "catalog", role = "roles/storage.objectViewer" }
-    "worker/uploads" = { account = "worker", bucket = "uploads", role = "roles/storage.objectViewer" }
     "worker/images"  = { account = "worker", bucket = "images", role = "roles/storage.objectUser" }
     "worker/catalog" = { account = "worker", bucket = "catalog", role = "roles/storage.objectViewer" }
   }
