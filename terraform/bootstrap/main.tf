@@ -70,6 +70,9 @@ resource "google_storage_bucket" "state" {
 }
 
 # Cloud Build's deploying identity: the admin roles of exactly the products terraform/ manages (no owner/editor).
+# compute.securityAdmin: compute.networkAdmin excludes firewall rules (and SSL certificates), and network.tf
+# creates the egress network's deny-ingress google_compute_firewall; no narrower predefined role grants
+# compute.firewalls.* on a project.
 resource "google_service_account" "deployer" {
   account_id   = "zipkku-deployer"
   display_name = "Zipkku Cloud Build deployer"
@@ -83,6 +86,7 @@ resource "google_project_iam_member" "deployer" {
     "roles/cloudtasks.admin",
     "roles/compute.loadBalancerAdmin",
     "roles/compute.networkAdmin",
+    "roles/compute.securityAdmin",
     "roles/eventarc.admin",
     "roles/iam.roleAdmin",
     "roles/logging.configWriter",
