@@ -15,10 +15,7 @@ epoch" that changes every half signed-URL lifetime, so a revalidated cached repl
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import json
 import re
 import statistics
 import time
@@ -28,7 +25,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pymongo.errors import DuplicateKeyError
 
-from lib import db, errors
+from lib import cursors, db, errors
 from lib.config import get_settings
 from lib.text import PlainText
 from lib.vectors import DIMENSION_KEYS as DIMENSIONS  # one list of dimension fields for Mongo and Qdrant
@@ -145,18 +142,12 @@ def public_product(product: dict, score: float | None = None) -> dict:
 
 
 def encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"a": last_id}).encode()).decode().rstrip("=")
+    return cursors.encode([last_id])
 
 
 def decode_cursor(cursor: str) -> str:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        last_id = data["a"]
-        if not isinstance(last_id, str) or not last_id:
-            raise ValueError
-        return last_id
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise errors.BadRequest("The cursor is not valid; start again without it.", code="INVALID_CURSOR") from None
+    (last_id,) = cursors.decode(cursor, 1)
+    return last_id
 
 
 def search_filter(query: SearchQuery) -> dict:

@@ -36,7 +36,7 @@ log = logging.getLogger("zipkku.http")
 Model = TypeVar("Model", bound=BaseModel)
 
 ALLOWED_REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, If-None-Match"
-EXPOSED_RESPONSE_HEADERS = "ETag, Retry-After, Location"
+EXPOSED_RESPONSE_HEADERS = "ETag, Retry-After, Idempotent-Replayed"
 
 
 # --- replies ---------------------------------------------------------------------------------------------

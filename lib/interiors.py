@@ -13,8 +13,7 @@ attempts, lease_owner?, lease_expires_at?, created_at, updated_at, finished_at?}
 
 from __future__ import annotations
 
-import base64
-import binascii
+import hashlib
 import json
 import logging
 from datetime import UTC, datetime
@@ -24,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
-from lib import db, errors, quota
+from lib import cursors, db, errors, quota
 from lib.config import get_settings
 from lib.text import PlainText
 
@@ -142,10 +141,11 @@ def store_request(user: dict[str, Any], body: GenerateBody,
     """Validate, take a quota unit and store the interior `queued` (not yet enqueued)."""
     user_id = user["_id"]
     interiors = db.collection(COLLECTION)
+    fingerprint = _request_fingerprint(body)
     if idempotency_key is not None:
         existing = interiors.find_one({"user_id": user_id, "idempotency_key": idempotency_key})
         if existing is not None:
-            return existing, False
+            return _replayed(existing, fingerprint), False
     upload = ready_upload(user_id, body.upload_id)
     style_doc, room_doc = resolve_style(body.style, body.room_type)
     period = quota.take(user_id)
@@ -159,7 +159,7 @@ def store_request(user: dict[str, Any], body: GenerateBody,
         "attempts": 0, "created_at": now, "updated_at": now,
     }
     if idempotency_key is not None:
-        doc["idempotency_key"] = idempotency_key
+        doc["idempotency_key"], doc["request_fingerprint"] = idempotency_key, fingerprint
     try:
         interiors.insert_one(doc)
     except DuplicateKeyError:  # the same key raced us: give the unit back and answer with the winner's
@@ -167,11 +167,24 @@ def store_request(user: dict[str, Any], body: GenerateBody,
         existing = interiors.find_one({"user_id": user_id, "idempotency_key": idempotency_key})
         if existing is None:
             raise errors.Conflict("A request with this Idempotency-Key is in progress.") from None
-        return existing, False
+        return _replayed(existing, fingerprint), False
     except Exception:
         quota.refund(user_id, period)
         raise
     return doc, True
+
+
+def _request_fingerprint(body: GenerateBody) -> str:
+    return hashlib.sha256(json.dumps(body.model_dump(), sort_keys=True).encode()).hexdigest()
+
+
+def _replayed(existing: dict[str, Any], fingerprint: str) -> dict[str, Any]:
+    """The interior an Idempotency-Key already made, if this request is the same one again (a retry); a
+    different request under a used key is a client bug, refused rather than silently answered (422)."""
+    if existing.get("request_fingerprint", fingerprint) != fingerprint:
+        raise errors.Unprocessable("This Idempotency-Key was already used for a different request; use a new key.",
+                                   code="IDEMPOTENCY_KEY_REUSED")
+    return existing
 
 
 def enqueue(doc: dict[str, Any]) -> None:
@@ -250,7 +263,8 @@ def view(doc: dict[str, Any], *, summary: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": doc["_id"], "status": doc["status"], "progress": doc.get("progress"),
         "room_type": doc["room_type"], "style": doc["style"], "prompt": doc.get("prompt", ""),
-        "variants_requested": doc.get("variants_requested", 1), "saved": bool(doc.get("saved")),
+        "variants_requested": doc.get("variants_requested", 1), "strength": doc.get("strength"),
+        "saved": bool(doc.get("saved")),
         "original_image_url": _url(doc.get("original_image")), "created_at": doc["created_at"],
         "updated_at": doc.get("updated_at"), "finished_at": doc.get("finished_at"),
     }
@@ -275,21 +289,19 @@ def view(doc: dict[str, Any], *, summary: bool = False) -> dict[str, Any]:
 # --- list with a stable cursor ---------------------------------------------------------------------------
 
 def _encode_cursor(doc: dict[str, Any]) -> str:
-    raw = json.dumps([doc["created_at"].isoformat(), doc["_id"]]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return cursors.encode([doc["created_at"].isoformat(), doc["_id"]])
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    created, last_id = cursors.decode(cursor, 2)
     try:
-        created, last_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         created = datetime.fromisoformat(created)
         if created.tzinfo is None:
             raise ValueError("naive")
         # in UTC here, so a forged year-1 or year-9999 value fails now (OverflowError), not inside BSON encoding
-        return created.astimezone(UTC), str(last_id)
-    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
-        raise errors.ValidationFailed("The cursor is not valid.", details=[
-            {"field": "cursor", "message": "not a cursor from a previous page", "type": "value_error"}]) from None
+        return created.astimezone(UTC), last_id
+    except (ValueError, OverflowError):
+        raise cursors.invalid() from None
 
 
 def list_for(user_id: str, query: ListQuery) -> tuple[list[dict[str, Any]], str | None]:
@@ -332,15 +344,19 @@ def delete(user_id: str, interior_id: str) -> None:
     matching) and stops; anything it writes afterwards lands under the deleted prefix and is removed again."""
     from lib import storage
 
-    doc = db.collection(COLLECTION).find_one_and_delete({"_id": interior_id, "user_id": user_id})
-    if doc is None:
+    interiors = db.collection(COLLECTION)
+    if interiors.count_documents({"_id": interior_id, "user_id": user_id}, limit=1) == 0:
         raise errors.NotFound("No such interior.", code="INTERIOR_NOT_FOUND")
+    # The images go first: when storage fails (503) the design is still listed and the delete can be retried.
+    storage.delete_prefix(get_settings().images_bucket, images_prefix(user_id, interior_id))
+    doc = interiors.find_one_and_delete({"_id": interior_id, "user_id": user_id})
+    if doc is None:
+        return  # a concurrent delete finished it
     # Refund only what was never delivered: a running design already shows its stored variants (interiors_get
     # signs them as they arrive), so deleting it after they exist must not give the unit back.
     delivered = any(v.get("image") for v in doc.get("variants") or [])
     if doc["status"] in ("queued", "running") and not delivered:
         quota.refund(user_id, doc.get("quota_period"))
-    storage.delete_prefix(get_settings().images_bucket, images_prefix(user_id, interior_id))
 
 
 def delete_all_for_user(user_id: str) -> None:

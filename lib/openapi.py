@@ -31,6 +31,8 @@ class Operation:
     errors: tuple[int, ...] = ()
     description: str = ""
     multipart_file: str | None = None  # a multipart/form-data body with this one file part
+    cached: bool = False  # answers carry ETag + Cache-Control and a matching If-None-Match gets 304
+    offline: bool = False  # needs no database or other dependency, so it never answers 503
 
 
 _AUTH_ERRORS = (401,)
@@ -74,21 +76,24 @@ OPERATIONS: tuple[Operation, ...] = (
               query="lib.uploads:GetQuery", errors=(*_AUTH_ERRORS, 400, 404)),
     # catalog
     Operation("styles_list", "GET", "Styles and room types (or one style with ?name=)",
-              query="lib.catalog:StylesQuery", errors=(400, 404)),
+              query="lib.catalog:StylesQuery", errors=(400, 404), cached=True),
     Operation("products_search", "GET", "Search products by label, size that fits, price and text",
-              query="lib.catalog:SearchQuery", errors=(400,),
+              query="lib.catalog:SearchQuery", errors=(400,), cached=True,
               description="Returns {products, next_cursor}; pass next_cursor back as cursor for the next page."),
     Operation("products_similar", "GET", "Products that look like a product", query="lib.catalog:SimilarQuery",
-              errors=(400, 404)),
+              errors=(400, 404, 409), cached=True,
+              description="409 NOT_EMBEDDED while the product has no vector yet (its import is still running)."),
     Operation("ar_similar_objects", "GET", "3D models for a label with its typical dimensions",
-              query="lib.catalog:ArQuery", errors=(400, 404)),
+              query="lib.catalog:ArQuery", errors=(400, 404), cached=True),
     Operation("ar_similar_objects", "POST", "3D models for a label with its typical dimensions",
-              body="lib.catalog:ArQuery", errors=(*_BODY_ERRORS, 404)),
+              body="lib.catalog:ArQuery", errors=(*_BODY_ERRORS, 404), cached=True),
     # generation
     Operation("interiors_generate", "POST", "Request a redesign of an uploaded room photo", 202, auth=True,
               body="lib.interiors:GenerateBody", errors=(*_AUTH_ERRORS, *_BODY_ERRORS, 404, 409, 422, 429, 503),
-              description="Answers at once with the queued {interior}; poll /interiors-get. An Idempotency-Key "
-                          "header makes retries return the same interior. 429 QUOTA_EXCEEDED with Retry-After.",
+              description="Answers at once with the queued {interior}; poll /interiors-get?id=. An Idempotency-Key "
+                          "header makes retries return the same interior (with Idempotent-Replayed: true); the "
+                          "same key with a different request is 422 IDEMPOTENCY_KEY_REUSED. 429 QUOTA_EXCEEDED "
+                          "with Retry-After.",
               headers={"Idempotency-Key": "lib.interiors:IdempotencyKey"}),
     Operation("interiors_get", "GET", "An interior's status, progress and results", auth=True,
               query="lib.interiors:GetQuery", errors=(*_AUTH_ERRORS, 400, 404)),
@@ -101,7 +106,7 @@ OPERATIONS: tuple[Operation, ...] = (
               query="lib.interiors:GetQuery", errors=(*_AUTH_ERRORS, 400, 404)),
     Operation("interiors_delete", "POST", "Delete an interior and its stored images", 204, auth=True,
               body="lib.interiors:DeleteBody", errors=(*_AUTH_ERRORS, *_BODY_ERRORS, 404)),
-    Operation("openapi", "GET", "This document"),
+    Operation("openapi", "GET", "This document", cached=True, offline=True),
 )
 
 _STATUS_TEXT = {
@@ -110,6 +115,12 @@ _STATUS_TEXT = {
     405: "Method not allowed", 409: "Conflict", 413: "Too large", 415: "Unsupported media type",
     422: "Understood but not processable", 429: "Too many requests (see Retry-After)",
     503: "A dependency is unavailable (see Retry-After)",
+}
+
+_HEADERS = {
+    "ETag": {"description": "Version of this answer; send it back as If-None-Match", "schema": {"type": "string"}},
+    "Cache-Control": {"description": "public, max-age=... for catalog answers", "schema": {"type": "string"}},
+    "Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}},
 }
 
 _ERROR_SCHEMA = {
@@ -158,6 +169,8 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     for header, reference in op.headers.items():
         (schema,) = _model(reference).model_json_schema()["properties"].values()
         parameters.append({"name": header, "in": "header", "required": False, "schema": schema})
+    if op.cached:
+        parameters.append({"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}})
     if parameters:
         doc["parameters"] = parameters
     if op.body:
@@ -171,11 +184,17 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     if op.success != 204:
         success["content"] = {"application/json": {"schema": RESPONSES[(op.function, op.method)]}}
     responses = {str(op.success): success}
-    for status in sorted({*op.errors, 405}):
+    if op.cached:
+        cache_headers = {name: _HEADERS[name] for name in ("ETag", "Cache-Control")}
+        success["headers"] = cache_headers
+        responses["304"] = {"description": "Not modified: If-None-Match matched the ETag", "headers": cache_headers}
+    for status in sorted({*op.errors, 405, *(() if op.offline else (503,))}):
         responses[str(status)] = {
             "description": _STATUS_TEXT[status],
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
+        if status in (429, 503):
+            responses[str(status)]["headers"] = {"Retry-After": _HEADERS["Retry-After"]}
     doc["responses"] = responses
     return doc
 

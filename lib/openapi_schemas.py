@@ -33,6 +33,24 @@ NUMBER = {"type": "number"}
 XYZ = _object({"x": NUMBER, "y": NUMBER, "z": NUMBER})
 DIMENSIONS = {"type": "object", "properties": {"width_cm": NUMBER, "depth_cm": NUMBER, "height_cm": NUMBER}}
 
+# Why an upload was rejected / an interior failed (tests/test_openapi.py keeps these equal to the codes in lib).
+UPLOAD_REJECTION_REASONS = ["empty", "corrupt", "truncated", "not_an_image", "too_large", "too_many_pixels",
+                            "content_type_mismatch", "not_received"]
+INTERIOR_FAILURE_REASONS = ["PROVIDER_REJECTED_PROMPT", "PROVIDER_REJECTED_INPUT", "PROVIDER_BILLING", "PROVIDER_AUTH",
+                            "PROVIDER_RATE_LIMIT", "PROVIDER_UNAVAILABLE", "PROVIDER_TIMEOUT", "PROVIDER_FAILED",
+                            "PROVIDER_BAD_RESPONSE", "INVALID_IMAGE", "ATTEMPTS_EXHAUSTED", "GENERATION_FAILED",
+                            "ENQUEUE_FAILED"]
+
+_INTERIOR_REQUIRED = {"id": STRING, "status": {"enum": ["queued", "running", "done", "failed"]}, "room_type": STRING,
+                      "style": STRING, "prompt": STRING, "saved": {"type": "boolean"}, "created_at": TIME}
+_INTERIOR_OPTIONAL = {
+    "progress": {"type": ["object", "null"], "properties": {"stage": STRING, "percent": NUMBER}},
+    "variants_requested": {"type": "integer"}, "strength": {"type": ["number", "null"]},
+    "original_image_url": NULLABLE_URL, "updated_at": NULLABLE_TIME, "finished_at": NULLABLE_TIME,
+    "reason": {"enum": [*INTERIOR_FAILURE_REASONS, None]}, "reason_message": NULLABLE_STRING,
+    "timings": {"type": ["object", "null"]},
+}
+
 COMPONENTS: dict[str, dict[str, Any]] = {
     "User": _object({"id": STRING, "email": STRING, "name": STRING, "created_at": TIME}),
     "TokenPair": _object({"access_token": STRING, "refresh_token": STRING, "token_type": {"const": "bearer"},
@@ -40,9 +58,9 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     "Upload": _object(
         {"id": STRING, "status": {"enum": ["pending", "ready", "rejected"]}},
         {"content_type": NULLABLE_STRING, "size_bytes": {"type": ["integer", "null"]}, "created_at": NULLABLE_TIME,
-         "updated_at": NULLABLE_TIME, "reason": NULLABLE_STRING, "message": NULLABLE_STRING,
-         "image_url": NULLABLE_URL, "thumbnail_url": NULLABLE_URL, "width": {"type": ["integer", "null"]},
-         "height": {"type": ["integer", "null"]}}),
+         "updated_at": NULLABLE_TIME, "reason": {"enum": [*UPLOAD_REJECTION_REASONS, None]},
+         "reason_message": NULLABLE_STRING, "image_url": NULLABLE_URL, "thumbnail_url": NULLABLE_URL,
+         "width": {"type": ["integer", "null"]}, "height": {"type": ["integer", "null"]}}),
     "Style": _object({"id": STRING, "name": STRING, "room_types": _array(STRING)},
                      {"description": STRING, "image_url": NULLABLE_URL, "palette": {"type": "array"}}),
     "RoomType": _object({"id": STRING, "name": STRING}),
@@ -60,16 +78,10 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         {"id": STRING, "label": STRING, "confidence": NUMBER,
          "box": _object({"x": NUMBER, "y": NUMBER, "width": NUMBER, "height": NUMBER}),
          "products": _array(_ref("Product")), "ar_objects": _array(_ref("ArObject"))}),
-    "Interior": _object(
-        {"id": STRING, "status": {"enum": ["queued", "running", "done", "failed"]}, "room_type": STRING,
-         "style": STRING, "prompt": STRING, "saved": {"type": "boolean"}, "created_at": TIME},
-        {"progress": {"type": ["object", "null"], "properties": {"stage": STRING, "percent": NUMBER}},
-         "variants_requested": {"type": "integer"}, "original_image_url": NULLABLE_URL,
-         "updated_at": NULLABLE_TIME, "finished_at": NULLABLE_TIME, "reason": NULLABLE_STRING,
-         "reason_message": NULLABLE_STRING, "timings": {"type": ["object", "null"]},
-         "thumbnail_url": NULLABLE_URL,
-         "variants": _array(_object({"index": {"type": "integer"}, "image_url": URL,
-                                     "detected_parts": _array(_ref("DetectedPart"))}))}),
+    # interiors-get; lists (interiors-list, me.recent_saved) answer InteriorSummary: no variants, a thumbnail
+    "Interior": _object(_INTERIOR_REQUIRED, {**_INTERIOR_OPTIONAL, "variants": _array(_object(
+        {"index": {"type": "integer"}, "image_url": URL, "detected_parts": _array(_ref("DetectedPart"))}))}),
+    "InteriorSummary": _object(_INTERIOR_REQUIRED, {**_INTERIOR_OPTIONAL, "thumbnail_url": NULLABLE_URL}),
     "Notification": _object(
         {"id": STRING, "kind": STRING, "read": {"type": "boolean"}, "created_at": TIME},
         {"interior_id": NULLABLE_STRING, "status": NULLABLE_STRING, "reason": NULLABLE_STRING,
@@ -86,7 +98,7 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("me", "GET"): _object({"user": _ref("User"),
                             "usage": _object({"used": {"type": "integer"}, "limit": {"type": "integer"},
                                               "resets_at": NULLABLE_TIME}),
-                            "recent_saved": _array(_ref("Interior")),
+                            "recent_saved": _array(_ref("InteriorSummary")),
                             "notifications": _array(_ref("Notification"))}),
     ("me", "PATCH"): _object({"user": _ref("User")}, {"tokens": _ref("TokenPair")}),
     ("uploads_create", "POST"): _object({"upload": _ref("Upload"), "put_url": URL,
@@ -103,7 +115,7 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("ar_similar_objects", "POST"): _object({"objects": _array(_ref("ArObject"))}, {"label": STRING}),
     ("interiors_generate", "POST"): _object({"interior": _ref("Interior")}),
     ("interiors_get", "GET"): _object({"interior": _ref("Interior")}),
-    ("interiors_list", "GET"): _object({"interiors": _array(_ref("Interior")), **PAGE_CURSOR}),
+    ("interiors_list", "GET"): _object({"interiors": _array(_ref("InteriorSummary")), **PAGE_CURSOR}),
     ("interiors_save", "POST"): _object({"interior": _ref("Interior")}),
     ("openapi", "GET"): _object({"openapi": STRING, "paths": {"type": "object"}}),
 }

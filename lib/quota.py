@@ -42,7 +42,8 @@ def take(user_id: str) -> datetime:
             raise errors.TooManyRequests(
                 f"You have used all {limit} generations of this period; more are available in {wait} seconds.",
                 code="QUOTA_EXCEEDED", retry_after_seconds=wait,
-                details=[{"used": current["used"], "limit": limit, "resets_at": current["resets_at"].isoformat()}],
+                details=[{"field": "quota", "message": f"{current['used']} of {limit} used", "type": "quota_exceeded",
+                          "used": current["used"], "limit": limit, "resets_at": current["resets_at"]}],
             )
         if limit < 1:
             raise errors.TooManyRequests("Generation is not available for this account.", code="QUOTA_EXCEEDED",

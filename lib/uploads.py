@@ -55,6 +55,8 @@ class CreateBody(BaseModel):
 
 
 class GetQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     id: str = Field(min_length=1, max_length=64)
 
 
@@ -97,10 +99,10 @@ def _check_size(size_bytes: int) -> None:
 def get_for_user(user_id: str, upload_id: str) -> dict[str, Any]:
     """The caller's upload; 404 for an unknown id and for someone else's (no difference is revealed)."""
     if not isinstance(upload_id, str) or not _ID.match(upload_id):
-        raise errors.NotFound("No such upload.")
+        raise errors.NotFound("No such upload.", code="UPLOAD_NOT_FOUND")
     doc = _collection().find_one({"_id": upload_id, "user_id": user_id})
     if doc is None:
-        raise errors.NotFound("No such upload.")
+        raise errors.NotFound("No such upload.", code="UPLOAD_NOT_FOUND")
     return _settle_if_never_received(doc)
 
 
@@ -132,7 +134,7 @@ def public_upload(doc: dict[str, Any]) -> dict[str, Any]:
     }
     if doc["status"] == "rejected":
         reply["reason"] = doc.get("reason")
-        reply["message"] = doc.get("reason_message")
+        reply["reason_message"] = doc.get("reason_message")
     if doc["status"] == "ready":
         reply.update({
             "image_url": storage.client_url(doc.get("image")),

@@ -42,7 +42,7 @@ def test_generate_answers_202_at_once_and_the_job_finishes_it(fn, ctx):
     interior = r.get_json()["interior"]
     assert interior["status"] == "queued" and interior["progress"] == {"stage": "queued", "percent": 0}
     assert interior["prompt"] == "plants everywhere" and interior["style"] == "boho"
-    assert r.headers["Location"] == f"/interiors-get?id={interior['id']}"
+    assert "Location" not in r.headers  # each function has its own URL: poll interiors-get?id= instead
     assert db.collection("local_tasks").count_documents({"_id": {"$regex": f"interior-{interior['id']}$"}}) == 1
     started = [e for e in jobs._executions if e not in before]
     assert len(started) == 1 and started[0].startswith("generate-interior-")
@@ -115,12 +115,25 @@ def test_idempotency_key_returns_the_same_interior(fn, ctx, make_user):
     assert bad.status_code == 400
 
 
+def test_a_used_idempotency_key_with_a_different_request_is_refused(fn, ctx):
+    first = _generate(fn, ctx, headers={"Idempotency-Key": "key-2"}, variants=1)
+    assert first.status_code == 202
+    other = _generate(fn, ctx, headers={"Idempotency-Key": "key-2"}, variants=3)
+    assert other.status_code == 422 and other.get_json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert quota.usage(ctx["user"]["id"])["used"] == 1
+    assert db.collection("interiors").count_documents({"user_id": ctx["user"]["id"]}) == 1
+    assert _generate(fn, ctx, headers={"Idempotency-Key": "key-2"}, variants=1).status_code == 202  # the retry
+
+
 def test_quota_exceeded_is_429_with_retry_after(fn, ctx, env):
     env(generation_quota=1)
     assert _generate(fn, ctx).status_code == 202
     r = _generate(fn, ctx)
     assert r.status_code == 429 and r.get_json()["error"]["code"] == "QUOTA_EXCEEDED"
     assert 0 < int(r.headers["Retry-After"]) <= get_settings().generation_quota_period_seconds
+    (detail,) = r.get_json()["error"]["details"]
+    assert (detail["field"], detail["type"], detail["used"], detail["limit"]) == ("quota", "quota_exceeded", 1, 1)
+    assert detail["resets_at"].endswith("Z")  # the same time format as every other answer
 
 
 def test_one_unit_left_and_two_concurrent_requests_give_one_202_and_one_429(fn, ctx, env):

@@ -68,3 +68,34 @@ def test_deleting_the_account_documents_its_current_password_body():
     schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
     assert schema["required"] == ["current_password"] and set(schema["properties"]) == {"current_password"}
     assert {"400", "403", "429"} <= set(delete["responses"]) and "429" in doc["paths"]["/me"]["patch"]["responses"]
+
+
+def test_documented_reasons_are_the_codes_the_code_uses():
+    import re
+    from pathlib import Path
+
+    from lib import generation, interiors, openapi_schemas, providers
+
+    lib = Path(__file__).resolve().parent.parent / "lib"
+    rejections = set(re.findall(r'ImageRejected\(\s*"([a-z_]+)"', "".join(p.read_text() for p in lib.rglob("*.py"))))
+    assert set(openapi_schemas.UPLOAD_REJECTION_REASONS) == rejections | {"not_received"}
+    failures = {v for k, v in vars(providers).items() if k.isupper() and isinstance(v, str)}
+    failures |= {generation.ATTEMPTS_EXHAUSTED, generation.GENERATION_FAILED, interiors.ENQUEUE_FAILED}
+    assert set(openapi_schemas.INTERIOR_FAILURE_REASONS) == failures
+
+
+def test_caching_outages_and_retry_after_are_documented(fn):
+    doc = fn("openapi").get("/").get_json()
+    catalog = doc["paths"]["/products-search"]["get"]
+    assert set(catalog["responses"]["304"]["headers"]) == {"ETag", "Cache-Control"}
+    assert "If-None-Match" in [p["name"] for p in catalog["parameters"]]
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            assert ("503" in operation["responses"]) == (path != "/openapi"), (path, method)
+            for status in ("429", "503"):
+                if status in operation["responses"]:
+                    assert "Retry-After" in operation["responses"][status]["headers"], (path, method, status)
+    # and what the running function does matches: a matching If-None-Match is a 304
+    first = fn("styles_list").get("/")
+    again = fn("styles_list").get("/", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and "304" in doc["paths"]["/styles-list"]["get"]["responses"]

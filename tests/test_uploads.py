@@ -72,6 +72,12 @@ def image_objects(user_id: str) -> list:
 
 # --- uploads_create ---------------------------------------------------------------------------------------
 
+def test_an_upload_reads_back_as_it_was_created(fn, user):
+    """Times are stored to the millisecond, so the create answer must not show more than a later read."""
+    created = create(fn, user).get_json()["upload"]
+    assert get(fn, user, created["id"]).get_json()["upload"] == created
+
+
 def test_create_returns_a_pending_upload_and_a_signed_put(fn, user):
     response = create(fn, user, "image/jpeg", 123456)
     assert response.status_code == 201
@@ -179,7 +185,7 @@ def test_bad_uploads_are_rejected_with_a_reason(fn, user, data, content_type, de
 
     upload = get(fn, user, bad_id).get_json()["upload"]
     assert upload["status"] == "rejected" and upload["reason"] == reason, upload
-    assert upload["message"]
+    assert upload["reason_message"]
     assert "image_url" not in upload and "thumbnail_url" not in upload
     # Nothing was written for the bad one; the earlier photo is untouched.
     assert sorted(b.name for b in image_objects(user["user"]["id"])) == good_objects
@@ -328,7 +334,7 @@ def test_someone_elses_upload_is_404(fn, make_user):
     owner, stranger = make_user(), make_user()
     upload_id = create(fn, owner).get_json()["upload"]["id"]
     response = get(fn, stranger, upload_id)
-    assert response.status_code == 404 and response.get_json()["error"]["code"] == "NOT_FOUND"
+    assert response.status_code == 404 and response.get_json()["error"]["code"] == "UPLOAD_NOT_FOUND"
     assert get(fn, owner, upload_id).status_code == 200
 
 
@@ -368,7 +374,7 @@ def test_a_photo_that_never_arrived_ends_rejected_instead_of_pending_forever(fn,
     link_expired_long_ago(upload_id)
     upload = get(fn, user, upload_id).get_json()["upload"]
     assert (upload["status"], upload["reason"]) == ("rejected", "not_received")
-    assert "create a new upload" in upload["message"]
+    assert "create a new upload" in upload["reason_message"]
     assert get(fn, user, upload_id).get_json()["upload"] == upload  # settled once, then just read
 
 

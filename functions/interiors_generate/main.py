@@ -16,7 +16,6 @@ def interiors_generate(request, user):
     if key is not None:
         key = validate(interiors.IdempotencyKey, {"key": key}).key
     doc, created = interiors.create(user, body, key)
-    headers = {"Location": f"/interiors-get?id={doc['_id']}"}
-    if not created:
-        headers["Idempotent-Replayed"] = "true"
+    # No Location header: each function has its own URL in production, so a path would point at this one.
+    headers = {} if created else {"Idempotent-Replayed": "true"}
     return json_response({"interior": interiors.view(doc)}, 202, headers)
