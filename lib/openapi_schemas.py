@@ -110,7 +110,7 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
                                                 "room_types": _array(_ref("RoomType"))}),
                                        _object({"style": _ref("Style")})]},
     ("products_search", "GET"): _object({"products": _array(_ref("Product")), **PAGE_CURSOR}),
-    ("products_similar", "GET"): _object({"products": _array(_ref("Product"))}),
+    ("products_similar", "GET"): _object({"products": _array(_ref("Product"))}, {"product_id": STRING}),
     ("ar_similar_objects", "GET"): _object({"objects": _array(_ref("ArObject"))}, {"label": STRING}),
     ("ar_similar_objects", "POST"): _object({"objects": _array(_ref("ArObject"))}, {"label": STRING}),
     ("interiors_generate", "POST"): _object({"interior": _ref("Interior")}),
