@@ -88,6 +88,19 @@ resource "google_logging_metric" "http_5xx" {
   depends_on = [google_project_service.this]
 }
 
+# A log-based metric can take up to 10 minutes to become usable in alert conditions: an alert policy created
+# right after its metric fails with 404 "Cannot find metric(s)" (hashicorp/terraform-provider-google#11102).
+# The policies on log-based metrics wait for this sleep, which starts again whenever one of those metrics is
+# replaced (triggers).
+resource "time_sleep" "log_metrics_available" {
+  create_duration = "10m"
+
+  triggers = {
+    generation_outcomes = google_logging_metric.generation_outcomes.id
+    http_5xx            = google_logging_metric.http_5xx.id
+  }
+}
+
 resource "google_monitoring_notification_channel" "email" {
   for_each = toset(var.alert_emails)
 
@@ -138,6 +151,8 @@ resource "google_monitoring_alert_policy" "generation_failures" {
     content   = "Generations are failing. Group the log-based metric by `reason` (dashboard) and read the job's logs: `jsonPayload.message=~\"^interior [^ ]+ failed:\"`. Failed generations refund the user's quota."
     mime_type = "text/markdown"
   }
+
+  depends_on = [time_sleep.log_metrics_available]
 }
 
 resource "google_monitoring_alert_policy" "http_5xx" {
@@ -166,6 +181,8 @@ resource "google_monitoring_alert_policy" "http_5xx" {
     content   = "A function is failing. 503s mean a dependency (Atlas, Qdrant) is down; 500s are bugs: search the function's logs for severity>=ERROR."
     mime_type = "text/markdown"
   }
+
+  depends_on = [time_sleep.log_metrics_available]
 }
 
 resource "google_monitoring_alert_policy" "dead_letters" {

@@ -21,6 +21,10 @@ terraform {
       source  = "hashicorp/random"
       version = "3.7.2"
     }
+    time = {
+      source  = "hashicorp/time"
+      version = "0.13.1"
+    }
   }
 
   # Remote state in the bucket made by terraform/bootstrap (see README "Deploy"). The bucket is passed at

@@ -315,7 +315,7 @@ def declared(folder: Path) -> dict[str, set]:
     return found
 
 
-REFERENCE = re.compile(r"(?<![\w.-])(data\.)?((?:google|mongodbatlas|qdrant-cloud|random)_[a-z0-9_]+)\.([a-z0-9_]+)")
+REFERENCE = re.compile(r"(?<![\w.-])(data\.)?((?:google|mongodbatlas|qdrant-cloud|random|time)_[a-z0-9_]+)\.([a-z0-9_]+)")
 
 
 def code_of(folder: Path) -> str:
