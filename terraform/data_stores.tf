@@ -5,6 +5,10 @@ locals {
   mongodb_srv = local.atlas_flex ? (
     one(mongodbatlas_flex_cluster.this[*].connection_strings.standard_srv)
   ) : one(mongodbatlas_advanced_cluster.this[*].connection_strings.standard_srv)
+  # The name read back from whichever cluster exists: what refers to the cluster waits until it is there.
+  created_cluster_name = local.atlas_flex ? (
+    one(mongodbatlas_flex_cluster.this[*].name)
+  ) : one(mongodbatlas_advanced_cluster.this[*].name)
 }
 
 resource "mongodbatlas_project" "this" {
@@ -61,7 +65,7 @@ resource "mongodbatlas_database_user" "app" {
   }
 
   scopes {
-    name = local.cluster_name
+    name = local.created_cluster_name
     type = "CLUSTER"
   }
 }
@@ -87,11 +91,16 @@ data "qdrant-cloud_booking_packages" "gcp" {
   cloud_region   = var.qdrant_region
 }
 
+# The paid package of exactly this cpu/ram. Several can share a size (tiers, zone options): the cheapest is
+# taken, then the lowest id, so the choice never depends on the order the API lists them in. The cluster's
+# precondition says so when the region has none.
 locals {
-  qdrant_package = one([
-    for package in data.qdrant-cloud_booking_packages.gcp.packages : package
-    if package.resource_configuration[0].cpu == var.qdrant_package.cpu && package.resource_configuration[0].ram == var.qdrant_package.ram
-  ])
+  qdrant_packages = {
+    for package in data.qdrant-cloud_booking_packages.gcp.packages :
+    format("%012d/%s", package.unit_int_price_per_hour, package.id) => package
+    if package.type == "paid" && package.resource_configuration[0].cpu == var.qdrant_package.cpu && package.resource_configuration[0].ram == var.qdrant_package.ram
+  }
+  qdrant_package = try(local.qdrant_packages[sort(keys(local.qdrant_packages))[0]], null)
 }
 
 resource "qdrant-cloud_accounts_cluster" "this" {
@@ -102,7 +111,14 @@ resource "qdrant-cloud_accounts_cluster" "this" {
   configuration {
     number_of_nodes = var.qdrant_nodes
     node_configuration {
-      package_id = local.qdrant_package.id
+      package_id = try(local.qdrant_package.id, null)
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = local.qdrant_package != null
+      error_message = "Qdrant Cloud lists no paid package with cpu ${var.qdrant_package.cpu} and ram ${var.qdrant_package.ram} in ${var.qdrant_region}: set var.qdrant_package to a size the booking packages offer."
     }
   }
 }

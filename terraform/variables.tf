@@ -117,7 +117,7 @@ variable "qdrant_region" {
 }
 
 variable "qdrant_package" {
-  description = "Resources of one Qdrant node; the booking package with exactly this cpu/ram is used."
+  description = "Resources of one Qdrant node; the cheapest paid booking package with exactly this cpu/ram is used."
   type = object({
     cpu = string
     ram = string
