@@ -2,7 +2,7 @@
 # ever see short-lived V4 signed URLs.
 #   uploads  photos people upload: browser PUTs to signed URLs (CORS); raw/ originals are normalized by
 #            on_upload_finalized and then expire
-#   images   generated interiors and thumbnails (user data: versioned)
+#   images   normalized photos, thumbnails and generated interiors (user data)
 #   catalog  product catalog files an operator drops in catalog/ (versioned: a bad upload can be rolled back)
 #   sources  function source archives from scripts/package.py (versioned, old builds expire)
 # Every bucket is versioned; noncurrent_days is how long a replaced or deleted version is kept; expire lists
@@ -12,7 +12,9 @@ locals {
     # raw photos carry GPS: keep no old copy past a day; raw/ originals are only needed until
     # on_upload_finalized has normalized them
     uploads = { noncurrent_days = 1, expire = [{ prefix = "raw/", days = 2 }] }
-    images  = { noncurrent_days = 7, expire = [] }
+    # people's photos and designs: what they delete (a design, their account) must be gone within a day,
+    # so deleted versions are not kept longer; nothing here is ever overwritten, so there is nothing to undo
+    images  = { noncurrent_days = 1, expire = [] }
     catalog = { noncurrent_days = 30, expire = [] }
     # old function builds: the current deployment references its own sources/<version>/ objects
     sources = { noncurrent_days = 30, expire = [{ prefix = "sources/", days = 90 }] }
