@@ -106,15 +106,22 @@ def issue_access_token(user: dict[str, Any]) -> tuple[str, int]:
         "iss": s.jwt_issuer,
         "ep": _epoch(user),
     }
-    token = jwt.encode(claims, s.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+    token = jwt.encode(claims, _signing_key(), algorithm=ALGORITHM)
     return token, s.access_token_ttl_seconds
+
+
+def _signing_key() -> str:
+    secret = get_settings().jwt_secret
+    if secret is None:  # a deployment mistake, not bad input: fail loudly (a logged 500), never sign with nothing
+        raise RuntimeError("JWT_SECRET is not set, but this function signs or checks access tokens")
+    return secret.get_secret_value()
 
 
 def decode_access_token(token: str) -> dict[str, Any]:
     s = get_settings()
     try:
         claims = jwt.decode(
-            token, s.jwt_secret.get_secret_value(), algorithms=[ALGORITHM], issuer=s.jwt_issuer,
+            token, _signing_key(), algorithms=[ALGORITHM], issuer=s.jwt_issuer,
             options={"require": ["sub", "iat", "exp", "jti", "typ"]},
         )
     except jwt.ExpiredSignatureError:

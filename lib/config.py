@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     mongodb_timeout_ms: int = Field(default=5000, ge=100)
 
     # --- auth ---------------------------------------------------------------------------------------------
-    jwt_secret: SecretStr = Field(min_length=32)  # no default: a missing secret is a configuration error
+    # No default. Only processes that sign or check access tokens are given it (the auth and signed-in functions;
+    # not the event functions, the jobs or the public catalog): lib.auth refuses to work without it.
+    jwt_secret: SecretStr | None = Field(default=None, min_length=32)
     jwt_issuer: str = "zipkku"
     access_token_ttl_seconds: int = Field(default=900, ge=60)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=3600)

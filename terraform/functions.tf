@@ -9,6 +9,7 @@
 #            { type = "pubsub", topic = <topic> }     push subscription with a dead-letter topic
 #   public   invokable by allUsers (only HTTP functions the frontend calls)
 #   secrets  keys of local.secrets, injected as environment variables
+#   tokens   signs or checks access tokens, so it also gets the JWT key (no other function or job holds it)
 # Anything left out takes local.function_defaults.
 locals {
   function_defaults = {
@@ -20,26 +21,27 @@ locals {
     concurrency   = 1
     public        = false
     env           = {}
-    secrets       = ["jwt_secret", "mongodb_uri"]
+    secrets       = ["mongodb_uri"]
+    tokens        = false
   }
 
   functions = {
     auth_signup          = { trigger = { type = "http" }, public = true }
-    auth_login           = { trigger = { type = "http" }, public = true, min_instances = 1 }
-    auth_refresh         = { trigger = { type = "http" }, public = true }
+    auth_login           = { trigger = { type = "http" }, public = true, min_instances = 1, tokens = true }
+    auth_refresh         = { trigger = { type = "http" }, public = true, tokens = true }
     auth_logout          = { trigger = { type = "http" }, public = true }
-    me                   = { trigger = { type = "http" }, public = true }
-    uploads_create       = { trigger = { type = "http" }, public = true }
-    uploads_direct       = { trigger = { type = "http" }, public = true, memory = "1Gi", timeout = 120 }
-    uploads_get          = { trigger = { type = "http" }, public = true }
-    interiors_generate   = { trigger = { type = "http" }, public = true }
-    interiors_get        = { trigger = { type = "http" }, public = true, min_instances = 1 }
-    interiors_list       = { trigger = { type = "http" }, public = true }
-    interiors_save       = { trigger = { type = "http" }, public = true }
-    interiors_delete     = { trigger = { type = "http" }, public = true }
+    me                   = { trigger = { type = "http" }, public = true, tokens = true }
+    uploads_create       = { trigger = { type = "http" }, public = true, tokens = true }
+    uploads_direct       = { trigger = { type = "http" }, public = true, memory = "1Gi", timeout = 120, tokens = true }
+    uploads_get          = { trigger = { type = "http" }, public = true, tokens = true }
+    interiors_generate   = { trigger = { type = "http" }, public = true, tokens = true }
+    interiors_get        = { trigger = { type = "http" }, public = true, min_instances = 1, tokens = true }
+    interiors_list       = { trigger = { type = "http" }, public = true, tokens = true }
+    interiors_save       = { trigger = { type = "http" }, public = true, tokens = true }
+    interiors_delete     = { trigger = { type = "http" }, public = true, tokens = true }
     styles_list          = { trigger = { type = "http" }, public = true, memory = "256Mi" }
     products_search      = { trigger = { type = "http" }, public = true }
-    products_similar     = { trigger = { type = "http" }, public = true, secrets = ["jwt_secret", "mongodb_uri", "qdrant_api_key"] }
+    products_similar     = { trigger = { type = "http" }, public = true, secrets = ["mongodb_uri", "qdrant_api_key"] }
     ar_similar_objects   = { trigger = { type = "http" }, public = true }
     openapi              = { trigger = { type = "http" }, public = true, memory = "256Mi" }
     on_upload_finalized  = { trigger = { type = "storage", bucket = "uploads" }, memory = "2Gi", cpu = "1", timeout = 300, max_instances = 10 }
@@ -78,6 +80,7 @@ locals {
   function_specs = {
     for name, spec in local.functions : name => merge(local.function_defaults, spec, {
       service_account = spec.trigger.type == "http" ? "api" : "events"
+      secrets         = concat(lookup(spec, "tokens", false) ? ["jwt_secret"] : [], lookup(spec, "secrets", local.function_defaults.secrets))
       trigger = {
         type   = spec.trigger.type
         bucket = try(google_storage_bucket.this[spec.trigger.bucket].name, null)

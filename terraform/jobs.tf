@@ -12,7 +12,7 @@ locals {
       timeout     = "1800s"
       max_retries = 1
       parallelism = 1
-      secrets     = ["jwt_secret", "mongodb_uri", "qdrant_api_key", "replicate_api_token", "detector_api_key"]
+      secrets     = ["mongodb_uri", "qdrant_api_key", "replicate_api_token", "detector_api_key"]
     }
     import_catalog = {
       cpu         = "1"
@@ -20,7 +20,7 @@ locals {
       timeout     = "3600s"
       max_retries = 2
       parallelism = 1
-      secrets     = ["jwt_secret", "mongodb_uri", "qdrant_api_key", "detector_api_key"]
+      secrets     = ["mongodb_uri", "qdrant_api_key", "detector_api_key"]
     }
   }
 

@@ -523,3 +523,12 @@ def test_what_a_request_in_flight_creates_during_account_deletion_is_deleted_too
     monkeypatch.setattr(interiors, "delete_all_for_user", sweep_while_a_request_writes)
     assert fn("me").delete("/", json={"current_password": u["password"]}, headers=u["headers"]).status_code == 204
     assert in_flight and db.collection("uploads").count_documents({"user_id": user_id}) == 0
+
+
+def test_functions_that_do_not_handle_tokens_run_without_the_jwt_key(fn, settings_env, monkeypatch):
+    """terraform gives the key only to token-handling functions: the others must not need it."""
+    monkeypatch.delenv("JWT_SECRET", raising=False)
+    settings_env()
+    assert fn("styles_list").get("/").status_code == 200
+    signup = fn("auth_signup").post("/", json={"email": "nokey@example.com", "password": "a long secret", "name": "N"})
+    assert signup.status_code == 201

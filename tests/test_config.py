@@ -23,6 +23,19 @@ def test_the_jwt_secret_has_no_default_and_must_be_long():
     with pytest.raises(ValidationError):
         Settings(_env_file=None, jwt_secret="short")
     assert Settings(jwt_secret=SECRET).jwt_secret.get_secret_value() == SECRET
+    assert Settings(_env_file=None).jwt_secret is None  # only token-handling processes are given one
+
+
+def test_tokens_are_never_signed_or_checked_without_the_secret(settings_env, monkeypatch):
+    from lib import auth
+
+    monkeypatch.delenv("JWT_SECRET", raising=False)
+    settings_env()
+    user = {"_id": "u1", "session_epoch": 0}
+    with pytest.raises(RuntimeError, match="JWT_SECRET"):
+        auth.issue_access_token(user)
+    with pytest.raises(RuntimeError, match="JWT_SECRET"):
+        auth.decode_access_token("a.b.c")
 
 
 def test_cors_origins_from_a_comma_separated_variable(monkeypatch):
@@ -52,3 +65,4 @@ def test_production_refuses_local_stand_ins(change, complaint):
                   "job_runner": "cloudrun", "qdrant_url": "https://q.example", "mongodb_uri": ATLAS}
     with pytest.raises(ValidationError, match=complaint):
         Settings(**{**production, **change}, jwt_secret=SECRET)
+

@@ -154,10 +154,26 @@ def test_configuration_names_are_settings_the_code_reads():
     }
     assert required <= set(LOCALS["common_env"])
     assert {"JWT_SECRET", "MONGODB_URI", "QDRANT_API_KEY", "REPLICATE_API_TOKEN"} <= secrets
-    # Every function and job gets the settings that have no default (the JWT secret) and the database.
+    # Every function and job gets the database; secrets named are secrets that exist.
     for spec in [*LOCALS["functions"].values(), *LOCALS["jobs"].values()]:
-        assert {"jwt_secret", "mongodb_uri"} <= set(spec.get("secrets", LOCALS["function_defaults"]["secrets"]))
+        assert "mongodb_uri" in spec.get("secrets", LOCALS["function_defaults"]["secrets"])
         assert set(spec.get("secrets", [])) <= set(LOCALS["secrets"])
+
+
+def test_only_functions_that_handle_access_tokens_get_the_jwt_key():
+    """The JWT key lets its holder sign in as anyone: the functions that sign or check access tokens get it
+    (tokens = true adds it), and no other function, no event handler and no job."""
+    import re
+
+    for name, spec in LOCALS["functions"].items():
+        code = (ROOT / "functions" / name / "main.py").read_text()
+        handles_tokens = "auth=True" in code or re.search(r"accounts\.login\(|auth\.rotate_refresh_token\(", code)
+        assert spec.get("tokens", False) == bool(handles_tokens), name
+        assert "jwt_secret" not in spec.get("secrets", []), name  # only through tokens = true
+    assert "jwt_secret" not in LOCALS["function_defaults"]["secrets"]
+    for name, job in LOCALS["jobs"].items():
+        assert "jwt_secret" not in job["secrets"], name
+    assert 'lookup(spec, "tokens", false) ? ["jwt_secret"]' in (TERRAFORM / "functions.tf").read_text()
 
 
 def test_expiring_prefixes_are_the_ones_the_code_and_the_pipeline_write():
@@ -315,7 +331,8 @@ def declared(folder: Path) -> dict[str, set]:
     return found
 
 
-REFERENCE = re.compile(r"(?<![\w.-])(data\.)?((?:google|mongodbatlas|qdrant-cloud|random|time)_[a-z0-9_]+)\.([a-z0-9_]+)")
+REFERENCE = re.compile(
+    r"(?<![\w.-])(data\.)?((?:google|mongodbatlas|qdrant-cloud|random|time)_[a-z0-9_]+)\.([a-z0-9_]+)")
 
 
 def code_of(folder: Path) -> str:
