@@ -58,6 +58,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     "notifications": [
         IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING)], name="user_created"),
+        IndexModel([("user_id", ASCENDING), ("read", ASCENDING)], name="user_read"),
     ],
     "processed_events": [
         IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_ttl"),

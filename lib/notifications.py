@@ -10,12 +10,27 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from lib import db
 
 COLLECTION = "notifications"
+
+
+class ReadBody(BaseModel):
+    """Which notifications the person has seen: these ids, or all of them."""
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[str] | None = Field(default=None, min_length=1, max_length=100)
+    all: StrictBool = False
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ReadBody:
+        if (self.ids is None) == (not self.all):
+            raise ValueError("give either ids or all: true")
+        return self
 
 
 def record_interior_finished(message_id: str, payload: dict[str, Any]) -> str:
@@ -53,6 +68,18 @@ def recent(user_id: str, limit: int = 20) -> list[dict[str, Any]]:
          "created_at": d["created_at"]}
         for d in docs
     ]
+
+
+def unread_count(user_id: str) -> int:
+    return db.collection(COLLECTION).count_documents({"user_id": user_id, "read": False})
+
+
+def mark_read(user_id: str, body: ReadBody) -> int:
+    """Mark the caller's notifications read (ids that are not theirs are ignored); returns how many changed."""
+    query: dict[str, Any] = {"user_id": user_id, "read": False}
+    if body.ids is not None:
+        query["_id"] = {"$in": body.ids}
+    return db.collection(COLLECTION).update_many(query, {"$set": {"read": True}}).modified_count
 
 
 def delete_all_for_user(user_id: str) -> None:

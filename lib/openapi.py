@@ -106,6 +106,9 @@ OPERATIONS: tuple[Operation, ...] = (
               query="lib.interiors:GetQuery", errors=(*_AUTH_ERRORS, 400, 404)),
     Operation("interiors_delete", "POST", "Delete an interior and its stored images", 204, auth=True,
               body="lib.interiors:DeleteBody", errors=(*_AUTH_ERRORS, *_BODY_ERRORS, 404)),
+    Operation("notifications_read", "POST", "Mark notifications read: {ids: [...]} or {all: true}", auth=True,
+              body="lib.notifications:ReadBody", errors=(*_AUTH_ERRORS, *_BODY_ERRORS),
+              description="Returns {updated, unread}; ids that are not the caller's are ignored."),
     Operation("openapi", "GET", "This document", cached=True, offline=True),
 )
 

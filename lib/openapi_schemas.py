@@ -99,7 +99,8 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
                             "usage": _object({"used": {"type": "integer"}, "limit": {"type": "integer"},
                                               "resets_at": NULLABLE_TIME}),
                             "recent_saved": _array(_ref("InteriorSummary")),
-                            "notifications": _array(_ref("Notification"))}),
+                            "notifications": _array(_ref("Notification")),
+                            "unread_notifications": {"type": "integer"}}),
     ("me", "PATCH"): _object({"user": _ref("User")}, {"tokens": _ref("TokenPair")}),
     ("uploads_create", "POST"): _object({"upload": _ref("Upload"), "put_url": URL,
                                          "headers": {"type": "object", "additionalProperties": STRING},
@@ -117,5 +118,6 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("interiors_get", "GET"): _object({"interior": _ref("Interior")}),
     ("interiors_list", "GET"): _object({"interiors": _array(_ref("InteriorSummary")), **PAGE_CURSOR}),
     ("interiors_save", "POST"): _object({"interior": _ref("Interior")}),
+    ("notifications_read", "POST"): _object({"updated": {"type": "integer"}, "unread": {"type": "integer"}}),
     ("openapi", "GET"): _object({"openapi": STRING, "paths": {"type": "object"}}),
 }

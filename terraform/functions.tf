@@ -39,6 +39,7 @@ locals {
     interiors_list       = { trigger = { type = "http" }, public = true, tokens = true }
     interiors_save       = { trigger = { type = "http" }, public = true, tokens = true }
     interiors_delete     = { trigger = { type = "http" }, public = true, tokens = true }
+    notifications_read   = { trigger = { type = "http" }, public = true, tokens = true }
     styles_list          = { trigger = { type = "http" }, public = true, memory = "256Mi" }
     products_search      = { trigger = { type = "http" }, public = true }
     products_similar     = { trigger = { type = "http" }, public = true, secrets = ["mongodb_uri", "qdrant_api_key"] }

@@ -319,7 +319,40 @@ def test_me_reports_usage_recent_saved_and_notifications(fn, ctx, env):
     assert me["usage"]["used"] == 8 and me["usage"]["limit"] == 20 and me["usage"]["resets_at"]
     assert len(me["recent_saved"]) == 6 and me["recent_saved"][0]["id"] == ids[-1]
     assert [n["interior_id"] for n in me["notifications"]] == [ids[0]]
+    assert me["unread_notifications"] == 1 and me["notifications"][0]["read"] is False
     assert me["user"]["id"] == ctx["user"]["id"]
+
+
+def _notify(user_id: str, interior_id: str, status: str = "done") -> str:
+    from lib import notifications
+
+    assert notifications.record_interior_finished("m", {"interior_id": interior_id, "user_id": user_id,
+                                                        "status": status}) == "recorded"
+    return db.collection("notifications").find_one({"interior_id": interior_id, "status": status})["_id"]
+
+
+def test_notifications_are_marked_read_by_id_or_all_and_only_the_callers(fn, ctx, make_user):
+    read = fn("notifications_read")
+    mine = [_notify(ctx["user"]["id"], queued_interior(ctx["user"], ctx["upload"])["_id"]) for _ in range(3)]
+    other = make_user()
+    theirs = _notify(other["user"]["id"], queued_interior(other["user"], ready_upload(other["user"]["id"]))["_id"])
+
+    r = read.post("/", json={"ids": [mine[0], theirs, "0" * 32]}, headers=ctx["headers"])
+    assert r.status_code == 200 and r.get_json() == {"updated": 1, "unread": 2}
+    assert db.collection("notifications").find_one({"_id": theirs})["read"] is False  # not the caller's
+    assert read.post("/", json={"ids": [mine[0]]}, headers=ctx["headers"]).get_json() == {"updated": 0, "unread": 2}
+    assert read.post("/", json={"all": True}, headers=ctx["headers"]).get_json() == {"updated": 2, "unread": 0}
+    me = fn("me").get("/", headers=ctx["headers"]).get_json()
+    assert me["unread_notifications"] == 0 and all(n["read"] for n in me["notifications"])
+    assert fn("me").get("/", headers=other["headers"]).get_json()["unread_notifications"] == 1
+
+
+@pytest.mark.parametrize("body", [{}, {"ids": []}, {"ids": ["a"], "all": True}, {"all": False}, {"ids": "a"},
+                                  {"ids": ["a"] * 101}, {"all": "yes"}, {"ids": [1]}, {"other": 1}])
+def test_notifications_read_refuses_bad_bodies(fn, ctx, body):
+    r = fn("notifications_read").post("/", json=body, headers=ctx["headers"])
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "VALIDATION_ERROR", body
+    assert fn("notifications_read").post("/", json={"all": True}).status_code == 401
 
 
 def test_deleting_the_account_deletes_its_photos_and_designs(fn, ctx, make_user):

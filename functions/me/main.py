@@ -26,4 +26,5 @@ def me(request, user):
         "user": accounts.public_user(user), "usage": quota.usage(user["_id"]),
         "recent_saved": [interiors.view(d, summary=True) for d in interiors.recent_saved(user["_id"], 6)],
         "notifications": notifications.recent(user["_id"]),
+        "unread_notifications": notifications.unread_count(user["_id"]),
     })
