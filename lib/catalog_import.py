@@ -33,14 +33,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pymongo import ReturnDocument, UpdateOne
 
 from lib import catalog, db
-from lib.catalog import LABEL_PATTERN
 from lib.config import get_settings
 
 log = logging.getLogger("zipkku.import")
 
 MAX_ERRORS_KEPT = 200
 COUNTS = ("rows", "imported", "invalid", "failed")
-_LABEL = re.compile(LABEL_PATTERN)  # the same labels the catalog's queries accept
+_LABEL = re.compile(catalog.LABEL_PATTERN)  # the same labels the catalog's queries accept
 
 
 class CatalogRow(BaseModel):
@@ -79,10 +78,9 @@ class CatalogRow(BaseModel):
     def _image_url(cls, value: str) -> str:
         # Products are public and their gs:// images are signed for anyone: a catalog row must not be able to
         # point at another bucket (a user's photo) and publish it.
-        if value.startswith("gs://"):
-            bucket = value[len("gs://"):].split("/", 1)[0]
-            if bucket != get_settings().catalog_bucket:
-                raise ValueError(f"gs:// images must be in the catalog bucket ({get_settings().catalog_bucket})")
+        catalog_bucket = get_settings().catalog_bucket
+        if value.startswith("gs://") and value[len("gs://"):].split("/", 1)[0] != catalog_bucket:
+            raise ValueError(f"gs:// images must be in the catalog bucket ({catalog_bucket})")
         return value
 
     @field_validator("styles", mode="before")

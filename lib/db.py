@@ -34,7 +34,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         # Expired refresh tokens delete themselves.
         IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_ttl"),
     ],
-    "login_throttle": [
+    "throttles": [
         IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_ttl"),
     ],
     "uploads": [

@@ -48,9 +48,8 @@ def take(user_id: str) -> datetime:
         if limit < 1:
             raise errors.TooManyRequests("Generation is not available for this account.", code="QUOTA_EXCEEDED",
                                          retry_after_seconds=settings.generation_quota_period_seconds)
-        resets_at = now + timedelta(seconds=settings.generation_quota_period_seconds)
-        # Mongo keeps milliseconds: truncate so the value we hand out matches the stored one in a refund
-        period = {"used": 1, "resets_at": resets_at.replace(microsecond=resets_at.microsecond // 1000 * 1000)}
+        # db.utcnow() is already in milliseconds, as Mongo stores it: the value handed out for a refund matches
+        period = {"used": 1, "resets_at": now + timedelta(seconds=settings.generation_quota_period_seconds)}
         try:
             if current is None:
                 usage.insert_one({"_id": user_id, **period})

@@ -29,7 +29,7 @@ from lib.config import get_settings
 
 audit = logging.getLogger("zipkku.audit")
 
-COLLECTION = "login_throttle"
+COLLECTION = "throttles"  # logins, current_password checks and uploads
 _LOGIN, _CURRENT_PASSWORD, _UPLOADS = "login", "current_password", "uploads"
 UPLOAD_WINDOW_SECONDS = 3600
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
-from lib import auth, db
+from lib import auth, db, throttle
 from lib.config import Settings, get_settings
 
 
@@ -190,7 +190,8 @@ def test_a_closed_throttle_window_not_yet_swept_counts_afresh(fn, make_user):
         fn("auth_login").post("/", json={"email": u["email"], "password": "wrong wrong"})
     assert fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).status_code == 429
     # The window closed, but the TTL index has not deleted its document yet.
-    db.collection("login_throttle").update_many({}, {"$set": {"expires_at": datetime.now(UTC) - timedelta(seconds=1)}})
+    closed = datetime.now(UTC) - timedelta(seconds=1)
+    db.collection(throttle.COLLECTION).update_many({}, {"$set": {"expires_at": closed}})
     assert fn("auth_login").post("/", json={"email": u["email"], "password": "wrong wrong"}).status_code == 401
     assert fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).status_code == 200
 
