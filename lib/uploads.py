@@ -106,17 +106,25 @@ def get_for_user(user_id: str, upload_id: str) -> dict[str, Any]:
     return _settle_if_never_received(doc)
 
 
+def arrived_object(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The raw object a signed upload's photo was PUT to (its Cloud Storage resource), or None if none arrived."""
+    from lib import storage
+
+    if not isinstance(doc.get("raw"), str):
+        return None
+    bucket_name, raw_name = storage.parse_ref(doc["raw"])
+    blob = storage.bucket(bucket_name).get_blob(raw_name)
+    return dict(blob._properties) if blob is not None else None  # as the JSON API (and an event) carries it
+
+
 def _settle_if_never_received(doc: dict[str, Any]) -> dict[str, Any]:
     """A signed upload still pending after its PUT window (plus grace) with no object in the bucket can never
     become ready: answer `rejected` (`not_received`) so a client stops polling, instead of `pending` forever.
     An object that did arrive keeps the upload pending: its event is only late."""
-    from lib import storage
-
     put_expires_at = doc.get("put_expires_at")
     if doc["status"] != "pending" or put_expires_at is None or db.utcnow() < put_expires_at + ARRIVAL_GRACE:
         return doc
-    bucket_name, raw_name = storage.parse_ref(doc["raw"])
-    if storage.bucket(bucket_name).get_blob(raw_name) is not None:
+    if arrived_object(doc) is not None:
         return doc
     _collection().update_one({"_id": doc["_id"], "status": "pending"}, {"$set": {
         "status": "rejected", "reason": "not_received", "updated_at": db.utcnow(),

@@ -69,15 +69,10 @@ def pending_upload_objects() -> list[dict]:
     """The raw objects of signed uploads still `pending`: photos whose event was lost when the last `make run`
     stopped (the emulator keeps no queue across restarts, unlike Eventarc). Delivering them again is safe:
     processing is idempotent on the object generation."""
-    from lib import db, storage
+    from lib import db, uploads
 
-    objects = []
-    for doc in db.collection("uploads").find({"status": "pending", "raw": {"$type": "string"}}, {"raw": 1}):
-        bucket_name, name = storage.parse_ref(doc["raw"])
-        blob = storage.bucket(bucket_name).get_blob(name)
-        if blob is not None:
-            objects.append(dict(blob._properties))  # the object resource as the JSON API returns it
-    return objects
+    pending = db.collection(uploads.COLLECTION).find({"status": "pending", "raw": {"$type": "string"}}, {"raw": 1})
+    return [obj for obj in map(uploads.arrived_object, pending) if obj is not None]
 
 
 class StorageEventBridge:
