@@ -236,6 +236,29 @@ def test_delete_removes_the_interior_and_its_images(fn, ctx):
     assert quota.usage(ctx["user"]["id"])["used"] == 1  # a delivered design is not refunded
 
 
+def test_a_delete_that_storage_interrupts_keeps_the_interior_and_can_be_retried(fn, ctx, monkeypatch):
+    from google.api_core.exceptions import ServiceUnavailable
+
+    from lib import storage
+
+    doc = queued_interior(ctx["user"], ctx["upload"])
+    assert generation.run([doc["_id"]])["done"] == 1
+    working = storage.delete_prefix
+
+    def outage(bucket: str, prefix: str) -> int:
+        raise ServiceUnavailable("storage is down")
+
+    monkeypatch.setattr(storage, "delete_prefix", outage)
+    r = fn("interiors_delete").delete(f"/?id={doc['_id']}", headers=ctx["headers"])
+    assert r.status_code == 503 and r.headers["Retry-After"]
+    assert fn("interiors_get").get(f"/?id={doc['_id']}", headers=ctx["headers"]).status_code == 200  # still there
+    monkeypatch.setattr(storage, "delete_prefix", working)
+    assert fn("interiors_delete").delete(f"/?id={doc['_id']}", headers=ctx["headers"]).status_code == 204
+    prefix = f"interiors/{ctx['user']['id']}/{doc['_id']}/"
+    assert list(storage.client().list_blobs(get_settings().images_bucket, prefix=prefix)) == []
+    assert quota.usage(ctx["user"]["id"])["used"] == 1  # delivered, so not refunded by either attempt
+
+
 def test_deleting_a_queued_interior_refunds_it(fn, ctx):
     doc = queued_interior(ctx["user"], ctx["upload"])
     assert fn("interiors_delete").delete(f"/?id={doc['_id']}", headers=ctx["headers"]).status_code == 204
