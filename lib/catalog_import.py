@@ -401,7 +401,7 @@ def handle_catalog_object(obj: dict) -> str:
 
     from pymongo.errors import DuplicateKeyError
 
-    from lib import jobs
+    from lib import cloudrun
 
     settings = get_settings()
     bucket, name, generation = obj.get("bucket"), obj.get("name"), str(obj.get("generation") or "")
@@ -425,7 +425,7 @@ def handle_catalog_object(obj: dict) -> str:
     db.collection("imports").update_one({"_id": import_id}, {"$setOnInsert": {
         **_new_import(source, source_name(name), "queued", now), "task_count": 1}}, upsert=True)
     try:
-        execution = jobs.run_job(settings.import_job_name, args=["--source", source, "--import-id", import_id])
+        execution = cloudrun.run_job(settings.import_job_name, args=["--source", source, "--import-id", import_id])
     except Exception:
         db.collection("processed_events").delete_one({"_id": f"catalog-import:{key}"})  # let the retry start it
         raise

@@ -97,12 +97,14 @@ class Settings(BaseSettings):
     generate_job_name: str = "generate-interior"
     import_job_name: str = "import-catalog"
     local_job_concurrency: int = Field(default=2, ge=1)
-    # How lib.jobs starts Cloud Run Jobs: "cloudrun" (Admin API jobs:run) or "local" (a subprocess)
+    # How lib.cloudrun starts Cloud Run Jobs: "cloudrun" (Admin API jobs:run) or "local" (a subprocess)
     job_runner: Literal["local", "cloudrun"] = "local"
     import_batch_size: int = Field(default=64, ge=1)
     import_max_image_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
     catalog_cache_seconds: int = Field(default=60, ge=0)
     events: Literal["local", "pubsub"] = "local"
+    # EVENTS=local: the server whose /<function-name> paths receive pushed messages (the dev server)
+    local_events_push_url: str = ""
     interior_finished_topic: str = "interior-finished"
     generation_quota: int = Field(default=20, ge=0)
     generation_quota_period_seconds: int = Field(default=30 * 24 * 3600, ge=60)
@@ -145,11 +147,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_runs_on_the_cloud(self) -> Settings:
-        """A production process must never fall back to a local adapter: a subprocess job runner or an
-        in-process queue on a function instance would lose work silently. Fail at start instead."""
+        """A production process must never fall back to a local stand-in: a subprocess job runner or an
+        in-process queue on a function instance would lose work silently, and the local AI providers are not in
+        production artifacts at all (lib/local/). Fail at start instead."""
         if self.environment != "production":
             return self
-        problems = [f"{name.upper()}={getattr(self, name)}" for name in ("task_queue", "events", "job_runner")
+        problems = [f"{name.upper()}={getattr(self, name)}"
+                    for name in ("task_queue", "events", "job_runner", "generator", "detector", "embedder")
                     if getattr(self, name) == "local"]
         if not self.qdrant_url:
             problems.append("QDRANT_URL is empty")

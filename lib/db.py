@@ -7,7 +7,6 @@ when the index already exists, so every cold start may safely call it.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import UTC, datetime
 
@@ -15,10 +14,9 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
 
+from lib import clients
 from lib.config import get_settings
 
-_lock = threading.Lock()
-_clients: dict[str, MongoClient] = {}
 _indexed: set[tuple[str, str]] = set()
 
 # collection -> indexes it needs. Every module that owns a collection lists its indexes here, so one call
@@ -70,19 +68,13 @@ def client() -> MongoClient:
     """The process's MongoClient for the configured URI (thread-safe, created on first use)."""
     settings = get_settings()
     uri = settings.mongodb_uri.get_secret_value()
-    existing = _clients.get(uri)
-    if existing is not None:
-        return existing
-    with _lock:
-        if uri not in _clients:
-            _clients[uri] = MongoClient(
-                uri,
-                tz_aware=True,
-                serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
-                connectTimeoutMS=settings.mongodb_timeout_ms,
-                appname="zipkku",
-            )
-        return _clients[uri]
+    return clients.cached(("mongo", uri), lambda: MongoClient(
+        uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
+        connectTimeoutMS=settings.mongodb_timeout_ms,
+        appname="zipkku",
+    ))
 
 
 def database() -> Database:

@@ -1,37 +1,23 @@
-"""Domain events: publish to Pub/Sub in production, deliver in-process locally.
+"""Domain events: publish to Pub/Sub in production, push straight to the subscribers locally.
 
     events.publish(settings.interior_finished_topic, {"interior_id": ..., "status": "done"}, kind="interior.finished")
 
 - "pubsub": google-cloud-pubsub's PublisherClient (created once per process; honours PUBSUB_EMULATOR_HOST), the
   payload as JSON with `kind` as an attribute; returns the message id. Subscriptions (push to the CloudEvent
   functions through Eventarc) are terraform's business.
-- "local": the same message wrapped exactly as Eventarc delivers it (a `google.cloud.pubsub.topic.v1.
-  messagePublished` CloudEvent with base64 data and a fresh message id) and handed to the CloudEvent functions
-  subscribed to the topic in LOCAL_SUBSCRIBERS, in this process. A subscriber's failure is logged, never
-  raised: the publisher's work is already done, as with real Pub/Sub.
+- "local": lib.local.events (imported only when configured) delivers the same message as a push subscription
+  does: the `google.cloud.pubsub.topic.v1.messagePublished` CloudEvent built by `pubsub_cloud_event`, POSTed
+  to each subscribed function on the local dev server.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
-import importlib.util
 import json
-import logging
-from pathlib import Path
 from typing import Any
 
-from lib import db
+from lib import clients, db
 from lib.config import get_settings
-
-log = logging.getLogger("zipkku.events")
-
-FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
-
-# settings field naming a topic -> the CloudEvent functions subscribed to it (mirrors terraform's triggers)
-LOCAL_SUBSCRIBERS: dict[str, list[str]] = {
-    "interior_finished_topic": ["on_interior_finished"],
-}
 
 
 def publish(topic: str, payload: dict[str, Any], *, kind: str) -> str:
@@ -39,16 +25,20 @@ def publish(topic: str, payload: dict[str, Any], *, kind: str) -> str:
     data = json.dumps(payload, separators=(",", ":"), default=str).encode()
     if get_settings().events == "pubsub":
         return _publish_pubsub(topic, data, {"kind": kind})
-    return _publish_local(topic, data, {"kind": kind})
+    from lib.local import events as local_events
+
+    return local_events.publish(topic, data, {"kind": kind})
 
 
 # --- Pub/Sub ---------------------------------------------------------------------------------------------
 
-@functools.cache
 def _publisher():
-    from google.cloud import pubsub_v1
+    def create():
+        from google.cloud import pubsub_v1
 
-    return pubsub_v1.PublisherClient()
+        return pubsub_v1.PublisherClient()
+
+    return clients.cached(("pubsub-publisher",), create)
 
 
 def _publish_pubsub(topic: str, data: bytes, attributes: dict[str, str]) -> str:
@@ -57,7 +47,7 @@ def _publish_pubsub(topic: str, data: bytes, attributes: dict[str, str]) -> str:
     return future.result(timeout=30)
 
 
-# --- local, in-process -----------------------------------------------------------------------------------
+# --- the CloudEvent a push subscription delivers ---------------------------------------------------------
 
 def pubsub_cloud_event(topic: str, data: bytes, attributes: dict[str, str], message_id: str):
     """The CloudEvent Eventarc delivers for a Pub/Sub message (also used by tests)."""
@@ -72,29 +62,6 @@ def pubsub_cloud_event(topic: str, data: bytes, attributes: dict[str, str], mess
                      "publishTime": published},
          "subscription": f"projects/{project}/subscriptions/{topic}-local"},
     )
-
-
-@functools.cache
-def _load_function(name: str):
-    spec = importlib.util.spec_from_file_location(f"zipkku_local_fn_{name}", FUNCTIONS_DIR / name / "main.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return getattr(module, name)
-
-
-def _publish_local(topic: str, data: bytes, attributes: dict[str, str]) -> str:
-    settings = get_settings()
-    message_id = db.new_id()
-    event = pubsub_cloud_event(topic, data, attributes, message_id)
-    for field, names in LOCAL_SUBSCRIBERS.items():
-        if getattr(settings, field) != topic:
-            continue
-        for name in names:
-            try:
-                _load_function(name)(event)
-            except Exception:  # noqa: BLE001 - a subscriber's bug must not undo the publisher's work
-                log.exception("local subscriber %s failed for message %s", name, message_id)
-    return message_id
 
 
 def message_payload(cloud_event) -> tuple[str, dict[str, Any]]:

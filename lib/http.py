@@ -263,3 +263,44 @@ def _handle(
         return error_response(
             errors.ApiError("Something went wrong on our side.", code="INTERNAL", status=500)
         )
+
+
+# --- CloudEvent functions ------------------------------------------------------------------------------------
+
+Event = TypeVar("Event")
+
+
+def cloud_event_function(
+    *, parse: Callable[[Any], Event | None],
+) -> Callable[[Callable[[Event], object]], Callable[[Any], None]]:
+    """Wrap `handler(event)` as a functions-framework CloudEvent function (Eventarc: storage, Pub/Sub push).
+
+        @cloud_event_function(parse=storage.finalized_object)
+        def on_upload_finalized(obj):
+            return uploads.handle_finalized(obj)      # the outcome, logged
+
+    `parse` turns the CloudEvent into what the handler works on; an event it refuses (None, or ValueError with
+    the reason) is logged and dropped, never raised, because a raise makes Eventarc redeliver it forever. The
+    handler's own errors do propagate: those deliveries should be retried."""
+    setup_logging()
+
+    def decorate(handler: Callable[[Event], object]) -> Callable[[Any], None]:
+        handler_log = logging.getLogger(f"zipkku.{handler.__name__}")
+
+        @functools.wraps(handler)
+        def entry(cloud_event: Any) -> None:
+            try:
+                event = parse(cloud_event)
+                reason = "not an event this function handles"
+            except ValueError as exc:
+                event, reason = None, str(exc)
+            if event is None:
+                handler_log.warning("dropping event %s of type %s: %s", cloud_event["id"], cloud_event["type"],
+                                    reason)
+                return
+            outcome = handler(event)
+            handler_log.info("event %s: %s", cloud_event["id"], outcome)
+
+        return functions_framework.cloud_event(entry)
+
+    return decorate

@@ -24,13 +24,13 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from lib import clients
 from lib.config import get_settings
 
 if TYPE_CHECKING:  # google-cloud-storage is imported lazily: only functions that touch objects pay for it
     from google.cloud.storage import Bucket, Client
 
 _lock = threading.Lock()
-_clients: dict[tuple[str, str], Client] = {}
 _signing: dict[str, object] = {}
 
 REF_SCHEME = "gs://"
@@ -56,16 +56,14 @@ def parse_ref(value: str) -> tuple[str, str]:
 
 def client() -> Client:
     """The process's storage client (keyed by emulator host so tests that switch emulators get a new one)."""
-    key = (os.environ.get("STORAGE_EMULATOR_HOST", ""), get_settings().gcp_project)
-    existing = _clients.get(key)
-    if existing is not None:
-        return existing
-    with _lock:
-        if key not in _clients:
-            from google.cloud import storage
+    emulator, project = os.environ.get("STORAGE_EMULATOR_HOST", ""), get_settings().gcp_project
 
-            _clients[key] = storage.Client(project=key[1])
-        return _clients[key]
+    def create() -> Client:
+        from google.cloud import storage
+
+        return storage.Client(project=project)
+
+    return clients.cached(("storage", emulator, project), create)
 
 
 def bucket(name: str) -> Bucket:

@@ -19,22 +19,19 @@ Issue 5's generation job searches for every detected part at once:
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from lib import errors
+from lib import clients, errors
 from lib.config import get_settings
 
 _NAMESPACE = uuid.UUID("7d0f4a56-7f1e-4f4e-9a38-3c5b0d7a2e11")  # fixed: point ids must never change
 DIMENSION_KEYS = ("width_cm", "depth_cm", "height_cm")
 _FLOAT_FIELDS = (*DIMENSION_KEYS, "price")
 
-_lock = threading.Lock()
-_clients: dict[tuple, Any] = {}
 _ready: set[tuple] = set()
-_centroids: dict[tuple, dict[str, list[float]]] = {}
+_writes = [0]  # upserts and deletes by this process (see version())
 
 MaxDims = Mapping[str, float | None] | Sequence[float | None] | None
 
@@ -42,27 +39,23 @@ MaxDims = Mapping[str, float | None] | Sequence[float | None] | None
 def client():
     """The process's QdrantClient for the configured URL (or local-mode path), created on first use."""
     settings = get_settings()
-    key = (settings.qdrant_url, settings.qdrant_path)
-    existing = _clients.get(key)
-    if existing is not None:
-        return existing
-    with _lock:
-        if key not in _clients:
-            from qdrant_client import QdrantClient
 
-            logging.getLogger("httpx").setLevel(logging.WARNING)  # not one INFO line per vector request
-            if settings.qdrant_url:
-                _clients[key] = QdrantClient(
-                    url=settings.qdrant_url, api_key=settings.qdrant_api_key.get_secret_value() or None,
-                    timeout=settings.qdrant_timeout_seconds, check_compatibility=False,
-                    # a plain-http local stand-in must not receive the key; Qdrant Cloud is https
-                    https=settings.qdrant_url.startswith("https://"),
-                )
-            elif settings.qdrant_path == ":memory:":
-                _clients[key] = QdrantClient(location=":memory:")
-            else:
-                _clients[key] = QdrantClient(path=settings.qdrant_path)
-        return _clients[key]
+    def create():
+        from qdrant_client import QdrantClient
+
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # not one INFO line per vector request
+        if settings.qdrant_url:
+            return QdrantClient(
+                url=settings.qdrant_url, api_key=settings.qdrant_api_key.get_secret_value() or None,
+                timeout=settings.qdrant_timeout_seconds, check_compatibility=False,
+                # a plain-http local stand-in must not receive the key; Qdrant Cloud is https
+                https=settings.qdrant_url.startswith("https://"),
+            )
+        if settings.qdrant_path == ":memory:":
+            return QdrantClient(location=":memory:")
+        return QdrantClient(path=settings.qdrant_path)
+
+    return clients.cached(("qdrant", settings.qdrant_url, settings.qdrant_path), create)
 
 
 def collection_name(embedder_name: str | None = None, dim: int | None = None) -> str:
@@ -137,7 +130,7 @@ def upsert_products(items: Iterable[tuple[str, Sequence[float], Mapping[str, Any
     ]
     if points:
         _call(client().upsert, ensure_collection(), points=points, wait=True)
-        _centroids.clear()
+        _writes[0] += 1
     return len(points)
 
 
@@ -147,7 +140,7 @@ def delete_products(product_ids: Iterable[str]) -> None:
     ids = [point_id(pid) for pid in product_ids]
     if ids:
         _call(client().delete, ensure_collection(), points_selector=models.PointIdsList(points=ids), wait=True)
-        _centroids.clear()
+        _writes[0] += 1
 
 
 def count() -> int:
@@ -212,41 +205,27 @@ def search_similar_batch(queries: Sequence[tuple[Sequence[float], str | None, Ma
     return [_hits(r.points) for r in responses]
 
 
-def label_centroids() -> dict[str, list[float]]:
-    """Mean unit vector per label over the whole catalog (cached per process until the next upsert).
-
-    Issue 5's local detector labels a crop by its nearest centroid: a catalog-derived classifier that needs no
-    model of its own."""
-    import numpy as np
-
+def labelled_vectors() -> Iterator[tuple[str | None, list[float]]]:
+    """(label, vector) of every point of the collection, page by page."""
     name = ensure_collection()
-    settings = get_settings()
-    key = (settings.qdrant_url, settings.qdrant_path, name)
-    if key in _centroids:
-        return _centroids[key]
-    sums: dict[str, Any] = {}
-    counts: dict[str, int] = {}
     offset = None
     while True:
         records, offset = _call(client().scroll, name, limit=512, offset=offset, with_vectors=True,
                                 with_payload=["label"])
         for record in records:
-            label = record.payload.get("label")
-            vec = np.asarray(record.vector, dtype=np.float64)
-            sums[label] = sums.get(label, 0) + vec
-            counts[label] = counts.get(label, 0) + 1
+            yield record.payload.get("label"), record.vector
         if offset is None:
-            break
-    result = {}
-    for label, total in sums.items():
-        mean = total / counts[label]
-        norm = float(np.linalg.norm(mean))
-        result[label] = (mean / norm if norm else mean).tolist()
-    _centroids[key] = result
-    return result
+            return
+
+
+def version() -> tuple:
+    """What the collection's content depends on in this process: the store, the collection and the number of
+    writes made through this module. Caches derived from the vectors key on it."""
+    settings = get_settings()
+    return settings.qdrant_url, settings.qdrant_path, collection_name(), _writes[0]
 
 
 def reset_caches() -> None:
     """Tests point the process at another Qdrant between cases."""
     _ready.clear()
-    _centroids.clear()
+    _writes[0] += 1

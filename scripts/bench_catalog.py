@@ -6,7 +6,7 @@
    query of 6 parts (what the generation job sends);
 3. products_search (label + dimension filters, one page of 20);
 4. import throughput: a CSV with local images through the import job, in-process (1 task) and as 2 job
-   subprocesses through lib.jobs (2 shards).
+   subprocesses through lib.cloudrun (2 shards).
 
     .venv/bin/python scripts/bench_catalog.py [--per-label 90] [--requests 200] [--import-rows 240]
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.localstack import ROOT, LocalStack  # noqa: E402
+from scripts.localstack import LocalStack  # noqa: E402
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -56,8 +56,9 @@ def main() -> None:
         os.environ["MONGODB_DB"] = "bench_catalog"
         import functions_framework
 
-        from lib import db, jobs, vectors
+        from lib import cloudrun, db, discovery, vectors
         from lib.config import get_settings
+        from lib.local import job_runner
         from scripts import demo_catalog
 
         get_settings.cache_clear()
@@ -66,7 +67,7 @@ def main() -> None:
         results["seed"] = demo_catalog.seed(per_label=args.per_label)
 
         def client(name: str):
-            return functions_framework.create_app(name, str(ROOT / "functions" / name / "main.py")).test_client()
+            return functions_framework.create_app(name, str(discovery.function_source(name))).test_client()
 
         ids = [d["_id"] for d in db.collection("products").find({}, {"_id": 1})]
         rng = random.Random(1)
@@ -112,9 +113,9 @@ def main() -> None:
         results["import_in_process_1_task"] = {"rows": rows, "imported": one["imported"],
                                                "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds, 1)}
         started = time.perf_counter()
-        execution = jobs.run_job("import-catalog", args=["--source", str(csv_path), "--import-id", "bench-2"],
-                                 task_count=2)
-        done = jobs.wait(execution, timeout=600)
+        execution = cloudrun.run_job("import-catalog", args=["--source", str(csv_path), "--import-id", "bench-2"],
+                                 shard_count=2)
+        done = job_runner.wait(execution, timeout=600)
         seconds = time.perf_counter() - started
         doc = db.collection("imports").find_one({"_id": "bench-2"})
         results["import_job_2_shards_rerun"] = {

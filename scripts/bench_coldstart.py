@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.devserver import function_names  # noqa: E402
+from lib.discovery import function_names, function_source  # noqa: E402
 
 # Libraries worth reporting when a function loads them at start. Clients and image/ML libraries should load
 # only on first use (tests/test_coldstart.py holds them to that); pymongo, argon2 and jwt are expected.
@@ -66,7 +66,7 @@ def main() -> None:
     print(f"{'function':24} {'cold start':>10}  {'over bare':>9}  heavy modules loaded")
     print(f"{'(bare functions-framework)':24} {baseline * 1000:8.0f}ms")
     for name in function_names():
-        seconds, heavy = measure(name, str(ROOT / "functions" / name / "main.py"), args.repeat)
+        seconds, heavy = measure(name, str(function_source(name)), args.repeat)
         print(f"{name:24} {seconds * 1000:8.0f}ms  {(seconds - baseline) * 1000:+7.0f}ms  {' '.join(heavy)}")
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib.glb import Box, build_glb  # noqa: E402
+from lib.local.glb import Box, build_glb  # noqa: E402
 
 VERSION = 1  # bump when the generator's output changes, so seed_if_needed re-seeds
 SOURCE = "demo"

@@ -1,7 +1,7 @@
 """One local HTTP server with every function mounted at /<hyphenated-name>.
 
-Functions are discovered from functions/*/main.py (the folder name is the entry point), so a new function
-needs no registration. Each is loaded exactly as Cloud Run loads it, through functions-framework's
+Functions are discovered by lib.discovery (functions/*/main.py, the folder name is the entry point), so a new
+function needs no registration. Each is loaded exactly as Cloud Run loads it, through functions-framework's
 create_app, and mounted with werkzeug's DispatcherMiddleware.
 """
 
@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS_DIR = ROOT / "functions"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-
-def function_names(functions_dir: Path = FUNCTIONS_DIR) -> list[str]:
-    return sorted(p.parent.name for p in functions_dir.glob("*/main.py"))
-
-
-def url_path(name: str) -> str:
-    return "/" + name.replace("_", "-")
+from lib import discovery  # noqa: E402
 
 
 class _EmptyPathToRoot:
@@ -41,17 +37,16 @@ def _not_found(environ, start_response):
     return [body]
 
 
-def build_app(functions_dir: Path = FUNCTIONS_DIR):
+def build_app(root: Path = ROOT, names: Iterable[str] | None = None):
+    """Every function under `root` (or only `names`) mounted at its URL path; (WSGI app, mounted paths)."""
     import functions_framework
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     mounts = {}
-    for name in function_names(functions_dir):
-        app = functions_framework.create_app(target=name, source=str(functions_dir / name / "main.py"))
+    for name in discovery.function_names(root) if names is None else names:
+        app = functions_framework.create_app(target=name, source=str(discovery.function_source(name, root)))
         # Wrapped one by one: DispatcherMiddleware empties PATH_INFO only when it hands over to the mount.
-        mounts[url_path(name)] = _EmptyPathToRoot(app)
+        mounts[discovery.url_path(name)] = _EmptyPathToRoot(app)
     return DispatcherMiddleware(_not_found, mounts), sorted(mounts)
 
 

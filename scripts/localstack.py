@@ -384,7 +384,7 @@ class TasksEmulator(ChildServer):
 # Variables that point at another stack's components: a child run_local.py must start and use its own.
 _STACK_VARIABLES = ("MONGODB_URI", "MONGODB_DB", "STORAGE_EMULATOR_HOST", "SIGNING_KEY_FILE", "QDRANT_URL",
                     "PUBSUB_EMULATOR_HOST", "PUBSUB_PROJECT_ID", "LOCAL_STORAGE_EVENTS_TOPIC",
-                    "LOCAL_STORAGE_EVENTS_SUBSCRIPTION", "LOCAL_DIR", "JWT_SECRET")
+                    "LOCAL_STORAGE_EVENTS_SUBSCRIPTION", "LOCAL_DIR", "JWT_SECRET", "LOCAL_EVENTS_PUSH_URL")
 
 
 @contextlib.contextmanager

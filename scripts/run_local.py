@@ -29,6 +29,8 @@ def main() -> None:
     try:
         stack.start()
         os.environ.update(stack.env)
+        # EVENTS=local pushes each message to its subscribed functions on this server (lib/local/events.py)
+        os.environ["LOCAL_EVENTS_PUSH_URL"] = f"http://127.0.0.1:{args.port}"
         from scripts import devserver, seed
 
         seed.prepare_local(stack)

@@ -33,20 +33,20 @@ from pathlib import Path
 
 import requests
 
+from lib import discovery
 from lib.storage import FINALIZED_EVENT
-from scripts.devserver import FUNCTIONS_DIR, url_path
 
 log = logging.getLogger("zipkku.storage_events")
 
 
-def default_routes(functions_dir: Path = FUNCTIONS_DIR) -> dict[str, str]:
+def default_routes(root: Path = discovery.ROOT) -> dict[str, str]:
     """bucket -> dev-server path of the CloudEvent function that handles its finalized objects."""
     from lib.config import get_settings
 
     settings = get_settings()
     candidates = {settings.uploads_bucket: "on_upload_finalized", settings.catalog_bucket: "on_catalog_uploaded"}
-    return {bucket: url_path(name) for bucket, name in candidates.items()
-            if (functions_dir / name / "main.py").exists()}
+    return {bucket: discovery.url_path(name) for bucket, name in candidates.items()
+            if name in discovery.function_names(root)}
 
 
 def cloud_event_request(obj: dict, event_id: str, event_time: str | None = None) -> tuple[dict[str, str], bytes]:
@@ -103,14 +103,14 @@ class StorageEventBridge:
         return "pubsub" if self.pubsub_host and self.subscription else "polling"
 
     @classmethod
-    def from_env(cls, base_url: str, functions_dir: Path = FUNCTIONS_DIR) -> StorageEventBridge:
+    def from_env(cls, base_url: str, root: Path = discovery.ROOT) -> StorageEventBridge:
         """The bridge for the running local stack (its env is in os.environ): Pub/Sub if it has the emulator."""
         from lib.config import get_settings
 
         host = os.environ.get("PUBSUB_EMULATOR_HOST")
         name = os.environ.get("LOCAL_STORAGE_EVENTS_SUBSCRIPTION")
         subscription = f"projects/{get_settings().gcp_project}/subscriptions/{name}" if host and name else None
-        return cls(base_url, default_routes(functions_dir), pubsub_host=host, subscription=subscription)
+        return cls(base_url, default_routes(root), pubsub_host=host, subscription=subscription)
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 

@@ -3,17 +3,17 @@ functions-framework test clients for every function (loaded exactly as Cloud Run
 
 from __future__ import annotations
 
+import contextlib
 import os
-import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from scripts.localstack import ROOT, LocalStack, run_local_server
-
-FUNCTIONS_DIR = ROOT / "functions"
+from lib import discovery
+from scripts.localstack import LocalStack, free_port, run_local_server
 
 
 @pytest.fixture(scope="session")
@@ -25,9 +25,32 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         # Cheap argon2 cost keeps the suite fast; the production cost is exercised by its own test.
         os.environ.setdefault("ARGON2_MEMORY_KIB", "1024")
         os.environ.setdefault("ARGON2_TIME_COST", "1")
-        yield running
+        with event_subscribers() as push_url:
+            os.environ["LOCAL_EVENTS_PUSH_URL"] = push_url
+            yield running
         os.environ.clear()
         os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def event_subscribers() -> Iterator[str]:
+    """The functions subscribed to local events, served by the dev server's app on 127.0.0.1 in a thread of
+    this process, as `make run` serves them: EVENTS=local pushes each message there (lib/local/events.py), from
+    this process and from the job subprocesses alike. Yields the base URL."""
+    from werkzeug.serving import make_server
+
+    from lib.local.events import SUBSCRIBERS
+    from scripts import devserver
+
+    app, _ = devserver.build_app(names=sorted({name for names in SUBSCRIBERS.values() for name in names}))
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="event-subscribers", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
 
 
 @pytest.fixture(autouse=True)
@@ -50,14 +73,10 @@ def fresh_database(request: pytest.FixtureRequest) -> Iterator[str | None]:
 
 
 def clear_settings_caches() -> None:
-    """Drop everything derived from settings: the settings themselves and the cached AI providers."""
+    """Drop the settings (the AI providers and clients are cached per configured value, so they follow)."""
     from lib.config import get_settings
 
     get_settings.cache_clear()
-    providers = sys.modules.get("lib.providers")
-    if providers is not None:
-        providers.generator.cache_clear()
-        providers.detector.cache_clear()
 
 
 @pytest.fixture
@@ -87,7 +106,7 @@ def fn(stack: LocalStack) -> Callable[[str], object]:
     def client(name: str):
         if name not in _apps:
             _apps[name] = functions_framework.create_app(
-                target=name, source=str(FUNCTIONS_DIR / name / "main.py")
+                target=name, source=str(discovery.function_source(name))
             )
         return _apps[name].test_client()
 

@@ -12,8 +12,10 @@ import uuid
 import pytest
 import requests
 
-from lib import db, glb, vectors
+from lib import db, vectors
 from lib.config import get_settings
+from lib.local import glb
+from lib.local.detector import label_centroids
 from scripts import demo_catalog
 
 LABELS = ["sofa", "armchair", "chair", "bed", "desk", "table", "wardrobe", "bookshelf", "lamp", "rug"]
@@ -380,7 +382,7 @@ def test_batch_search_equals_single_searches():
 def test_label_centroids_classify_catalog_images():
     from lib.embed import get_embedder
 
-    centroids = vectors.label_centroids()
+    centroids = label_centroids()
     assert set(centroids) == set(LABELS)
     import numpy as np
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
+from lib.discovery import function_names, function_source
 from scripts.bench_coldstart import measure
-from scripts.devserver import FUNCTIONS_DIR, function_names
 
 EXPECTED_AT_START = {"pymongo", "argon2", "jwt"}  # the database driver and, for auth, token and password code
 
 
 @pytest.mark.parametrize("name", function_names())
 def test_loading_a_function_imports_no_heavy_client(name):
-    _, loaded = measure(name, str(FUNCTIONS_DIR / name / "main.py"), repeat=1)
+    _, loaded = measure(name, str(function_source(name)), repeat=1)
     assert set(loaded) <= EXPECTED_AT_START

@@ -56,13 +56,17 @@ def test_production_with_terraforms_environment_is_valid():
     ({"task_queue": "local"}, "TASK_QUEUE=local"),
     ({"events": "local"}, "EVENTS=local"),
     ({"job_runner": "local"}, "JOB_RUNNER=local"),
+    ({"generator": "local"}, "GENERATOR=local"),
+    ({"detector": "local"}, "DETECTOR=local"),
+    ({"embedder": "local"}, "EMBEDDER=local"),
     ({"qdrant_url": ""}, "QDRANT_URL"),
     ({"mongodb_uri": "mongodb://127.0.0.1:27017/"}, "MONGODB_URI"),
     ({"signing_key_file": "/tmp/key.pem"}, "SIGNING_KEY_FILE"),
 ])
 def test_production_refuses_local_stand_ins(change, complaint):
     production = {"environment": "production", "task_queue": "cloudtasks", "events": "pubsub",
-                  "job_runner": "cloudrun", "qdrant_url": "https://q.example", "mongodb_uri": ATLAS}
+                  "job_runner": "cloudrun", "generator": "replicate", "detector": "http", "embedder": "http",
+                  "qdrant_url": "https://q.example", "mongodb_uri": ATLAS}
     with pytest.raises(ValidationError, match=complaint):
         Settings(**{**production, **change}, jwt_secret=SECRET)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from scripts.devserver import function_names, url_path
+from lib.discovery import function_names, url_path
 
 
 def test_account_journey_over_http(live_server):

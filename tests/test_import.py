@@ -1,5 +1,5 @@
 """The catalog import: row validation with line numbers, idempotent re-runs, sharding, sources (local path,
-gs://, http images), the job as a real subprocess through lib.jobs, and the on_catalog_uploaded trigger."""
+gs://, http images), the job as a real subprocess through lib.cloudrun, and the on_catalog_uploaded trigger."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import uuid
 
 import pytest
 
-from lib import catalog_import, db, jobs, storage, vectors
+from lib import catalog_import, cloudrun, db, storage, vectors
 from lib.config import get_settings
 from lib.embed import EmbedUnavailable
+from lib.local import job_runner
 from scripts import demo_catalog
 from scripts.localstack import ROOT
 from scripts.storage_events import cloud_event_request
@@ -280,12 +281,12 @@ def job_env() -> dict[str, str]:
             "QDRANT_COLLECTION_PREFIX": get_settings().qdrant_collection_prefix}
 
 
-def test_job_script_runs_two_shards_through_lib_jobs(catalog_csv):
+def test_job_script_runs_two_shards_through_lib_cloudrun(catalog_csv):
     path, _ = catalog_csv
     import_id = db.new_id()
-    execution = jobs.run_job("import-catalog", args=["--source", str(path), "--import-id", import_id],
-                             env=job_env(), task_count=2)
-    done = jobs.wait(execution, timeout=120)
+    execution = cloudrun.run_job("import-catalog", args=["--source", str(path), "--import-id", import_id],
+                             env=job_env(), shard_count=2)
+    done = job_runner.wait(execution, timeout=120)
     assert done.succeeded, done.log_path.read_text()[-3000:]
     doc = db.collection("imports").find_one({"_id": import_id})
     assert doc["status"] == "done" and doc["counts"]["imported"] == 8 and doc["finished_shards"] == 2
@@ -310,18 +311,18 @@ def test_job_script_exits_1_on_an_unreadable_source(tmp_path):
 def test_local_jobs_respect_the_concurrency_limit(tmp_path, settings_env):
     settings_env(local_job_concurrency=1)
     missing = ["--source", str(tmp_path / "missing.csv")]
-    first, second = jobs.run_job("import-catalog", args=missing), jobs.run_job("import-catalog", args=missing)
-    a, b = jobs.wait(first, timeout=60), jobs.wait(second, timeout=60)
+    first, second = cloudrun.run_job("import-catalog", args=missing), cloudrun.run_job("import-catalog", args=missing)
+    a, b = job_runner.wait(first, timeout=60), job_runner.wait(second, timeout=60)
     assert a.exit_codes == [1] and b.exit_codes == [1] and not a.succeeded
     assert b.started_at >= a.finished_at or a.started_at >= b.finished_at  # never both at once
     assert "failed" in a.log_path.read_text()
 
 
-def test_run_job_refuses_unknown_jobs_and_bad_task_counts():
+def test_run_job_refuses_unknown_jobs_and_bad_shard_counts():
     with pytest.raises(FileNotFoundError):
-        jobs.run_job("no-such-job")
+        cloudrun.run_job("no-such-job")
     with pytest.raises(ValueError):
-        jobs.run_job("import-catalog", task_count=0)
+        cloudrun.run_job("import-catalog", shard_count=0)
 
 
 # --- the trigger -------------------------------------------------------------------------------------------
@@ -351,7 +352,7 @@ def test_a_catalog_file_in_the_bucket_starts_the_import_once(fn, tmp_path):
     deliver(fn, obj)  # redelivered: no second import
     imports = list(db.collection("imports").find({}))
     assert len(imports) == 1 and imports[0]["source"] == f"gs://{bucket}/{name}"
-    done = jobs.wait(imports[0]["execution"], timeout=120)
+    done = job_runner.wait(imports[0]["execution"], timeout=120)
     assert done.succeeded, done.log_path.read_text()[-3000:]
     doc = db.collection("imports").find_one({"_id": imports[0]["_id"]})
     assert doc["status"] == "done" and doc["counts"]["imported"] == 3
@@ -373,7 +374,7 @@ def test_a_job_that_cannot_start_fails_the_event_and_its_redelivery_starts_it(fn
     deliver(fn, obj)
     imports = list(db.collection("imports").find({}))
     assert len(imports) == 1 and imports[0].get("execution")
-    assert jobs.wait(imports[0]["execution"], timeout=120).succeeded
+    assert job_runner.wait(imports[0]["execution"], timeout=120).succeeded
     assert db.collection("imports").find_one({"_id": imports[0]["_id"]})["status"] == "done"
 
 

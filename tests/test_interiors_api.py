@@ -10,8 +10,9 @@ from datetime import timedelta
 
 import pytest
 
-from lib import db, generation, jobs, quota
+from lib import db, generation, quota
 from lib.config import get_settings
+from lib.local import job_runner
 from tests.generation_helpers import queued_interior, ready_upload, seed_mini_catalog
 
 
@@ -19,8 +20,8 @@ from tests.generation_helpers import queued_interior, ready_upload, seed_mini_ca
 def env(stack, settings_env):
     yield settings_env
     # jobs started by the local queue must be finished before the test's database goes away
-    for execution_id in list(jobs._executions):
-        jobs.wait(execution_id, timeout=120)
+    for execution_id in job_runner.execution_ids():
+        job_runner.wait(execution_id, timeout=120)
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def _generate(fn, ctx, headers=None, **body):
 
 
 def test_generate_answers_202_at_once_and_the_job_finishes_it(fn, ctx):
-    before = set(jobs._executions)
+    before = set(job_runner.execution_ids())
     r = _generate(fn, ctx, prompt="  plants everywhere ", variants=1, strength=0.5)
     assert r.status_code == 202, r.get_json()
     interior = r.get_json()["interior"]
@@ -44,9 +45,9 @@ def test_generate_answers_202_at_once_and_the_job_finishes_it(fn, ctx):
     assert interior["prompt"] == "plants everywhere" and interior["style"] == "boho"
     assert "Location" not in r.headers  # each function has its own URL: poll interiors-get?id= instead
     assert db.collection("local_tasks").count_documents({"_id": {"$regex": f"interior-{interior['id']}$"}}) == 1
-    started = [e for e in jobs._executions if e not in before]
+    started = [e for e in job_runner.execution_ids() if e not in before]
     assert len(started) == 1 and started[0].startswith("generate-interior-")
-    assert jobs.wait(started[0], timeout=120).succeeded
+    assert job_runner.wait(started[0], timeout=120).succeeded
     got = fn("interiors_get").get(f"/?id={interior['id']}", headers=ctx["headers"]).get_json()["interior"]
     assert got["status"] == "done" and got["variants"][0]["image_url"].startswith("http")
     assert got["original_image_url"].startswith("http")
@@ -292,39 +293,41 @@ def _finished_event(message_id: str, payload: dict):
                                      message_id)
 
 
+def _deliver(event) -> int:
+    """POST `event` to on_interior_finished as a push subscription does (binary CloudEvent); the status."""
+    import functions_framework
+    from cloudevents.conversion import to_binary
+
+    from lib import discovery
+
+    app = functions_framework.create_app(target="on_interior_finished",
+                                         source=str(discovery.function_source("on_interior_finished")),
+                                         signature_type="cloudevent")
+    headers, body = to_binary(event)
+    return app.test_client().post("/", headers=headers, data=body).status_code
+
+
 def test_on_interior_finished_is_idempotent_and_drops_malformed_messages(fn, ctx):
     from cloudevents.http import CloudEvent
 
-    from lib.events import _load_function
-
-    handler = _load_function("on_interior_finished")
     doc = queued_interior(ctx["user"], ctx["upload"])
     payload = {"interior_id": doc["_id"], "user_id": ctx["user"]["id"], "status": "done"}
-    handler(_finished_event("m-1", payload))
-    handler(_finished_event("m-1", payload))  # redelivered
+    _deliver(_finished_event("m-1", payload))
+    _deliver(_finished_event("m-1", payload))  # redelivered
     assert db.collection("notifications").count_documents({"user_id": ctx["user"]["id"]}) == 1
     for bad in (CloudEvent({"type": "x", "source": "y"}, {"nothing": True}),
                 CloudEvent({"type": "x", "source": "y"}, {"message": {"data": "%%%"}}),
                 _finished_event("m-2", {"interior_id": 5}),
                 _finished_event("m-3", {**payload, "user_id": "someone-else"}),
                 _finished_event("m-4", {**payload, "status": "weird"})):
-        handler(bad)  # must not raise
+        assert _deliver(bad) == 200  # dropped, not raised (a 500 would make Pub/Sub redeliver it forever)
     assert db.collection("notifications").count_documents({}) == 1
 
 
 def test_on_interior_finished_through_functions_framework(fn, ctx):
-    import functions_framework
-    from cloudevents.conversion import to_binary
-
-    from scripts.localstack import ROOT
-
-    app = functions_framework.create_app(target="on_interior_finished",
-                                         source=str(ROOT / "functions" / "on_interior_finished" / "main.py"),
-                                         signature_type="cloudevent")
     doc = queued_interior(ctx["user"], ctx["upload"])
-    headers, body = to_binary(_finished_event("m-9", {"interior_id": doc["_id"], "user_id": ctx["user"]["id"],
-                                                      "status": "failed", "reason": "PROVIDER_BILLING"}))
-    assert app.test_client().post("/", headers=headers, data=body).status_code == 200
+    assert _deliver(_finished_event("m-9", {"interior_id": doc["_id"], "user_id": ctx["user"]["id"],
+                                            "status": "failed", "reason": "PROVIDER_BILLING"})) == 200
     note = db.collection("notifications").find_one({"user_id": ctx["user"]["id"]})
     assert note["status"] == "failed" and note["reason"] == "PROVIDER_BILLING"
 

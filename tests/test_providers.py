@@ -170,7 +170,7 @@ def test_http_detector_rejects_bad_answers(detector, reply, code):
 def test_local_generator_is_deterministic_per_seed_and_blends_by_strength(env):
     from PIL import Image, ImageChops, ImageStat
 
-    from lib.providers.local_generator import LocalGenerator
+    from lib.local.generator import LocalGenerator
 
     generator = LocalGenerator()
     photo = jpeg(640, 480)
@@ -195,7 +195,7 @@ def test_local_generator_is_deterministic_per_seed_and_blends_by_strength(env):
 
 @pytest.mark.parametrize("data", [b"", b"not an image", jpeg()[:200]])
 def test_local_generator_refuses_unreadable_photos(env, data):
-    from lib.providers.local_generator import LocalGenerator
+    from lib.local.generator import LocalGenerator
 
     with pytest.raises(ProviderError) as caught:
         LocalGenerator().generate(GenerationRequest(image=data, room_type="bedroom", style="boho"), 0)
@@ -205,7 +205,7 @@ def test_local_generator_refuses_unreadable_photos(env, data):
 def test_local_generator_refuses_a_tiny_photo(env):
     from PIL import Image
 
-    from lib.providers.local_generator import LocalGenerator
+    from lib.local.generator import LocalGenerator
 
     tiny = io.BytesIO()
     Image.new("RGB", (20, 20), "white").save(tiny, "JPEG")
@@ -216,7 +216,7 @@ def test_local_generator_refuses_a_tiny_photo(env):
 
 @pytest.mark.parametrize("data", [b"", b"not an image", jpeg()[:200]])
 def test_local_detector_refuses_unreadable_images(env, data):
-    from lib.providers.local_detector import LocalDetector
+    from lib.local.detector import LocalDetector
 
     with pytest.raises(ProviderError) as caught:
         LocalDetector().detect(data)

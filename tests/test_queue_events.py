@@ -9,8 +9,9 @@ from datetime import timedelta
 
 import pytest
 
-from lib import db, errors, events, jobs, quota, tasks
+from lib import cloudrun, db, errors, events, quota, tasks
 from lib.config import get_settings
+from lib.local import job_runner
 from scripts.localstack import PubSubEmulator, TasksEmulator
 from tests.doubles import CloudRunDouble
 
@@ -82,14 +83,14 @@ def test_concurrent_takes_give_exactly_the_limit(env):
 # --- tasks: local adapter ---------------------------------------------------------------------------------
 
 def test_local_queue_refuses_a_duplicate_task_name_and_runs_the_job(env):
-    before = set(jobs._executions)
+    before = set(job_runner.execution_ids())
     name = tasks.enqueue_job("generate-interior", task_id="interior-abc", args=["--interior", "abc"])
     assert name.endswith("/queues/generate-interior/tasks/interior-abc")
     with pytest.raises(tasks.TaskExists):
         tasks.enqueue_job("generate-interior", task_id="interior-abc", args=["--interior", "abc"])
-    executions = [e for e in jobs._executions if e not in before]
+    executions = [e for e in job_runner.execution_ids() if e not in before]
     assert len(executions) == 1
-    execution = jobs.wait(executions[0], timeout=60)
+    execution = job_runner.wait(executions[0], timeout=60)
     assert execution.succeeded  # an unknown interior is skipped, not a crash
     with pytest.raises(ValueError):
         tasks.enqueue_job("generate-interior", task_id="bad id/with slash")
@@ -135,7 +136,7 @@ def test_cloud_tasks_task_definition_and_queue_retry_policy(cloud_tasks, env):
     queue = tasks.queue_definition()
     assert queue["retry_config"] == {"max_attempts": 7, "min_backoff": {"seconds": 2, "nanos": 500_000_000},
                                      "max_backoff": {"seconds": 60, "nanos": 0}}
-    assert jobs.run_job_body([], {}, 3) == {"overrides": {"containerOverrides": [{"args": [], "env": []}],
+    assert cloudrun.run_job_body([], {}, 3) == {"overrides": {"containerOverrides": [{"args": [], "env": []}],
                                                            "taskCount": 3}}
 
 

@@ -68,8 +68,8 @@ def test_routes_follow_the_functions_that_exist(stack, tmp_path):
 
     settings = get_settings()
     assert default_routes()[settings.uploads_bucket] == "/on-upload-finalized"
-    (tmp_path / "on_upload_finalized").mkdir()
-    (tmp_path / "on_upload_finalized" / "main.py").write_text("")
+    (tmp_path / "functions" / "on_upload_finalized").mkdir(parents=True)
+    (tmp_path / "functions" / "on_upload_finalized" / "main.py").write_text("")
     assert default_routes(tmp_path) == {settings.uploads_bucket: "/on-upload-finalized"}
 
 

@@ -1,5 +1,5 @@
 """lib.vectors over the Qdrant REST stand-in (and local mode), lib.embed (local + the http contract against a
-local double), and lib.jobs' Cloud Run path against a local double of the Admin API."""
+local double), and lib.cloudrun's Cloud Run path against a local double of the Admin API."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import requests
 
 from lib import vectors
 from lib.config import get_settings
-from lib.embed import EmbedError, HttpEmbedder, LocalEmbedder, get_embedder
+from lib.embed import EmbedError, HttpEmbedder, get_embedder
+from lib.local.detector import label_centroids
+from lib.local.embedder import LocalEmbedder
 from scripts import demo_catalog
 from tests.doubles import CloudRunDouble, _Server
 
@@ -135,7 +137,7 @@ def test_get_vector_delete_and_centroids(collection):
     norm = sum(x * x for x in original) ** 0.5
     assert vectors.get_vector("p01") == pytest.approx([x / norm for x in original], abs=1e-5)  # cosine: unit
     assert vectors.get_vector("missing") is None
-    centroids = vectors.label_centroids()
+    centroids = label_centroids()
     assert set(centroids) == {"sofa", "bed", "lamp"}
     assert all(abs(sum(x * x for x in v) - 1) < 1e-6 for v in centroids.values())
     vectors.delete_products(["p01", "p02"])
@@ -252,7 +254,7 @@ def test_http_embedder_unreachable_and_configuration(settings_env):
     assert vectors.collection_name().endswith("__detector-clip__512")
 
 
-# --- lib.jobs on Cloud Run ---------------------------------------------------------------------------------
+# --- lib.cloudrun on Cloud Run ---------------------------------------------------------------------------------
 
 class RunApiDouble(CloudRunDouble):
     """Answers jobs:run as the Admin API does: a long-running Operation whose metadata is the Execution."""
@@ -265,15 +267,15 @@ class RunApiDouble(CloudRunDouble):
 
 
 def test_run_job_on_cloud_run_sends_overrides(settings_env):
-    from lib import jobs
+    from lib import cloudrun
 
     double = RunApiDouble().start()
     settings_env(jwt_secret="x" * 40, job_runner="cloudrun", cloud_run_api_url=double.url)
     expected_path = (f"/v2/projects/{get_settings().gcp_project}/locations/{get_settings().gcp_region}"
                      "/jobs/import-catalog:run")
     try:
-        execution = jobs.run_job("import-catalog", args=["--source", "gs://b/catalog/a.csv"], env={"K": "v"},
-                                 task_count=3)
+        execution = cloudrun.run_job("import-catalog", args=["--source", "gs://b/catalog/a.csv"], env={"K": "v"},
+                                 shard_count=3)
     finally:
         double.stop()
     assert execution.endswith("/executions/import-catalog-x1")

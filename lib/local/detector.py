@@ -3,7 +3,7 @@
 1. Propose regions: a fixed set of windows over the image at three scales (halves, thirds, and a centred
    two-thirds window), the places furniture usually sits in a room photo.
 2. Embed every crop with the configured embedder (lib.embed; the same one the catalog was imported with).
-3. Label each crop by its nearest label centroid of the catalog's embeddings (lib.vectors.label_centroids):
+3. Label each crop by its nearest label centroid of the catalog's embeddings (label_centroids):
    the mean vector of every product of a label. Confidence is that cosine similarity.
 4. Keep the best windows that do not overlap much (non-maximum suppression), at most DETECTOR_MAX_PARTS.
 
@@ -14,12 +14,39 @@ as the local embedding (see lib/embed.py). Production uses the detector service 
 from __future__ import annotations
 
 import io
+from typing import Any
 
+from lib import vectors
 from lib.config import get_settings
-from lib.providers import Detection, open_rgb
+from lib.local.inputs import open_rgb
+from lib.providers import Detection
 
 ANALYSIS_EDGE_PX = 512
 NMS_IOU = 0.3
+_centroids: dict[tuple, dict[str, list[float]]] = {}  # vectors.version() -> label -> centroid
+
+
+def label_centroids() -> dict[str, list[float]]:
+    """Mean unit vector per label over the whole catalog (cached per process until this process writes vectors
+    again): a catalog-derived classifier that needs no model of its own."""
+    import numpy as np
+
+    key = vectors.version()
+    if key in _centroids:
+        return _centroids[key]
+    sums: dict[str | None, Any] = {}
+    counts: dict[str | None, int] = {}
+    for label, vector in vectors.labelled_vectors():
+        sums[label] = sums.get(label, 0) + np.asarray(vector, dtype=np.float64)
+        counts[label] = counts.get(label, 0) + 1
+    result = {}
+    for label, total in sums.items():
+        mean = total / counts[label]
+        norm = float(np.linalg.norm(mean))
+        result[label] = (mean / norm if norm else mean).tolist()
+    _centroids.clear()
+    _centroids[key] = result
+    return result
 
 
 def proposals(width: int, height: int) -> list[tuple[int, int, int, int]]:
@@ -49,7 +76,6 @@ class LocalDetector:
         import numpy as np
         from PIL import Image
 
-        from lib import vectors
         from lib.embed import get_embedder
 
         photo = open_rgb(image, "image")
@@ -57,7 +83,7 @@ class LocalDetector:
         photo.thumbnail((ANALYSIS_EDGE_PX, ANALYSIS_EDGE_PX), Image.BILINEAR)
         scale = full_w / photo.width
 
-        centroids = vectors.label_centroids()
+        centroids = label_centroids()
         if not centroids:
             return []  # an empty catalog recognises nothing
         labels = sorted(centroids)

@@ -15,7 +15,8 @@ import io
 import threading
 
 from lib.config import get_settings
-from lib.providers import INVALID_IMAGE, GenerationRequest, ProviderError, open_rgb
+from lib.local.inputs import open_rgb
+from lib.providers import INVALID_IMAGE, GenerationRequest, ProviderError
 
 
 def fallback_style_image(style: str):

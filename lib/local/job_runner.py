@@ -1,0 +1,111 @@
+"""Cloud Run Jobs as local subprocesses (JOB_RUNNER=local; lib.cloudrun.run_job calls it).
+
+`jobs/<name_with_underscores>/main.py` runs as subprocesses of this process, one per shard, with the same
+environment variables Cloud Run sets (CLOUD_RUN_JOB, CLOUD_RUN_EXECUTION, CLOUD_RUN_TASK_INDEX,
+CLOUD_RUN_TASK_COUNT). Non-blocking: a background thread waits for a slot (at most
+settings.local_job_concurrency executions at once, the rest queue in order), runs the shards and records the
+exit codes; logs go to <local_dir>/logs/jobs/<execution>.log. Running children are stopped by PID when this
+process exits. `wait(execution_id)` lets tests and scripts block until an execution finished.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lib import discovery
+from lib.config import get_settings
+
+ROOT = discovery.ROOT
+
+
+@dataclass
+class LocalExecution:
+    id: str
+    job: str
+    shard_count: int
+    log_path: Path
+    done: threading.Event = field(default_factory=threading.Event)
+    exit_codes: list[int] = field(default_factory=list)
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    started_at: float | None = None  # time.monotonic() when it got a slot
+    finished_at: float | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.done.is_set() and all(code == 0 for code in self.exit_codes)
+
+
+_executions: dict[str, LocalExecution] = {}
+_slots: dict[int, threading.Semaphore] = {}
+_slots_lock = threading.Lock()
+
+
+def _slot() -> threading.Semaphore:
+    limit = get_settings().local_job_concurrency
+    with _slots_lock:
+        return _slots.setdefault(limit, threading.Semaphore(limit))
+
+
+def run_job(job_name: str, args: list[str], env: dict[str, str], shard_count: int) -> str:
+    """Start `shard_count` subprocesses of the job in the background; returns the execution id."""
+    script = discovery.job_script(job_name)
+    if not script.is_file():
+        raise FileNotFoundError(f"no job at {script.relative_to(ROOT)}")
+    settings = get_settings()
+    execution_id = f"{job_name}-{uuid.uuid4().hex[:10]}"
+    logs = Path(settings.local_dir).resolve() / "logs" / "jobs"
+    logs.mkdir(parents=True, exist_ok=True)
+    execution = LocalExecution(execution_id, job_name, shard_count, logs / f"{execution_id}.log")
+    _executions[execution_id] = execution
+    base_env = {
+        **os.environ, **env,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
+        "CLOUD_RUN_JOB": job_name, "CLOUD_RUN_EXECUTION": execution_id, "CLOUD_RUN_TASK_COUNT": str(shard_count),
+    }
+    slot = _slot()
+
+    def supervise() -> None:
+        with slot, open(execution.log_path, "ab") as log:
+            execution.started_at = time.monotonic()
+            for index in range(shard_count):
+                execution.procs.append(subprocess.Popen(
+                    [sys.executable, str(script), *args], cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, env={**base_env, "CLOUD_RUN_TASK_INDEX": str(index)},
+                ))
+            execution.exit_codes = [proc.wait() for proc in execution.procs]
+            execution.finished_at = time.monotonic()
+        execution.done.set()
+
+    threading.Thread(target=supervise, name=f"job-{execution_id}", daemon=True).start()
+    return execution_id
+
+
+def wait(execution_id: str, timeout: float | None = None) -> LocalExecution:
+    """Block until a local execution finished (TimeoutError otherwise)."""
+    execution = _executions[execution_id]
+    if not execution.done.wait(timeout):
+        raise TimeoutError(f"{execution_id} still running after {timeout}s")
+    return execution
+
+
+@atexit.register
+def _stop_children() -> None:
+    for execution in list(_executions.values()):
+        for proc in execution.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+
+
+def execution_ids() -> list[str]:
+    """Every execution this process started, oldest first (tests find the one an enqueue started)."""
+    return list(_executions)
