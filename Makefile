@@ -11,7 +11,7 @@ HCL_STAMP := scripts/infra-tools/node_modules/.installed
 
 .PHONY: run test lint venv clean infra-tools infra-check package
 
-$(STAMP): requirements.txt scripts/requirements-dev.txt
+$(STAMP): requirements.txt requirements-local.txt scripts/requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r scripts/requirements-dev.txt
 	# gcloud-tasks-emulator's own pins would drag protobuf back to 4.x: install it alone (grpcio, PyYAML above)

