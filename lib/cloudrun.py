@@ -13,6 +13,7 @@ shard so that "task" only ever means a Cloud Tasks task (lib.tasks).
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from lib import clients
@@ -29,6 +30,14 @@ def run_job(job_name: str, args: list[str] | None = None, env: dict[str, str] | 
     from lib.local import job_runner
 
     return job_runner.run_job(job_name, list(args or []), dict(env or {}), shard_count or 1)
+
+
+def current_shard() -> tuple[int, int]:
+    """(index, count) of the shard this job process is: Cloud Run's CLOUD_RUN_TASK_INDEX / CLOUD_RUN_TASK_COUNT
+    (0 of 1 outside an execution)."""
+    count = max(1, int(os.environ.get("CLOUD_RUN_TASK_COUNT", "1") or 1))
+    index = int(os.environ.get("CLOUD_RUN_TASK_INDEX", "0") or 0)
+    return index, count
 
 
 # --- Cloud Run Admin API ---------------------------------------------------------------------------------

@@ -162,6 +162,20 @@ def test_local_events_deliver_a_pubsub_cloud_event_to_subscribers(env, make_user
     assert events.publish("some-other-topic", {"x": 1}, kind="other")  # no subscriber: still published
 
 
+def test_local_events_reach_no_unreachable_subscriber_and_never_raise(env, make_user, caplog):
+    """Like Pub/Sub: the publisher's work is done once the message is published; a subscriber that is down is
+    the subscription's problem (logged), never the publisher's."""
+    from scripts.localstack import free_port
+
+    user = make_user()["user"]
+    env(local_events_push_url=f"http://127.0.0.1:{free_port()}")
+    with caplog.at_level("ERROR", logger="zipkku.events"):
+        assert events.publish(get_settings().interior_finished_topic,
+                              {"interior_id": "i-2", "user_id": user["id"], "status": "done"}, kind="interior.finished")
+    assert db.collection("notifications").count_documents({"user_id": user["id"]}) == 0
+    assert "on_interior_finished unreachable" in caplog.text
+
+
 def _pubsub(stack) -> PubSubEmulator:
     emulator = next((c for c in stack.components if isinstance(c, PubSubEmulator)), None)
     if emulator is None:

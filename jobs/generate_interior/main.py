@@ -3,9 +3,9 @@
     python jobs/generate_interior/main.py --interior ID [--interior ID ...]   # what a Cloud Task starts
     python jobs/generate_interior/main.py                                      # sweep: every claimable one
 
-With several tasks per execution (CLOUD_RUN_TASK_COUNT), each task takes the interiors of its own shard
-(CLOUD_RUN_TASK_INDEX). Prints a JSON summary line; exits 0 unless the job itself could not run, because a
-failed interior is a recorded result, not a crash to be retried.
+With several shards per execution (Cloud Run's tasks: CLOUD_RUN_TASK_INDEX of CLOUD_RUN_TASK_COUNT), each
+shard takes its own share of the interiors. Prints a JSON summary line; exits 0 unless the job itself could not
+run, because a failed interior is a recorded result, not a crash to be retried.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
     python jobs/import_catalog/main.py --source gs://zipkku-catalog/catalog/acme.csv [--import-id ID] [--name N]
 
-(with the repo root on PYTHONPATH). Shards by CLOUD_RUN_TASK_INDEX / CLOUD_RUN_TASK_COUNT; progress goes to the
+(with the repo root on PYTHONPATH). Each shard of an execution (lib.cloudrun.current_shard) takes its share of
+the rows; progress goes to the
 log, final counts to stdout (one JSON line) and to the `imports` document, a failure to the log (one structured
 line with "status": "failed"). Exit code 0 even when rows were skipped (they are reported with line numbers); 1
 when the file itself could not be read.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from lib import catalog_import, db  # noqa: E402
+from lib import catalog_import, cloudrun, db  # noqa: E402
 from lib.log import setup_logging  # noqa: E402
 
 log = logging.getLogger("zipkku.import")
@@ -32,8 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="catalog name for stable product ids (default: file stem)")
     args = parser.parse_args(argv)
     setup_logging()
-    index = int(os.environ.get("CLOUD_RUN_TASK_INDEX", "0"))
-    count = int(os.environ.get("CLOUD_RUN_TASK_COUNT", "1"))
+    index, count = cloudrun.current_shard()
     import_id = args.import_id or os.environ.get("CLOUD_RUN_EXECUTION") or db.new_id()
     try:
         result = catalog_import.run_import(args.source, import_id=import_id, task_index=index, task_count=count,
