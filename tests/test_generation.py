@@ -11,13 +11,13 @@ from datetime import timedelta
 
 import pytest
 
-from lib import db, generation, interiors, quota
+from lib import db, discovery, generation, interiors, quota
 from lib.config import get_settings
 from scripts.localstack import ROOT
 from tests.doubles import ReplicateDouble
 from tests.generation_helpers import queued_interior, ready_upload, seed_mini_catalog
 
-JOB = ROOT / "jobs" / "generate_interior" / "main.py"
+JOB = discovery.job_script("generate-interior")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from lib import catalog_import, cloudrun, db, storage, vectors
+from lib import catalog_import, cloudrun, db, discovery, storage, vectors
 from lib.config import get_settings
 from lib.embed import EmbedUnavailable
 from lib.local import job_runner
@@ -299,11 +299,11 @@ def test_job_script_runs_two_shards_through_lib_cloudrun(catalog_csv):
 
 def test_job_script_exits_1_on_an_unreadable_source(tmp_path):
     env = {**os.environ, **job_env(), "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, str(ROOT / "jobs" / "import_catalog" / "main.py"), "--source",
+    out = subprocess.run([sys.executable, str(discovery.job_script("import-catalog")), "--source",
                           str(tmp_path / "missing.csv")], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 1
     assert json.loads(out.stdout.strip().splitlines()[-1])["status"] == "failed"
-    wrong = subprocess.run([sys.executable, str(ROOT / "jobs" / "import_catalog" / "main.py"), "--source",
+    wrong = subprocess.run([sys.executable, str(discovery.job_script("import-catalog")), "--source",
                             str(tmp_path / "catalog.xlsx")], capture_output=True, text=True, env=env, timeout=60)
     assert wrong.returncode == 1 and "csv" in wrong.stdout
 

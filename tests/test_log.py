@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from lib import log
+from lib import discovery, log
 from lib.config import get_settings
 from scripts.localstack import ROOT
 
@@ -117,7 +117,7 @@ def test_stack_info_and_json_fields_are_redacted():
 def test_the_import_job_logs_its_failure_structured_and_redacted(stack, tmp_path):
     source = f"{tmp_path}/password=hunter2hunter2/catalog.csv"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MONGODB_DB": get_settings().mongodb_db}
-    out = subprocess.run([sys.executable, str(ROOT / "jobs" / "import_catalog" / "main.py"), "--source", source],
+    out = subprocess.run([sys.executable, str(discovery.job_script("import-catalog")), "--source", source],
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 1
     assert "hunter2hunter2" not in out.stdout + out.stderr
