@@ -10,7 +10,8 @@ Signing:
   email and a fresh access token to `generate_signed_url` (the service account needs
   roles/iam.serviceAccountTokenCreator on itself).
 - locally: a throwaway RSA key generated once into `.local/` by the local stack (SIGNING_KEY_FILE), wrapped
-  as service-account credentials. fake-gcs-server does not verify signatures, so this exercises the flow.
+  as service-account credentials. fake-gcs-server does not verify signatures; the local stack's front
+  (scripts/gcs_front.py) does, with the same key, as Cloud Storage would.
 
 Locally the same client code talks to fake-gcs-server through STORAGE_EMULATOR_HOST (the client then uses
 anonymous credentials and the emulator's address as the URL base, including for signed URLs).
@@ -155,22 +156,24 @@ def _signing_kwargs() -> dict:
 
 
 def signed_put_url(bucket_name: str, name: str, content_type: str, max_bytes: int) -> tuple[str, dict[str, str]]:
-    """A V4 signed PUT URL bound to `content_type` and a body of at most `max_bytes`.
+    """A single-use V4 signed PUT URL bound to `content_type` and a body of at most `max_bytes`.
 
     Returns (url, headers): the client must send exactly these headers with the PUT, since they are part
     of the signature (Cloud Storage refuses the request otherwise, or a body outside the length range).
+    `x-goog-if-generation-match: 0` makes the link single use: Cloud Storage writes only if the object does
+    not exist yet and answers 412 to any later PUT, so a leaked or replayed link cannot overwrite the photo.
     """
     settings = get_settings()
-    length_range = f"0,{int(max_bytes)}"
+    headers = {"x-goog-content-length-range": f"0,{int(max_bytes)}", "x-goog-if-generation-match": "0"}
     url = bucket(bucket_name).blob(name).generate_signed_url(
         version="v4",
         method="PUT",
         expiration=timedelta(seconds=settings.signed_put_ttl_seconds),
         content_type=content_type,
-        headers={"x-goog-content-length-range": length_range},
+        headers=dict(headers),  # the library adds Content-Type and Host to the dict it is given
         **_signing_kwargs(),
     )
-    return url, {"Content-Type": content_type, "x-goog-content-length-range": length_range}
+    return url, {"Content-Type": content_type, **headers}
 
 
 def signed_put_expiry() -> datetime:

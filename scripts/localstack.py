@@ -258,7 +258,13 @@ class GcsServer(ChildServer):
     """fake-gcs-server as a child process, with our buckets created at start.
 
     `root` is a folder (filesystem backend, survives restarts: make run) or None (memory: tests).
-    `-public-host` must name the server's own address or signed-URL PUTs answer 404. With `pubsub`, every
+    `-public-host` must name the server's own address or signed-URL PUTs answer 404.
+
+    In front of it runs scripts/gcs_front.py, and STORAGE_EMULATOR_HOST names the front: the client signs
+    URLs for that host, so every signed request a browser (or an attacker) makes is checked as Cloud Storage
+    checks it (signature, expiry, headers, length range, precondition) and answered with the production
+    buckets' CORS (`bucket_methods`: bucket -> methods its CORS rule allows, for `cors_origins`); our own
+    server-side JSON API calls pass through it unchanged. With `pubsub`, every
     finalized object is announced on `notification_topic` in Cloud Storage's notification format (the
     topic must exist before the server starts), which scripts/storage_events.py turns into CloudEvents.
     """
@@ -269,12 +275,21 @@ class GcsServer(ChildServer):
     name = "fake-gcs-server"
 
     def __init__(self, buckets: list[str], local_dir: Path, root: Path | None = None,
-                 pubsub: PubSubEmulator | None = None, log_path: Path | None = None) -> None:
+                 pubsub: PubSubEmulator | None = None, log_path: Path | None = None,
+                 cors_origins: list[str] | None = None, bucket_methods: dict[str, list[str]] | None = None) -> None:
         super().__init__(log_path)
         self.buckets = buckets
         self.local_dir = local_dir
         self.root = root
         self.pubsub = pubsub
+        self.cors_origins = cors_origins or []
+        self.bucket_methods = bucket_methods or {}
+        self.front_port = free_port()
+        self.front_proc: subprocess.Popen | None = None
+
+    @property
+    def front_url(self) -> str:
+        return f"http://127.0.0.1:{self.front_port}"
 
     @property
     def url(self) -> str:
@@ -303,18 +318,37 @@ class GcsServer(ChildServer):
     def child_env(self) -> dict[str, str]:
         return {"PUBSUB_EMULATOR_HOST": self.pubsub.host} if self.pubsub is not None else {}
 
+    def front_argv(self) -> list[str]:
+        argv = [sys.executable, str(ROOT / "scripts" / "gcs_front.py"), "--host", "127.0.0.1",
+                "--port", str(self.front_port), "--upstream", self.url,
+                "--signing-key", str(ensure_signing_key(self.local_dir)),
+                "--cors-origins", ",".join(self.cors_origins)]
+        for bucket, methods in self.bucket_methods.items():
+            argv += ["--bucket-methods", f"{bucket}={','.join(methods)}"]
+        return argv
+
     def start(self) -> GcsServer:
         super().start()
-        for name in self.buckets:
-            self.create_bucket(name)
+        try:
+            for name in self.buckets:
+                self.create_bucket(name)
+            self.front_proc = spawn(self.front_argv(), self.log_path)
+            wait_for_port(self.front_port, self.front_proc, timeout=self.start_timeout, name="gcs_front.py")
+        except BaseException:
+            self.stop()
+            raise
         return self
+
+    def stop(self) -> None:
+        stop_process(self.front_proc)
+        super().stop()
 
     def create_bucket(self, name: str) -> None:
         _send_json(f"{self.url}/storage/v1/b?project=local", "POST", {"name": name})
 
     def env(self) -> dict[str, str]:
         env = {
-            "STORAGE_EMULATOR_HOST": self.url,
+            "STORAGE_EMULATOR_HOST": self.front_url,
             "SIGNING_KEY_FILE": str(ensure_signing_key(self.local_dir)),
         }
         if self.pubsub is not None:
@@ -453,7 +487,11 @@ class LocalStack:
             self._add(pubsub)
         root = self.local_dir / "gcs" if self.persistent else None
         buckets = [settings.uploads_bucket, settings.images_bucket, settings.catalog_bucket]
-        self._add(GcsServer(buckets, self.local_dir, root, pubsub, logs / "gcs.log"))
+        # The CORS rule of each bucket in terraform/storage.tf: browsers PUT photos, and fetch signed GETs.
+        methods = {settings.uploads_bucket: ["PUT", "GET", "HEAD"], settings.images_bucket: ["GET", "HEAD"],
+                   settings.catalog_bucket: ["GET", "HEAD"]}
+        self._add(GcsServer(buckets, self.local_dir, root, pubsub, logs / "gcs.log",
+                            cors_origins=settings.cors_origins, bucket_methods=methods))
 
     def _add(self, component) -> None:
         component.start()

@@ -81,7 +81,7 @@ resource "google_storage_bucket" "this" {
     content {
       origin          = var.cors_origins
       method          = each.key == "uploads" ? ["PUT", "GET", "HEAD"] : ["GET", "HEAD"]
-      response_header = ["Content-Type", "Content-Length", "x-goog-content-length-range", "ETag"]
+      response_header = ["Content-Type", "Content-Length", "x-goog-content-length-range", "x-goog-if-generation-match", "ETag"]
       max_age_seconds = 3600
     }
   }
