@@ -10,6 +10,8 @@ Object names carry only our ids, never a user's file name. Outputs go to another
 processing never triggers itself. Processing is idempotent on the object generation: a claim (with a lease,
 so a crashed attempt is retried) lets exactly one delivery of a generation do the work, outputs are written
 with if_generation_match=0 under names that include the generation, and a redelivered event is a no-op.
+Only the first object of an upload is processed: the signed PUT is single use (x-goog-if-generation-match: 0),
+and should another generation of the raw object appear anyway, it changes nothing and is never downloaded.
 
 Document: {_id, user_id, status: pending|ready|rejected, reason?, reason_message?, content_type, size_bytes,
 source: signed|direct, raw?, put_expires_at?, image?, thumbnail?, width?, height?, generation_processed?,
@@ -206,9 +208,11 @@ def handle_finalized(data: dict[str, Any]) -> str:
     user_id, upload_id = ids
     uploads = _collection()
     now = db.utcnow()
+    # Only the first object of an upload is processed (upload links are single use): once a generation is
+    # processed, or while one holds a live claim, any other generation changes nothing and is not even read.
     claimed = uploads.find_one_and_update(
-        {"_id": upload_id, "user_id": user_id, "generation_processed": {"$ne": generation},
-         "$or": [{"claim_generation": {"$ne": generation}}, {"claim_expires_at": {"$lt": now}}]},
+        {"_id": upload_id, "user_id": user_id, "generation_processed": {"$exists": False},
+         "$or": [{"claim_generation": {"$exists": False}}, {"claim_expires_at": {"$lt": now}}]},
         {"$set": {"claim_generation": generation, "claim_expires_at": now + CLAIM_LEASE}},
     )
     if claimed is None:
