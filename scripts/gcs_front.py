@@ -207,6 +207,9 @@ def _length_range(value: str) -> tuple[int, int]:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the client's
+    # delayed ACK hold every small answer back by ~40 ms.
+    disable_nagle_algorithm = True
     front: Front  # set on the subclass made by serve()
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
@@ -236,21 +239,38 @@ class Handler(BaseHTTPRequestHandler):
     # --- plumbing -----------------------------------------------------------------------------------------
 
     def _body(self) -> bytes | None:
+        """The request body: Content-Length bytes, or a chunked body decoded (the emulator gets a length)."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
         length = self.headers.get("Content-Length")
         if length is None:
             return None
+        if not length.isdigit():
+            raise Refusal(400, "InvalidArgument", "Invalid argument.", "Content-Length is not a number.")
         return self.rfile.read(int(length))
 
     def _reply(self, status: int, headers: list[tuple[str, str]] | dict[str, str], body: bytes) -> None:
         self.send_response(status)
-        items = headers.items() if isinstance(headers, dict) else headers
+        items = list(headers.items() if isinstance(headers, dict) else headers)
         for name, value in items:
             if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
                 self.send_header(name, value)
+        if self.command == "HEAD":  # no body: the length is the object's, as the emulator said
+            length = next((v for k, v in items if k.lower() == "content-length"), str(len(body)))
+            self.send_header("Content-Length", length)
+            self.end_headers()
+            return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self.wfile.write(body)
 
     def _refuse(self, refusal: Refusal, cors: dict[str, str]) -> None:
         if self.headers.get("Content-Length") and not getattr(self, "_body_read", False):
@@ -290,8 +310,13 @@ class Handler(BaseHTTPRequestHandler):
                 self._signed_object_request(split, bucket, name, cors)
             except Refusal as refusal:
                 self._refuse(refusal, cors)
-        except (ConnectionError, TimeoutError):
-            self.close_connection = True
+        except Refusal as refusal:  # malformed framing of a passed-through request
+            self._refuse(refusal, {})
+        except (ConnectionRefusedError, TimeoutError, http.client.HTTPException):
+            self._refuse(Refusal(503, "ServiceUnavailable", "Service unavailable.",
+                                 "The storage emulator behind this front did not answer."), {})
+        except ConnectionError:
+            self.close_connection = True  # the client went away
 
     def _signed_object_request(self, split, bucket: str, name: str, cors: dict[str, str]) -> None:
         query = urllib.parse.parse_qsl(split.query, keep_blank_values=True)
@@ -327,6 +352,9 @@ class Handler(BaseHTTPRequestHandler):
         with self.front.object_lock(f"{bucket_name}/{object_name}"):
             status, _, meta = self.front.upstream(
                 "GET", f"/storage/v1/b/{_quote(bucket_name)}/o/{urllib.parse.quote(object_name, safe='')}", {}, None)
+            if status not in (200, 404):
+                raise Refusal(503, "ServiceUnavailable", "Service unavailable.",
+                              "The storage emulator could not say whether the object exists.")
             current = int(json.loads(meta)["generation"]) if status == 200 else None
             if (current is None and int(expected) != 0) or (current is not None and current != int(expected)):
                 raise Refusal(412, "PreconditionFailed",
