@@ -182,6 +182,31 @@ def test_a_second_put_on_the_same_link_is_refused_and_changes_nothing(fn, user):
     assert {b.name: b.generation for b in image_objects(user["user"]["id"])} == before_images
 
 
+def test_two_simultaneous_puts_on_one_link_write_once(fn, user):
+    from concurrent.futures import ThreadPoolExecutor
+
+    bodies = [photos.image_bytes("JPEG", 320, 240), photos.image_bytes("JPEG", 240, 320)]
+    link = new_link(fn, user, max(bodies, key=len))
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda body: requests.put(link["put_url"], data=body, headers=link["headers"],
+                                                          timeout=30), bodies))
+    assert sorted(a.status_code for a in answers) == [200, 412]
+    winner = bodies[[a.status_code for a in answers].index(200)]
+    assert stored(link["upload"]["id"]).download_as_bytes() == winner
+
+
+@pytest.mark.parametrize("changes", [
+    {"X-Goog-Signature": "not-hex"}, {"X-Goog-Expires": "soon"}, {"X-Goog-Expires": "604801"},
+    {"X-Goog-Date": "yesterday"}, {"X-Goog-Algorithm": "GOOG4-HMAC-SHA256"}, {"X-Goog-Credential": "me"},
+])
+def test_a_malformed_link_is_a_clear_400(fn, user, changes):
+    data = photos.image_bytes("JPEG")
+    link = new_link(fn, user, data)
+    put = requests.put(with_query(link["put_url"], **changes), data=data, headers=link["headers"], timeout=30)
+    assert_refused(put, 400, "MalformedSecurityHeader")
+    assert_untouched(fn, user, link["upload"]["id"])
+
+
 # --- CORS as the production buckets answer it -----------------------------------------------------------------
 
 def test_a_browser_preflight_for_the_signed_put_passes_for_configured_origins_only(fn, user):
