@@ -45,6 +45,7 @@ MAX_EXPIRES_SECONDS = 604800  # 7 days: Cloud Storage's limit for V4 signed URLs
 CORS_RESPONSE_HEADERS = ("Content-Type", "Content-Length", "x-goog-content-length-range",
                          "x-goog-if-generation-match", "ETag")
 CORS_MAX_AGE_SECONDS = 3600
+DRAIN_LIMIT_BYTES = 64 << 20  # a refused body up to this size is read and dropped; a larger one closes the connection
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
                "transfer-encoding", "upgrade", "host"}
 
@@ -241,9 +242,14 @@ class Handler(BaseHTTPRequestHandler):
     def _body(self) -> bytes | None:
         """The request body: Content-Length bytes, or a chunked body decoded (the emulator gets a length)."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self._body_read = True
             chunks = []
             while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                try:
+                    size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                except ValueError:
+                    self.close_connection = True
+                    raise Refusal(400, "InvalidArgument", "Invalid argument.", "Malformed chunked body.") from None
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass  # trailers
@@ -255,6 +261,7 @@ class Handler(BaseHTTPRequestHandler):
             return None
         if not length.isdigit():
             raise Refusal(400, "InvalidArgument", "Invalid argument.", "Content-Length is not a number.")
+        self._body_read = True
         return self.rfile.read(int(length))
 
     def _reply(self, status: int, headers: list[tuple[str, str]] | dict[str, str], body: bytes) -> None:
@@ -273,8 +280,13 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _refuse(self, refusal: Refusal, cors: dict[str, str]) -> None:
-        if self.headers.get("Content-Length") and not getattr(self, "_body_read", False):
-            self.close_connection = True  # the body was not read: the connection cannot carry another request
+        length = self.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) and not self._body_read:
+            if int(length) <= DRAIN_LIMIT_BYTES:  # read what the client is sending, so it gets to read our answer
+                for _ in range(0, int(length), 1 << 20):
+                    self.rfile.read(min(1 << 20, int(length) - _))
+            else:
+                self.close_connection = True  # the connection cannot carry another request
         self._reply(refusal.status, {"Content-Type": "application/xml; charset=UTF-8", **cors}, refusal.xml())
 
     def _forward(self, body: bytes | None, extra: dict[str, str] | None = None) -> None:
@@ -288,6 +300,7 @@ class Handler(BaseHTTPRequestHandler):
     # --- the request ----------------------------------------------------------------------------------------
 
     def _handle(self) -> None:
+        self._body_read = False  # one handler serves every request of a keep-alive connection
         try:
             split = urllib.parse.urlsplit(self.path)
             if split.path.startswith(JSON_API_PREFIXES):

@@ -131,6 +131,17 @@ def test_a_body_larger_than_the_signed_range_is_refused(fn, user):
     assert_untouched(fn, user, link["upload"]["id"])
 
 
+def test_a_refused_put_leaves_the_connection_usable(fn, user):
+    """A browser reuses its connection: after a refusal (whose body was never stored) the next PUT works."""
+    data = photos.image_bytes("JPEG", 320, 240)
+    link = new_link(fn, user, data)
+    with requests.Session() as session:
+        too_big = session.put(link["put_url"], data=data + b"\0" * 4096, headers=link["headers"], timeout=30)
+        assert_refused(too_big, 400, "EntityTooLarge")
+        assert session.put(link["put_url"], data=data, headers=link["headers"], timeout=30).status_code == 200
+    assert stored(link["upload"]["id"]).size == len(data)
+
+
 def test_an_unsigned_extension_header_is_refused(fn, user):
     data = photos.image_bytes("JPEG")
     link = new_link(fn, user, data)
