@@ -101,3 +101,91 @@ def jpeg_with_header_size(width: int = 30000, height: int = 30000) -> bytes:
 def truncated_jpeg() -> bytes:
     data = phone_jpeg(800, 600, gps=False)
     return data[: len(data) // 2]
+
+
+def _png(width: int, height: int, color_type: int, bit_depth: int, rows: int | None = None) -> bytes:
+    """A PNG of zeros: `rows` rows of data (all of them if None; fewer makes a bomb that is refused from its
+    header). zlib squeezes a row of zeros to almost nothing, so a 7745x7745 RGBA PNG is ~230 KB."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color_type]
+    row = b"\x00" * (1 + (width * channels * bit_depth + 7) // 8)
+    compressor = zlib.compressobj(9)
+    body = b"".join(compressor.compress(row) for _ in range(height if rows is None else rows)) + compressor.flush()
+    chunks = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0))
+    if color_type == 3:
+        chunks += chunk(b"PLTE", bytes(range(0, 256)) * 3)
+    return b"\x89PNG\r\n\x1a\n" + chunks + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+_PNG_COLOR_TYPES = {"L": (0, 8), "I;16": (0, 16), "RGB": (2, 8), "RGB;16": (2, 16), "P": (3, 8), "LA": (4, 8),
+                    "RGBA": (6, 8), "RGBA;16": (6, 16)}
+
+
+def png_of(width: int, height: int, kind: str = "RGBA", *, complete: bool = True) -> bytes:
+    """A PNG of zeros of one of _PNG_COLOR_TYPES (`RGBA;16` is 16 bits per channel with alpha): complete, so it
+    decodes (benchmarks), or with only its first rows (a bomb refused before decoding; cheap to make)."""
+    color_type, bit_depth = _PNG_COLOR_TYPES[kind]
+    return _png(width, height, color_type, bit_depth, rows=None if complete else 16)
+
+
+def webp_lossless_bomb(width: int = 7745, height: int = 7745) -> bytes:
+    """A ~40-byte lossless WebP that decodes to width x height pixels of one colour: a solid image's lossless
+    bitstream spends zero bits per pixel, so only the header's dimensions say how big it is."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), (10, 200, 30)).save(out, format="WEBP", lossless=True)
+    data = out.getvalue()
+    at = data.index(b"VP8L") + 9  # after the chunk header and the 0x2f signature: 14 bits width-1, 14 height-1
+    (bits,) = struct.unpack("<I", data[at:at + 4])
+    bits = (bits & ~((1 << 28) - 1)) | ((width - 1) & 0x3FFF) | (((height - 1) & 0x3FFF) << 14)
+    return data[:at] + struct.pack("<I", bits) + data[at + 4:]
+
+
+def jpeg_of(width: int, height: int, *, progressive: bool = False, subsampling: int = 2, mode: str = "RGB",
+            quality: int = 75) -> bytes:
+    """A JPEG of a flat picture (small and quick to encode even at 60 MP); 4:2:0 unless subsampling=0 (4:4:4)."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new(mode, (width, height), (120, 90, 60, 0)[:len(mode)] if mode != "L" else 120).save(
+        out, format="JPEG", progressive=progressive, subsampling=subsampling, quality=quality)
+    return out.getvalue()
+
+
+def heic_of(width: int, height: int, mode: str = "RGB") -> bytes:
+    """A HEIC of a flat picture (HEVC encoding of a large noisy picture takes minutes; flat takes seconds)."""
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    out = io.BytesIO()
+    Image.new(mode, (width, height), (120, 90, 60, 255)[:len(mode)]).save(out, format="HEIF", quality=50)
+    return out.getvalue()
+
+
+def peak_rss_growth():
+    """A context manager measuring how far this process's peak RSS rose above its RSS at the start (MiB),
+    read after the block as `.mib`. Linux: writing 5 to /proc/self/clear_refs resets the high-water mark."""
+    import contextlib
+
+    class Growth:
+        mib = 0.0
+
+    def status(field: str) -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+    @contextlib.contextmanager
+    def measure():
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        start, growth = status("VmRSS"), Growth()
+        try:
+            yield growth
+        finally:
+            growth.mib = (status("VmHWM") - start) / 1024
+
+    return measure()

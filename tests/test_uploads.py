@@ -207,6 +207,37 @@ def test_more_bytes_than_declared_are_rejected_even_past_the_link(fn, user):
     assert image_objects(user["user"]["id"]) == []
 
 
+# Photos under the pixel limit that decode to hundreds of MiB (a lossless WebP of ~40 bytes took an instance
+# from 370 MB to 1.4 GB), and photos too small to redesign: refused at upload, before any decoding.
+MEMORY_BOMBS = [
+    pytest.param(photos.webp_lossless_bomb(7745, 7745), "image/webp", id="lossless-webp-7745"),
+    pytest.param(photos.png_of(7745, 7745, "RGBA"), "image/png", id="rgba-png-7745"),
+    pytest.param(photos.png_of(6000, 6000, "RGBA;16", complete=False), "image/png", id="16bit-png-6000"),
+]
+TOO_SMALL = [pytest.param(photos.image_bytes("PNG", *size), id=f"{size[0]}x{size[1]}") for size in ((1, 1), (2048, 1))]
+
+
+@pytest.mark.parametrize(("data", "content_type"), MEMORY_BOMBS)
+def test_photos_that_decode_too_large_are_rejected_quickly_without_memory(fn, user, data, content_type):
+    started = time.perf_counter()
+    with photos.peak_rss_growth() as growth:
+        upload_id, _ = put_photo(fn, user, data, content_type)
+    assert time.perf_counter() - started < 3
+    assert growth.mib < 60  # decoding would take 137 MiB and more
+    upload = get(fn, user, upload_id).get_json()["upload"]
+    assert (upload["status"], upload["reason"]) == ("rejected", "decoded_too_large"), upload
+    assert "MiB" in upload["reason_message"]
+    assert image_objects(user["user"]["id"]) == []
+
+
+@pytest.mark.parametrize("data", TOO_SMALL)
+def test_photos_too_small_to_redesign_are_rejected(fn, user, data):
+    upload_id, _ = put_photo(fn, user, data, "image/png")
+    upload = get(fn, user, upload_id).get_json()["upload"]
+    assert (upload["status"], upload["reason"]) == ("rejected", "too_small"), upload
+    assert "256" in upload["reason_message"]
+
+
 def test_redelivered_events_change_nothing_and_write_nothing_twice(fn, user):
     from lib import db
 
@@ -231,7 +262,7 @@ def test_an_outage_mid_processing_releases_the_claim_and_the_retry_finishes(fn, 
 
     created = create(fn, user, size_bytes=100_000).get_json()
     upload_id = created["upload"]["id"]
-    data = photos.image_bytes("JPEG", 320, 240)
+    data = photos.image_bytes("JPEG", 400, 300)
     assert requests.put(created["put_url"], data=data, headers=created["headers"], timeout=30).ok
     obj = object_resource(*raw_object(upload_id))
 
@@ -252,7 +283,7 @@ def test_an_outage_mid_processing_releases_the_claim_and_the_retry_finishes(fn, 
     monkeypatch.undo()
     deliver(fn, obj, "evt-retry")
     upload = get(fn, user, upload_id).get_json()["upload"]
-    assert (upload["status"], upload["width"], upload["height"]) == ("ready", 320, 240)
+    assert (upload["status"], upload["width"], upload["height"]) == ("ready", 400, 300)
     assert {b.name: b.generation for b in image_objects(user["user"]["id"])} == written  # not rewritten
 
 
@@ -491,6 +522,31 @@ def test_direct_upload_refuses_bad_files(fn, user, data, content_type, status, c
     assert image_objects(user["user"]["id"]) == []
 
 
+@pytest.mark.parametrize(("data", "content_type"), MEMORY_BOMBS)
+def test_direct_photos_that_decode_too_large_are_refused_quickly_without_memory(fn, user, data, content_type):
+    from lib import db
+
+    started = time.perf_counter()
+    with photos.peak_rss_growth() as growth:
+        response = direct(fn, user, data, content_type=content_type)
+    assert time.perf_counter() - started < 3
+    assert growth.mib < 60
+    assert response.status_code == 422, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == "IMAGE_REJECTED" and error["details"][0]["type"] == "decoded_too_large"
+    assert "MiB" in error["message"]
+    assert db.collection("uploads").count_documents({}) == 0
+
+
+@pytest.mark.parametrize("data", TOO_SMALL)
+def test_direct_photos_too_small_to_redesign_are_refused(fn, user, data):
+    response = direct(fn, user, data, content_type="image/png")
+    assert response.status_code == 422, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == "IMAGE_REJECTED" and error["details"][0]["type"] == "too_small"
+    assert "256" in error["message"]
+
+
 def test_direct_upload_needs_a_multipart_file(fn, user):
     as_json = fn("uploads_direct").post("/", json={"file": "x"}, headers=user["headers"])
     assert as_json.status_code == 415
@@ -548,10 +604,10 @@ def test_uploads_per_user_are_limited_per_hour(fn, make_user, settings_env):
     user, other = make_user(), make_user()
     assert create(fn, user, "image/gif").status_code == 415  # refused before it counts
     assert create(fn, user).status_code == 201
-    assert direct(fn, user, photos.image_bytes("JPEG", 64, 48)).status_code == 201  # both kinds count
+    assert direct(fn, user, photos.image_bytes("JPEG", 400, 300)).status_code == 201  # both kinds count
     assert create(fn, user).status_code == 201
     refused = create(fn, user)
     assert refused.status_code == 429 and refused.get_json()["error"]["code"] == "UPLOAD_RATE_LIMITED"
     assert 3000 < int(refused.headers["Retry-After"]) <= 3600
-    assert direct(fn, user, photos.image_bytes("JPEG", 64, 48)).status_code == 429
+    assert direct(fn, user, photos.image_bytes("JPEG", 400, 300)).status_code == 429
     assert create(fn, other).status_code == 201  # per user

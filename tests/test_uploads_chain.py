@@ -135,7 +135,7 @@ def test_bridge_retries_until_the_function_answers(stack, make_user):
         created = uploads.create_pending(user["user"]["id"], uploads.CreateBody(content_type="image/jpeg",
                                                                                 size_bytes=100_000))
         upload_id = created["upload"]["id"]
-        data = photos.image_bytes("JPEG", 320, 240)
+        data = photos.image_bytes("JPEG", 400, 300)
         assert requests.put(created["put_url"], data=data, headers=created["headers"], timeout=30).ok
         time.sleep(0.5)  # the bridge has seen the object and failed to deliver it a few times
         assert uploads.get_for_user(user["user"]["id"], upload_id)["status"] == "pending"
@@ -182,7 +182,7 @@ def test_a_photo_that_arrived_while_the_stack_was_down_is_processed_at_the_next_
     user = make_user()
     arrived, never_sent = (uploads.create_pending(user["user"]["id"], uploads.CreateBody(
         content_type="image/jpeg", size_bytes=100_000)) for _ in range(2))
-    data = photos.image_bytes("JPEG", 320, 240)
+    data = photos.image_bytes("JPEG", 400, 300)
     assert requests.put(arrived["put_url"], data=data, headers=arrived["headers"], timeout=30).ok
     backlog = pending_upload_objects()
     assert [obj["name"].rsplit("/", 1)[1] for obj in backlog] == [arrived["upload"]["id"]]
