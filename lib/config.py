@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     uploads_per_hour: int = Field(default=100, ge=1)  # new photo uploads per user (signed or direct)
     max_image_pixels: int = Field(default=60_000_000, ge=10_000)
+    # Memory of the decoded pixels (width x height x bytes per pixel of the decoded mode) of the formats that
+    # decode at full size (PNG, WebP, HEIC); JPEG decodes reduced and is bounded by MAX_IMAGE_PIXELS.
+    # terraform sizes uploads_direct / on_upload_finalized from scripts/bench_image_memory.py at these limits.
+    max_decoded_image_bytes: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024)
+    # Smallest photo the generators can redesign: both edges, and how elongated it may be (long / short).
+    min_image_edge_px: int = Field(default=256, ge=32)
+    max_image_aspect_ratio: float = Field(default=4.0, ge=1.0)
     max_image_edge_px: int = Field(default=2048, ge=256)
     thumbnail_edge_px: int = Field(default=384, ge=64)
     storage_timeout_seconds: float = Field(default=30, gt=0)  # one request

@@ -3,16 +3,21 @@
 Everything a user sends is hostile until proven otherwise. The steps, in order, each cheap before the next:
 1. size: empty or over the byte limit is refused before anything is parsed;
 2. type: sniffed from the magic bytes (never the file name or the declared header);
-3. pixels: width x height read from the header and checked BEFORE decoding, so a small file that would
-   decompress into gigabytes (a "decompression bomb") is refused without allocating it;
-4. decode: truncated or corrupt data is refused (Pillow never "loads truncated images" here); JPEGs are
+3. pixels and memory: width x height and the mode are read from the header and checked BEFORE decoding, so
+   a small file that would decompress into gigabytes (a "decompression bomb") is refused without allocating
+   it. Two bounds: the pixel count (every format), and the bytes the decoded pixels take (width x height x
+   bytes per pixel of the mode the decoder produces: alpha and 16-bit included) for the formats decoded at
+   full size (PNG, WebP, HEIC). JPEG is exempt from the second: it decodes at a reduced scale (step 4);
+4. size: photos too small or too narrow to redesign are refused (the generators need both edges);
+5. decode: truncated or corrupt data is refused (Pillow never "loads truncated images" here); JPEGs are
    decoded at a reduced scale with draft() when the output is much smaller (DCT scaling: a 12-MP photo
-   decodes at 1/2 or 1/4 the work);
-5. orient: the EXIF orientation is applied to the pixels;
-6. normalize: converted to sRGB (through the embedded ICC profile, if any), flattened onto white, bounded
+   decodes at 1/2 or 1/4 the work); other formats are shrunk to the bounded long edge right after decoding,
+   before any full-size copy, so a photo costs about its decoded bytes once (twice with alpha);
+6. orient: the EXIF orientation is applied to the pixels;
+7. normalize: converted to sRGB (through the embedded ICC profile, if any), flattened onto white, bounded
    long edge, re-encoded as a baseline JPEG from the pixels alone, so no metadata survives (EXIF, GPS, XMP,
    ICC, comments);
-7. thumbnail from the normalized pixels.
+8. thumbnail from the normalized pixels.
 
 Pillow is imported lazily (cold starts of functions that do not process images), pillow-heif only when a
 HEIC actually arrives.
@@ -42,6 +47,8 @@ log = logging.getLogger("zipkku.images")
 
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 _PILLOW_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "HEIF": "image/heic"}
+# Decoded at full size: no DCT scaling, so their decoded bytes are bounded (JPEG's are by draft()).
+FULL_SIZE_DECODE = ("image/png", "image/webp", "image/heic")
 
 
 class ImageRejected(Exception):
@@ -91,8 +98,26 @@ def _register_heif() -> None:
     pillow_heif.register_heif_opener()
 
 
-def check(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[PILImage.Image, str]:
-    """Steps 1-3: an opened (not yet decoded) image and its sniffed type, or ImageRejected."""
+def bytes_per_pixel(mode: str) -> int:
+    """Bytes a pixel of `mode` takes in Pillow's memory (libImaging/Storage.c): one for 8-bit single-band
+    modes, two for 16-bit grey, four for everything else (RGB is stored as 4 bytes, 16-bit colour is decoded
+    to 8 bits). Palette and 1-bit images count as 4: they are expanded to RGB(A) before resampling."""
+    if mode == "L":
+        return 1
+    if mode.startswith("I;16"):
+        return 2
+    return 4
+
+
+def decoded_bytes(width: int, height: int, mode: str) -> int:
+    """The memory the decoded pixels of a width x height image of `mode` take."""
+    return width * height * bytes_per_pixel(mode)
+
+
+def open_checked(data: bytes, *, max_bytes: int, max_pixels: int,
+                 max_decoded_bytes: int) -> tuple[PILImage.Image, str]:
+    """Steps 1-3: the image opened from its header (pixels NOT decoded yet) and its sniffed type, once its byte
+    size, type, pixel count and decoded bytes are within the limits; ImageRejected otherwise."""
     if not data:
         raise ImageRejected("empty", "The file is empty.")
     if len(data) > max_bytes:
@@ -119,7 +144,31 @@ def check(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[PILImage.Ima
         raise ImageRejected(
             "too_many_pixels", f"The image is {width}x{height}; at most {max_pixels} pixels are accepted."
         )
+    needed = decoded_bytes(width, height, img.mode)
+    if kind in FULL_SIZE_DECODE and needed > max_decoded_bytes:
+        raise ImageRejected(
+            "decoded_too_large",
+            f"The image is {width}x{height} {img.mode}: decoded it would take {_mib(needed)} of memory; PNG, WebP "
+            f"and HEIC images may take at most {_mib(max_decoded_bytes)} (about "
+            f"{max_decoded_bytes // 4 / 1e6:.0f} megapixels in colour). Send it smaller or as a JPEG.",
+        )
     return img, kind
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB"
+
+
+def check_redesignable(width: int, height: int, *, min_edge: int, max_aspect_ratio: float) -> None:
+    """Step 4: a photo the generators can redesign: both edges at least `min_edge` pixels and the long edge at
+    most `max_aspect_ratio` times the short one (else the model's input shrinks to a sliver)."""
+    if min(width, height) < min_edge:
+        raise ImageRejected(
+            "too_small", f"The image is {width}x{height}; both edges must be at least {min_edge} pixels.")
+    if max(width, height) > max_aspect_ratio * min(width, height):
+        raise ImageRejected(
+            "too_narrow", f"The image is {width}x{height}; the long edge may be at most {max_aspect_ratio:g} "
+                          "times the short one.")
 
 
 def _format_for(kind: str) -> str:
@@ -127,7 +176,7 @@ def _format_for(kind: str) -> str:
 
 
 def _decode(img: PILImage.Image, kind: str, max_edge: int) -> PILImage.Image:
-    """Step 4: decode the pixels (first frame only), JPEGs at the smallest DCT scale that still fits."""
+    """Step 5: decode the pixels (first frame only), JPEGs at the smallest DCT scale that still fits."""
     Image = _pil()
     width, height = img.size
     if kind == "image/jpeg" and max(width, height) > max_edge:
@@ -143,8 +192,23 @@ def _decode(img: PILImage.Image, kind: str, max_edge: int) -> PILImage.Image:
     return img
 
 
+def _shrink(img: PILImage.Image, max_edge: int) -> PILImage.Image:
+    """Step 5b: a decoded image within `max_edge`, as a new image, so the caller can let go of the full-size
+    one (and of the decoder's buffers it holds: libwebp keeps its canvas) before orientation and colour
+    conversion copy it. Resampling stays in the decoded mode (alpha is premultiplied by Pillow, which costs one
+    full-size copy); palette images are expanded first, as palette indexes cannot be averaged."""
+    Image = _pil()
+    if img.mode in ("1", "P"):
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if max(img.size) <= max_edge:
+        return img
+    scale = max_edge / max(img.size)
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
 def _to_srgb(img: PILImage.Image) -> PILImage.Image:
-    """Step 6a: RGB in sRGB; transparency flattened onto white (JPEG has no alpha)."""
+    """Step 7a: RGB in sRGB; transparency flattened onto white (JPEG has no alpha)."""
     Image = _pil()
     icc = img.info.get("icc_profile")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
@@ -173,13 +237,17 @@ def _encode(img: PILImage.Image, quality: int) -> bytes:
     return out.getvalue()
 
 
-def normalize(data: bytes, *, max_bytes: int, max_pixels: int, max_edge: int, thumbnail_edge: int) -> NormalizedImage:
+def normalize(data: bytes, *, max_bytes: int, max_pixels: int, max_decoded_bytes: int, min_edge: int,
+              max_aspect_ratio: float, max_edge: int, thumbnail_edge: int) -> NormalizedImage:
     """The whole pipeline; raises ImageRejected with a reason for anything we refuse."""
     from PIL import ImageOps
 
     Image = _pil()
-    img, kind = check(data, max_bytes=max_bytes, max_pixels=max_pixels)
-    img = _decode(img, kind, max_edge)
+    opened, kind = open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels,
+                                max_decoded_bytes=max_decoded_bytes)
+    check_redesignable(*opened.size, min_edge=min_edge, max_aspect_ratio=max_aspect_ratio)
+    img = _shrink(_decode(opened, kind, max_edge), max_edge)
+    del opened  # unless _shrink kept it (already small), the full-size pixels go before anything copies them
     try:
         oriented = ImageOps.exif_transpose(img)
     except Exception:  # noqa: BLE001 - an unreadable EXIF block must not sink a good photo
@@ -205,5 +273,7 @@ def normalize_with_settings(data: bytes, *, max_bytes: int | None = None) -> Nor
     settings = get_settings()
     return normalize(
         data, max_bytes=max_bytes or settings.max_upload_bytes, max_pixels=settings.max_image_pixels,
-        max_edge=settings.max_image_edge_px, thumbnail_edge=settings.thumbnail_edge_px,
+        max_decoded_bytes=settings.max_decoded_image_bytes, min_edge=settings.min_image_edge_px,
+        max_aspect_ratio=settings.max_image_aspect_ratio, max_edge=settings.max_image_edge_px,
+        thumbnail_edge=settings.thumbnail_edge_px,
     )

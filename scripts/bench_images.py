@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lib import images  # noqa: E402
 from tests import photos  # noqa: E402
 
-LIMITS = {"max_bytes": 64 * 1024 * 1024, "max_pixels": 60_000_000, "max_edge": 2048, "thumbnail_edge": 384}
+LIMITS = {"max_bytes": 64 * 1024 * 1024, "max_pixels": 60_000_000, "max_decoded_bytes": 128 * 2**20, "min_edge": 256,
+          "max_aspect_ratio": 4.0, "max_edge": 2048, "thumbnail_edge": 384}
 
 
 def measure(data: bytes, runs: int) -> list[float]:
