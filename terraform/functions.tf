@@ -11,6 +11,10 @@
 #   secrets  keys of local.secrets, injected as environment variables
 #   tokens   signs or checks access tokens, so it also gets the JWT key (no other function or job holds it)
 # Anything left out takes local.function_defaults.
+# memory of uploads_direct and on_upload_finalized (one photo per instance) comes from
+# scripts/bench_image_memory.py at the default MAX_IMAGE_PIXELS and MAX_DECODED_IMAGE_BYTES: the worst accepted
+# photo (a lossless WebP at the limit) peaks at ~600 MiB, plus twice the 20 MB request body in uploads_direct.
+# Raise those limits and these memories together.
 locals {
   function_defaults = {
     memory        = "512Mi"
@@ -45,7 +49,7 @@ locals {
     products_similar     = { trigger = { type = "http" }, public = true, secrets = ["mongodb_uri", "qdrant_api_key"] }
     ar_similar_objects   = { trigger = { type = "http" }, public = true }
     openapi              = { trigger = { type = "http" }, public = true, memory = "256Mi" }
-    on_upload_finalized  = { trigger = { type = "storage", bucket = "uploads" }, memory = "2Gi", cpu = "1", timeout = 300, max_instances = 10 }
+    on_upload_finalized  = { trigger = { type = "storage", bucket = "uploads" }, memory = "1Gi", cpu = "1", timeout = 300, max_instances = 10 }
     on_catalog_uploaded  = { trigger = { type = "storage", bucket = "catalog" }, max_instances = 2 }
     on_interior_finished = { trigger = { type = "pubsub", topic = "interior_finished" }, max_instances = 10 }
   }
