@@ -35,7 +35,7 @@ DIMENSIONS = {"type": "object", "properties": {"width_cm": NUMBER, "depth_cm": N
 
 # Why an upload was rejected / an interior failed (tests/test_openapi.py keeps these equal to the codes in lib).
 UPLOAD_REJECTION_REASONS = ["empty", "corrupt", "truncated", "not_an_image", "too_large", "too_many_pixels",
-                            "content_type_mismatch", "not_received"]
+                            "decoded_too_large", "too_small", "too_narrow", "content_type_mismatch", "not_received"]
 INTERIOR_FAILURE_REASONS = ["PROVIDER_REJECTED_PROMPT", "PROVIDER_REJECTED_INPUT", "PROVIDER_BILLING", "PROVIDER_AUTH",
                             "PROVIDER_RATE_LIMIT", "PROVIDER_UNAVAILABLE", "PROVIDER_TIMEOUT", "PROVIDER_FAILED",
                             "PROVIDER_BAD_RESPONSE", "INVALID_IMAGE", "ATTEMPTS_EXHAUSTED", "GENERATION_FAILED",
