@@ -7,12 +7,13 @@ Everything a user sends is hostile until proven otherwise. The steps, in order, 
    a small file that would decompress into gigabytes (a "decompression bomb") is refused without allocating
    it. Two bounds: the pixel count (every format), and the bytes the decoded pixels take (width x height x
    bytes per pixel of the mode the decoder produces: alpha and 16-bit included) for the formats decoded at
-   full size (PNG, WebP, HEIC). JPEG is exempt from the second: it decodes at a reduced scale (step 4);
+   full size (PNG, WebP, HEIC). JPEG is exempt from the second: it decodes at a reduced scale (step 5);
 4. size: photos too small or too narrow to redesign are refused (the generators need both edges);
 5. decode: truncated or corrupt data is refused (Pillow never "loads truncated images" here); JPEGs are
    decoded at a reduced scale with draft() when the output is much smaller (DCT scaling: a 12-MP photo
    decodes at 1/2 or 1/4 the work); other formats are shrunk to the bounded long edge right after decoding,
-   before any full-size copy, so a photo costs about its decoded bytes once (twice with alpha);
+   before orientation and colour conversion would copy them at full size (scripts/bench_image_memory.py
+   measures what each format costs at the limits);
 6. orient: the EXIF orientation is applied to the pixels;
 7. normalize: converted to sRGB (through the embedded ICC profile, if any), flattened onto white, bounded
    long edge, re-encoded as a baseline JPEG from the pixels alone, so no metadata survives (EXIF, GPS, XMP,
