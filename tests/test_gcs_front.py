@@ -57,7 +57,7 @@ def with_query(url: str, **changes: str) -> str:
 # --- what still works -----------------------------------------------------------------------------------------
 
 def test_a_correct_put_is_stored_and_processed_once(fn, user):
-    data = photos.image_bytes("JPEG", 320, 240)
+    data = photos.image_bytes("JPEG", 400, 300)  # 256 px on each edge at least, or it is too small to redesign
     link = new_link(fn, user, data)
     assert link["headers"]["x-goog-if-generation-match"] == "0"
     put = requests.put(link["put_url"], data=data, headers=link["headers"], timeout=30)
