@@ -18,15 +18,13 @@ from __future__ import annotations
 import contextlib
 import re
 import statistics
-import time
 from collections.abc import Iterable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pymongo.errors import DuplicateKeyError
 
-from lib import cursors, db, errors
-from lib.config import get_settings
+from lib import cursors, db, errors, storage
 from lib.text import PlainText
 from lib.vectors import DIMENSION_KEYS as DIMENSIONS  # one list of dimension fields for Mongo and Qdrant
 
@@ -77,15 +75,10 @@ class ArQuery(_Query):
 
 # --- signing on the way out --------------------------------------------------------------------------------
 
-def signing_epoch() -> int:
-    """Changes every half signed-URL lifetime; part of every ETag basis (see the module docstring)."""
-    return int(time.time() // max(1, get_settings().signed_get_ttl_seconds // 2))
-
-
-def _sign(value: str | None) -> str | None:
-    from lib import storage
-
-    return storage.client_url(value) if value else None
+# Links are signed by the one helper for links a client may fetch (cached per signing epoch, which is also
+# part of every ETag basis: see the module docstring).
+signing_epoch = storage.signing_epoch
+_sign = storage.client_url
 
 
 # --- styles ------------------------------------------------------------------------------------------------

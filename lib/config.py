@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     # Local only: PEM of a throwaway RSA key used to sign V4 URLs (production signs through IAM signBlob).
     signing_key_file: str = ""
     signing_service_account: str = ""
+    # Production signing: the IAM Credentials API (a local double in tests and the signing benchmark), how
+    # long one signBlob call and all retries of it may take (then 503), how many links of one answer are
+    # signed at once, and how many signed GET links an instance keeps (per signing epoch; 0 keeps none).
+    iam_credentials_url: str = "https://iamcredentials.googleapis.com"
+    signing_timeout_seconds: float = Field(default=5.0, gt=0)
+    signing_retry_seconds: float = Field(default=2.0, ge=0)
+    signing_concurrency: int = Field(default=32, ge=1, le=256)
+    signed_url_cache_size: int = Field(default=10_000, ge=0)
 
     # --- vectors (Qdrant Cloud; local on-disk mode) -------------------------------------------------------
     qdrant_url: str = ""

@@ -5,10 +5,12 @@ only when a reply goes to a client is a reference turned into a short-lived sign
 Browsers upload straight to the bucket through a signed PUT URL bound to the content type and a size range
 (`signed_put_url`), so photo bytes never pass through a function.
 
-Signing:
-- production (Cloud Run, no key file): the runtime service account signs through IAM signBlob; we pass its
-  email and a fresh access token to `generate_signed_url` (the service account needs
-  roles/iam.serviceAccountTokenCreator on itself).
+Signing (`generate_signed_url` with service-account credentials whose signer is one of):
+- production (Cloud Run, no key file): `IamSigner`, the IAM Credentials API signBlob at IAM_CREDENTIALS_URL
+  with the runtime identity's token (the signing account needs roles/iam.serviceAccountTokenCreator on
+  itself). Each signature is a round trip, so links a client may fetch are cached per signing epoch and the
+  missing ones of an answer are signed concurrently (`client_url`, `signed_links`). Tests and the signing
+  benchmark point IAM_CREDENTIALS_URL at a local double of signBlob (scripts/iam_double.py).
 - locally: a throwaway RSA key generated once into `.local/` by the local stack (SIGNING_KEY_FILE), wrapped
   as service-account credentials. fake-gcs-server does not verify signatures; the local stack's front
   (scripts/gcs_front.py) does, with the same key, as Cloud Storage would.
@@ -20,19 +22,26 @@ Signed URLs are credentials: never log them (lib.log redacts X-Goog-Signature as
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from lib import clients
+from lib import clients, errors
 from lib.config import get_settings
 
 if TYPE_CHECKING:  # google-cloud-storage is imported lazily: only functions that touch objects pay for it
     from google.cloud.storage import Bucket, Client
 
 _lock = threading.Lock()
-_signing: dict[str, object] = {}
+T = TypeVar("T")
+log = logging.getLogger("zipkku.storage")
 
 REF_SCHEME = "gs://"
 
@@ -120,39 +129,125 @@ def delete_prefix(bucket_name: str, prefix: str) -> int:
 # --- signed URLs --------------------------------------------------------------------------------------------
 
 def _signing_kwargs() -> dict:
-    """Credentials arguments for generate_signed_url: a local key, or IAM signBlob on Cloud Run."""
+    """Credentials arguments for generate_signed_url: credentials whose signer is the local key file, or IAM
+    signBlob on Cloud Run (an `IamSigner`)."""
+    return {"credentials": _signing_credentials()}
+
+
+def _signing_credentials():
+    """Service-account credentials used only to sign (never to call an API): the signer is the local PEM key
+    (SIGNING_KEY_FILE) or, in production, IAM signBlob at IAM_CREDENTIALS_URL for the signing account."""
     settings = get_settings()
-    if settings.signing_key_file:
-        with _lock:
-            creds = _signing.get(settings.signing_key_file)
-            if creds is None:
-                from google.auth import crypt
-                from google.oauth2 import service_account
 
-                with open(settings.signing_key_file, encoding="utf-8") as handle:
-                    signer = crypt.RSASigner.from_string(handle.read())
-                email = (settings.signing_service_account
-                         or f"zipkku-local@{settings.gcp_project}.iam.gserviceaccount.com")
-                creds = service_account.Credentials(
-                    signer, email, token_uri="https://oauth2.googleapis.com/token"  # noqa: S106 - a URL
-                )
-                _signing[settings.signing_key_file] = creds
-        return {"credentials": creds}
+    def create():
+        from google.oauth2 import service_account
 
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        raise RuntimeError("SIGNING_KEY_FILE must be set when using the storage emulator (the local stack sets it)")
-    with _lock:
+        if settings.signing_key_file:
+            from google.auth import crypt
+
+            with open(settings.signing_key_file, encoding="utf-8") as handle:
+                signer = crypt.RSASigner.from_string(handle.read())
+            email = (settings.signing_service_account
+                     or f"zipkku-local@{settings.gcp_project}.iam.gserviceaccount.com")
+        else:
+            signer = IamSigner(settings.iam_credentials_url, settings.signing_service_account or None)
+            email = signer.email()
+        return service_account.Credentials(
+            signer, email, token_uri="https://oauth2.googleapis.com/token"  # noqa: S106 - a URL, unused
+        )
+
+    return clients.cached(("signing", settings.signing_key_file, settings.iam_credentials_url,
+                           settings.signing_service_account), create)
+
+
+class IamSigner:
+    """A google.auth signer that signs through the IAM Credentials API `signBlob` at a configured base URL
+    (the library's own signers hard-code https://iamcredentials.googleapis.com, so a local double could not
+    stand in for it). The caller's token comes from Application Default Credentials (the metadata server on
+    Cloud Run); the account needs roles/iam.serviceAccountTokenCreator on the signing account.
+
+    Transient answers (429 quota, 5xx, no connection) are retried with backoff for SIGNING_RETRY_SECONDS;
+    then, and at once for a refusal (403: a missing role), the request ends in a 503, never a 500."""
+
+    key_id = None  # IAM picks the key; google.auth's Signer interface asks for this
+
+    def __init__(self, base_url: str, email: str | None) -> None:
+        import requests
+
+        self.base_url = base_url.rstrip("/")
+        self._email = email
+        self._credentials = None
+        self._token_lock = threading.Lock()
+        self.session = requests.Session()
+        pool = max(1, get_settings().signing_concurrency)
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool, max_retries=0)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+
+    def _token(self, *, renew: bool = False) -> str:
+        """A valid access token of the runtime identity, refreshed once for all signing threads."""
         import google.auth
         import google.auth.transport.requests
 
-        creds = _signing.get("adc")
-        if creds is None:
-            creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-            _signing["adc"] = creds
-        if not creds.valid:  # compute credentials learn their email and a token on refresh
-            creds.refresh(google.auth.transport.requests.Request())
-        email = settings.signing_service_account or getattr(creds, "service_account_email", None)
-        return {"service_account_email": email, "access_token": creds.token}
+        with self._token_lock:
+            if self._credentials is None:
+                self._credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+            if renew or not self._credentials.valid:
+                self._credentials.refresh(google.auth.transport.requests.Request())
+            return self._credentials.token
+
+    def email(self) -> str:
+        """The signing account: SIGNING_SERVICE_ACCOUNT, else the runtime account (compute credentials learn
+        their email on refresh)."""
+        if not self._email:
+            self._token()
+            self._email = getattr(self._credentials, "service_account_email", None)
+            if not self._email or self._email == "default":
+                raise errors.DependencyUnavailable(
+                    "Links cannot be signed: no signing service account (set SIGNING_SERVICE_ACCOUNT).")
+        return self._email
+
+    def sign(self, message: bytes | str) -> bytes:
+        import base64
+
+        import requests
+
+        settings = get_settings()
+        data = message.encode() if isinstance(message, str) else message
+        url = f"{self.base_url}/v1/projects/-/serviceAccounts/{self.email()}:signBlob"
+        body = {"payload": base64.b64encode(data).decode("ascii")}
+        deadline = time.monotonic() + settings.signing_retry_seconds
+        delay, renewed = 0.05, False
+        while True:
+            try:
+                answer = self.session.post(url, json=body, timeout=settings.signing_timeout_seconds,
+                                           headers={"Authorization": f"Bearer {self._token()}"})
+                status = answer.status_code
+            except requests.RequestException as exc:
+                answer, status = exc, 0
+            if status == 200:
+                try:
+                    return base64.b64decode(answer.json()["signedBlob"], validate=True)
+                except (ValueError, KeyError, TypeError):
+                    status = 502  # a malformed answer: treated like a server error
+            if status == 401 and not renewed:  # the token expired in flight: one fresh token, once
+                self._token(renew=True)
+                renewed = True
+                continue
+            transient = status == 0 or status == 429 or status >= 500
+            if not transient or time.monotonic() + delay > deadline:
+                _log_signing_failure(status, answer)
+                raise errors.DependencyUnavailable("Links to your images could not be signed right now; "
+                                                   "try again shortly.")
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def _log_signing_failure(status: int, answer: object) -> None:
+    reason = getattr(answer, "text", None) or repr(answer)
+    hint = " (does the runtime account have roles/iam.serviceAccountTokenCreator?)" if status == 403 else ""
+    log.error("IAM signBlob failed with status %s%s: %s", status or "no answer", hint,
+                                   str(reason)[:300])
 
 
 def signed_put_url(bucket_name: str, name: str, content_type: str, max_bytes: int) -> tuple[str, dict[str, str]]:
@@ -182,21 +277,147 @@ def signed_put_expiry() -> datetime:
 
 
 def signed_get_url(bucket_name: str, name: str, ttl_seconds: int | None = None) -> str:
-    """A short-lived V4 signed GET URL for one object."""
+    """A short-lived V4 signed GET URL for one object, signed now (uncached: see `client_url`)."""
     ttl = ttl_seconds or get_settings().signed_get_ttl_seconds
     return bucket(bucket_name).blob(name).generate_signed_url(
         version="v4", method="GET", expiration=timedelta(seconds=ttl), **_signing_kwargs()
     )
 
 
+# --- links a client may fetch: the one helper, cached per signing epoch ---------------------------------------
+#
+# Signing in production is an IAM round trip (tens of ms), and one answer can link to a hundred objects. So a
+# GET link is signed once per object per signing epoch (half the link lifetime) and kept by this instance: a
+# link is never served when it is older than half its lifetime, and every answer built in one epoch carries
+# the same link for an object (catalog ETags include the epoch, so a revalidated answer never holds expiring
+# links). The links an answer lacks are signed together, SIGNING_CONCURRENCY at a time (`signed_links`).
+# Keys are (bucket, object name): people's objects are named under their own id, so a link is never shared
+# across objects or people.
+
+def signing_epoch() -> int:
+    """Changes every half signed-URL lifetime: links are cached within one epoch, and catalog ETags include it."""
+    return int(time.time() // _epoch_seconds())
+
+
+def _epoch_seconds() -> int:
+    return max(1, get_settings().signed_get_ttl_seconds // 2)
+
+
+class _LinkCache:
+    """Signed GET links of the current signing epoch, least recently used dropped first beyond `size`."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.epoch = -1
+        self.links: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    def get(self, key: tuple[str, str], epoch: int) -> str | None:
+        with self.lock:
+            if epoch != self.epoch:
+                return None
+            link = self.links.get(key)
+            if link is not None:
+                self.links.move_to_end(key)
+            return link
+
+    def put(self, key: tuple[str, str], link: str, epoch: int) -> None:
+        size = get_settings().signed_url_cache_size
+        with self.lock:
+            if epoch != self.epoch:
+                if epoch < self.epoch:
+                    return  # signed across an epoch turn: already too old for this cache
+                self.epoch, self.links = epoch, OrderedDict()
+            self.links[key] = link
+            self.links.move_to_end(key)
+            while len(self.links) > size:
+                self.links.popitem(last=False)
+
+
+_links = _LinkCache()
+# Inside `signed_links`: the objects the first pass found unsigned (None outside), and the links signed for
+# the second pass (so it never depends on the cache still holding them).
+_wanted: ContextVar[set[tuple[str, str]] | None] = ContextVar("wanted_links", default=None)
+_batch: ContextVar[dict[tuple[str, str], str] | None] = ContextVar("signed_batch", default=None)
+
+
 def client_url(value: str | None) -> str | None:
-    """What a client may fetch: gs:// refs become signed GET URLs, http(s) URLs (catalog images hosted
-    elsewhere) pass through, None stays None."""
-    if value is None:
+    """What a client may fetch, for every link in every answer: a gs:// reference becomes a signed GET URL
+    (cached for this signing epoch), an http(s) URL (catalog images hosted elsewhere) passes through, None
+    or "" is None."""
+    if not value:
         return None
     if value.startswith(("http://", "https://")):
         return value
-    return signed_get_url(*parse_ref(value))
+    key = parse_ref(value)
+    batch = _batch.get()
+    if batch is not None and key in batch:
+        return batch[key]
+    epoch = signing_epoch()
+    link = _links.get(key, epoch)
+    if link is not None:
+        return link
+    wanted = _wanted.get()
+    if wanted is not None:  # first pass of `signed_links`: note it; this answer is built again
+        wanted.add(key)
+        return value
+    return _sign_link(key, epoch)
+
+
+def _sign_link(key: tuple[str, str], epoch: int) -> str:
+    link = signed_get_url(*key)
+    _links.put(key, link, epoch)
+    return link
+
+
+def signed_links(build: Callable[[], T]) -> T:
+    """`build()`'s answer with every link signed, the missing ones concurrently.
+
+    `build` (a pure view builder that calls `client_url`) runs once to learn which objects it links to that
+    this instance has no link for yet; those are signed together, SIGNING_CONCURRENCY at a time, and `build`
+    runs again. With every link cached (a warm instance), the first run is the answer and nothing is signed."""
+    wanted: set[tuple[str, str]] = set()
+    token = _wanted.set(wanted)
+    try:
+        first = build()
+    finally:
+        _wanted.reset(token)
+    if not wanted:
+        return first
+    token = _batch.set(_sign_links(wanted))
+    try:
+        return build()
+    finally:
+        _batch.reset(token)
+
+
+def _sign_links(keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    epoch = signing_epoch()
+    ordered = sorted(keys)
+    if len(ordered) == 1 or get_settings().signing_concurrency == 1:
+        return {key: _sign_link(key, epoch) for key in ordered}
+    _signing_credentials()  # created (and its token fetched) once, before the threads start
+    links = _signing_pool().map(lambda key: _sign_link(key, epoch), ordered)
+    return dict(zip(ordered, links, strict=True))
+
+
+def _signing_pool() -> ThreadPoolExecutor:
+    workers = get_settings().signing_concurrency
+    with _lock:
+        pool = _pools.get(workers)
+        if pool is None:
+            pool = _pools[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sign")
+        return pool
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def forget_signing_state() -> None:
+    """Back to a fresh instance: no cached links, signing credentials, tokens or IAM connections (tests and
+    the signing benchmark)."""
+    clients.forget("signing")
+    with _links.lock:
+        _links.epoch, _links.links = -1, OrderedDict()
 
 
 # --- events ---------------------------------------------------------------------------------------------------

@@ -162,11 +162,12 @@ def test_etag_changes_when_the_signing_epoch_turns(fn, monkeypatch):
     import time
     from types import SimpleNamespace
 
-    from lib import catalog
+    from lib import storage
 
     first = get(fn, "products_search", label="lamp")
     later = time.time() + get_settings().signed_get_ttl_seconds / 2
-    monkeypatch.setattr(catalog, "time", SimpleNamespace(time=lambda: later))
+    monkeypatch.setattr(storage, "time", SimpleNamespace(time=lambda: later, monotonic=time.monotonic,
+                                                         sleep=time.sleep))
     turned = get(fn, "products_search", headers={"If-None-Match": first.headers["ETag"]}, label="lamp")
     assert turned.status_code == 200 and turned.headers["ETag"] != first.headers["ETag"]
     assert turned.get_json()["products"]

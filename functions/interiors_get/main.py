@@ -1,6 +1,6 @@
 """GET /interiors-get?id= -> {interior} with status, progress and, when done, variants, parts, products, AR."""
 
-from lib import interiors
+from lib import interiors, storage
 from lib.http import http_function, json_response, parse_query
 
 
@@ -8,4 +8,4 @@ from lib.http import http_function, json_response, parse_query
 def interiors_get(request, user):
     query = parse_query(request, interiors.GetQuery)
     doc = interiors.get_owned(user["_id"], query.id)
-    return json_response({"interior": interiors.view(doc)})
+    return json_response({"interior": storage.signed_links(lambda: interiors.view(doc))})

@@ -1,6 +1,6 @@
 """GET /interiors-list?saved=&limit=&cursor= -> {interiors (newest first), next_cursor}."""
 
-from lib import interiors
+from lib import interiors, storage
 from lib.http import http_function, json_response, parse_query
 
 
@@ -8,4 +8,5 @@ from lib.http import http_function, json_response, parse_query
 def interiors_list(request, user):
     query = parse_query(request, interiors.ListQuery)
     docs, next_cursor = interiors.list_for(user["_id"], query)
-    return json_response({"interiors": [interiors.view(d, summary=True) for d in docs], "next_cursor": next_cursor})
+    views = storage.signed_links(lambda: [interiors.view(d, summary=True) for d in docs])
+    return json_response({"interiors": views, "next_cursor": next_cursor})

@@ -20,11 +20,12 @@ def me(request, user):
         body = parse_json(request, accounts.DeleteAccountBody) if raw else validate(accounts.DeleteAccountBody, {})
         accounts.deactivate(user, body)
         return no_content()
-    from lib import interiors, notifications, quota  # generation's view of the account
+    from lib import interiors, notifications, quota, storage  # generation's view of the account
 
+    saved = interiors.recent_saved(user["_id"], 6)
     return json_response({
         "user": accounts.public_user(user), "usage": quota.usage(user["_id"]),
-        "recent_saved": [interiors.view(d, summary=True) for d in interiors.recent_saved(user["_id"], 6)],
+        "recent_saved": storage.signed_links(lambda: [interiors.view(d, summary=True) for d in saved]),
         "notifications": notifications.recent(user["_id"]),
         "unread_notifications": notifications.unread_count(user["_id"]),
     })

@@ -1,7 +1,7 @@
 """GET /products-search ?label=&q=&max_width_cm=&max_depth_cm=&max_height_cm=&min_price=&max_price=&limit=&cursor=
 -> {products, next_cursor}. Sorted by id with an opaque cursor: pages never overlap or skip."""
 
-from lib import catalog
+from lib import catalog, storage
 from lib.config import get_settings
 from lib.http import cached_json_response, http_function, parse_query
 
@@ -12,6 +12,7 @@ def products_search(request):
     products, next_cursor = catalog.search_products(query)
     return cached_json_response(
         request, [products, next_cursor, catalog.signing_epoch()],
-        lambda: {"products": [catalog.public_product(p) for p in products], "next_cursor": next_cursor},
+        lambda: {"products": storage.signed_links(lambda: [catalog.public_product(p) for p in products]),
+                 "next_cursor": next_cursor},
         max_age=get_settings().catalog_cache_seconds,
     )

@@ -1,7 +1,7 @@
 """GET /products-similar ?product_id=&limit=&label= -> {products: [... with score]}: the nearest products by image
 embedding (one vector query, same label as the product unless ?label= says otherwise); the product itself first."""
 
-from lib import catalog
+from lib import catalog, storage
 from lib.config import get_settings
 from lib.http import cached_json_response, http_function, parse_query
 
@@ -13,6 +13,6 @@ def products_similar(request):
     return cached_json_response(
         request, [[(p, round(s, 6)) for p, s in results], catalog.signing_epoch()],
         lambda: {"product_id": query.product_id,
-                 "products": [catalog.public_product(p, score) for p, score in results]},
+                 "products": storage.signed_links(lambda: [catalog.public_product(p, s) for p, s in results])},
         max_age=get_settings().catalog_cache_seconds,
     )

@@ -1,6 +1,6 @@
 """GET /styles-list -> {styles, room_types}; ?name=<id or name> -> {style} (the old `style-info`), 404 if unknown."""
 
-from lib import catalog
+from lib import catalog, storage
 from lib.config import get_settings
 from lib.http import cached_json_response, http_function, parse_query
 
@@ -16,7 +16,7 @@ def styles_list(request):
     styles, room_types = catalog.styles_and_room_types()
     return cached_json_response(
         request, [styles, room_types, catalog.signing_epoch()],
-        lambda: {"styles": [catalog.public_style(s) for s in styles],
+        lambda: {"styles": storage.signed_links(lambda: [catalog.public_style(s) for s in styles]),
                  "room_types": [catalog.public_room_type(r) for r in room_types]},
         max_age=max_age,
     )
