@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     iam_credentials_url: str = "https://iamcredentials.googleapis.com"
     signing_timeout_seconds: float = Field(default=5.0, gt=0)
     signing_retry_seconds: float = Field(default=2.0, ge=0)
-    signing_concurrency: int = Field(default=32, ge=1, le=256)
+    signing_concurrency: int = Field(default=64, ge=1, le=256)
     signed_url_cache_size: int = Field(default=10_000, ge=0)
 
     # --- vectors (Qdrant Cloud; local on-disk mode) -------------------------------------------------------

@@ -187,13 +187,20 @@ class IamSigner:
     def _token(self, *, renew: bool = False) -> str:
         """A valid access token of the runtime identity, refreshed once for all signing threads."""
         import google.auth
+        import google.auth.exceptions
         import google.auth.transport.requests
 
         with self._token_lock:
-            if self._credentials is None:
-                self._credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-            if renew or not self._credentials.valid:
-                self._credentials.refresh(google.auth.transport.requests.Request())
+            try:
+                if self._credentials is None:
+                    self._credentials, _ = google.auth.default(
+                        scopes=["https://www.googleapis.com/auth/cloud-platform"])
+                if renew or not self._credentials.valid:
+                    self._credentials.refresh(google.auth.transport.requests.Request())
+            except google.auth.exceptions.GoogleAuthError as exc:  # no identity, or its token source is down
+                log.error("no access token to sign links with: %s", type(exc).__name__)
+                raise errors.DependencyUnavailable("Links to your images could not be signed right now; "
+                                                   "try again shortly.") from None
             return self._credentials.token
 
     def email(self) -> str:

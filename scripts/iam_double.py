@@ -8,9 +8,11 @@ it signs for (403 PERMISSION_DENIED, which is also what a caller without roles/i
 gets), a base64 payload (400 INVALID_ARGUMENT) and a per-minute quota (429 RESOURCE_EXHAUSTED). Errors use
 Google's JSON error shape. Every signBlob answer waits `latency` seconds, as a round trip to Google would.
 
-Access tokens come from the OAuth 2.0 token endpoint it also serves (`/token`, JWT-bearer grant): the
-Application Default Credentials file it writes (`write_adc`) makes `google.auth.default()` fetch them from
-there, as the metadata server hands a Cloud Run instance its token.
+Access tokens come from it too, either way `google.auth.default()` finds them: as the metadata server that
+hands a Cloud Run instance its token (`/computeMetadata/v1/...`, with GCE_METADATA_HOST and GCE_METADATA_IP
+naming the double: what the signing benchmark uses), or from the OAuth 2.0 token endpoint (`/token`,
+JWT-bearer grant) named by the Application Default Credentials file it writes (`write_adc`: what the tests
+use, since google-auth reads GCE_METADATA_HOST only once per process).
 
 Signatures are RSASSA-PKCS1-v1_5 SHA-256 with its key: give it the local stack's signing key and its signed
 URLs verify exactly like locally signed ones.
@@ -43,6 +45,11 @@ def _error(status: int, google_status: str, message: str) -> tuple[int, dict[str
     return status, {"error": {"code": status, "message": message, "status": google_status}}
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 drops concurrent connects (1 s SYN retries)
+
+
 class IamDouble:
     """signBlob and a token endpoint on 127.0.0.1. `plan` holds HTTP statuses to answer signBlob calls with
     next, one per call (e.g. [503, 503] or [429]); `deny` refuses every call with 403."""
@@ -64,8 +71,7 @@ class IamDouble:
         self.lock = threading.Lock()
         self._recent: deque[float] = deque()  # times of accepted signBlob calls, for the quota
         self._tokens: dict[str, float] = {}   # issued access token -> expiry (monotonic)
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", port), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
@@ -157,6 +163,27 @@ class IamDouble:
                 raise jwt.InvalidTokenError("iss")
         except jwt.InvalidTokenError:
             return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+        return self._issue_token()
+
+    def metadata(self, path: str, headers: dict[str, str]) -> tuple[int, Any]:
+        """The metadata server's answers google-auth's compute credentials use (`GCE_METADATA_HOST` and
+        `GCE_METADATA_IP` point at this double): the ping, the runtime account and its token."""
+        if headers.get("metadata-flavor") != "Google":
+            return 403, "Missing required header: Metadata-Flavor"
+        path = path.split("?", 1)[0]
+        account = "/computeMetadata/v1/instance/service-accounts/default/"
+        if path == "/":
+            return 200, ""
+        if path == "/computeMetadata/v1/project/project-id":
+            return 200, "zipkku-local"
+        if path == account:
+            return 200, {"aliases": ["default"], "email": self.email,
+                         "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}
+        if path == account + "token":
+            return self._issue_token()
+        return 404, "Not found"
+
+    def _issue_token(self) -> tuple[int, dict[str, Any]]:
         token = "ya29." + secrets.token_urlsafe(32)
         with self.lock:
             self._tokens[token] = time.monotonic() + 3600
@@ -168,6 +195,7 @@ class IamDouble:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as Google's front ends: pooled clients reuse connections
+            disable_nagle_algorithm = True  # else headers and body in two writes wait on a delayed ACK (40 ms)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -192,7 +220,17 @@ class IamDouble:
                     self._reply(*_error(404, "NOT_FOUND", "The requested URL was not found on this server."))
 
             def do_GET(self) -> None:  # noqa: N802
-                if self.path == "/_double/stats":
+                if self.path == "/" or self.path.startswith("/computeMetadata/"):
+                    status, payload = double.metadata(self.path, {k.lower(): v for k, v in self.headers.items()})
+                    data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+                    self.send_response(status)
+                    self.send_header("Metadata-Flavor", "Google")
+                    self.send_header("Content-Type", "application/text" if isinstance(payload, str)
+                                     else "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                elif self.path == "/_double/stats":
                     with double.lock:
                         self._reply(200, {"sign_calls": double.sign_calls, "token_calls": double.token_calls})
                 else:
