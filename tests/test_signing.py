@@ -178,3 +178,11 @@ def test_two_people_with_the_same_photo_get_their_own_links(iam, fn, make_user):
     (alice, alice_image, alice_thumb), (bob, bob_image, bob_thumb) = got
     assert len({alice_image, alice_thumb, bob_image, bob_thumb}) == 4
     assert f"/{alice}/" in alice_image and f"/{bob}/" in bob_image
+
+
+def test_no_identity_to_sign_with_is_a_503(iam, fn, settings_env, tmp_path):
+    seed_product(put_object("catalog/p1.jpg"))
+    settings_env(google_application_credentials=tmp_path / "missing.json")
+    storage.forget_signing_state()
+    r = fn("products_search").get("/")
+    assert r.status_code == 503 and r.get_json()["error"]["code"] == "DEPENDENCY_UNAVAILABLE"
