@@ -39,7 +39,6 @@ from lib.config import get_settings
 if TYPE_CHECKING:  # google-cloud-storage is imported lazily: only functions that touch objects pay for it
     from google.cloud.storage import Bucket, Client
 
-_lock = threading.Lock()
 T = TypeVar("T")
 log = logging.getLogger("zipkku.storage")
 
@@ -409,14 +408,8 @@ def _sign_links(keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
 
 def _signing_pool() -> ThreadPoolExecutor:
     workers = get_settings().signing_concurrency
-    with _lock:
-        pool = _pools.get(workers)
-        if pool is None:
-            pool = _pools[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sign")
-        return pool
-
-
-_pools: dict[int, ThreadPoolExecutor] = {}
+    return clients.cached(("signing-pool", workers),
+                          lambda: ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sign"))
 
 
 def forget_signing_state() -> None:
