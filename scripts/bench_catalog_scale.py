@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.bench_catalog import percentiles, timed  # noqa: E402
+from scripts.bench_catalog import timed  # noqa: E402
 from scripts.localstack import ROOT, LocalStack, free_port  # noqa: E402
 
 DIM = 512

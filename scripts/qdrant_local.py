@@ -125,7 +125,8 @@ class Collection:
 class QdrantStandIn:
     """WSGI app: route -> parse body with qdrant models -> translate to the engine's API -> reply like Qdrant."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, optimize_min_points: int = OPTIMIZE_MIN_POINTS) -> None:
+        self.optimize_min_points = optimize_min_points
         if path == ":memory:":
             self.root_dir = Path(tempfile.mkdtemp(prefix="qdrant-stand-in-"))
             atexit.register(shutil.rmtree, self.root_dir, True)
@@ -153,7 +154,7 @@ class QdrantStandIn:
     def get_collection(self, _req, name):
         col = self._get(name)
         info = col.shard.info()
-        pending = col.optimizing or (col.dirty and col.unindexed() >= OPTIMIZE_MIN_POINTS)
+        pending = col.optimizing or (col.dirty and col.unindexed() >= self.optimize_min_points)
         hnsw = {**_HNSW_DEFAULT, **(col.spec.hnsw_config.model_dump(exclude_none=True)
                                     if col.spec.hnsw_config else {})}
         return models.CollectionInfo(
@@ -349,14 +350,14 @@ class QdrantStandIn:
                 shutil.rmtree(stale, ignore_errors=True)
         shard = edge.EdgeShard.load(str(folder / f"shard-{generation}"))
         col = Collection(folder, spec, generation, shard)
-        col.dirty = col.unindexed() >= OPTIMIZE_MIN_POINTS
+        col.dirty = col.unindexed() >= self.optimize_min_points
         self.collections[folder.name] = col
 
     def _optimizer_loop(self) -> None:
         while not self._stop.wait(0.25):
             for col in list(self.collections.values()):
                 quiet = time.monotonic() - col.last_write >= OPTIMIZE_QUIET_S
-                if col.dirty and quiet and not col.deleted and col.unindexed() >= OPTIMIZE_MIN_POINTS:
+                if col.dirty and quiet and not col.deleted and col.unindexed() >= self.optimize_min_points:
                     try:
                         self._optimize(col)
                     except Exception:  # noqa: BLE001 - keep serving from the live shard; retried after a write
@@ -367,19 +368,22 @@ class QdrantStandIn:
         """Build the HNSW graph on a copy in a child process, replay writes made meanwhile, swap it in."""
         col.optimizing = True
         target = col.shard_dir(col.generation + 1)
-        shutil.rmtree(target, ignore_errors=True)
+        work = target.with_name(target.name + ".optimizing")  # becomes a generation only once complete
+        shutil.rmtree(work, ignore_errors=True)
         with col.write_lock:  # queries go on; writes wait for the flush and copy (about a second at 100k)
             if col.deleted:
                 return
             col.shard.flush()
-            shutil.copytree(col.shard_dir(col.generation), target)
+            shutil.copytree(col.shard_dir(col.generation), work)
             col.replay, col.dirty = [], False
         started = time.monotonic()
-        done = subprocess.run([sys.executable, __file__, "--optimize", str(target)], capture_output=True,
+        done = subprocess.run([sys.executable, __file__, "--optimize", str(work)], capture_output=True,
                               text=True)
         if done.returncode != 0:
             col.replay = None
+            shutil.rmtree(work, ignore_errors=True)
             raise RuntimeError(done.stderr[-2000:])
+        work.rename(target)
         optimized = edge.EdgeShard.load(str(target))
         with col.write_lock:
             if col.deleted:
@@ -569,6 +573,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=6333)
     parser.add_argument("--path", default=":memory:")
+    parser.add_argument("--optimize-min-points", type=int, default=OPTIMIZE_MIN_POINTS,
+                        help="unindexed points that start a background HNSW build")
     parser.add_argument("--optimize", help=argparse.SUPPRESS)  # the child process's mode
     args = parser.parse_args()
     if args.optimize:
@@ -576,7 +582,7 @@ def main() -> None:
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no per-request access log
-    app = QdrantStandIn(args.path)
+    app = QdrantStandIn(args.path, args.optimize_min_points)
     server = make_server(args.host, args.port, app, threaded=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the clean-up (flush, temp folder) on stop
     print(f"qdrant stand-in on http://{args.host}:{args.port} ({args.path})", flush=True)
