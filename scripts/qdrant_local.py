@@ -52,7 +52,7 @@ from werkzeug.wrappers import Request, Response
 
 VERSION = "1.15.0"  # the API level this stand-in mirrors (qdrant-client 1.20's REST models)
 OPTIMIZE_MIN_POINTS = 5_000  # below this the engine's planner scans the payload index exactly anyway
-OPTIMIZE_QUIET_S = 1.0  # wait for a bulk import's pause before building the graph
+OPTIMIZE_QUIET_S = 5.0  # wait for the end of (or a pause in) a bulk import before building the graph
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")  # also a safe folder name
 _DISTANCES = {"Cosine": edge.Distance.Cosine, "Euclid": edge.Distance.Euclid, "Dot": edge.Distance.Dot,
               "Manhattan": edge.Distance.Manhattan}
@@ -383,6 +383,8 @@ class QdrantStandIn:
             col.replay = None
             shutil.rmtree(work, ignore_errors=True)
             raise RuntimeError(done.stderr[-2000:])
+        if col.deleted:
+            return
         work.rename(target)
         optimized = edge.EdgeShard.load(str(target))
         with col.write_lock:
