@@ -360,7 +360,7 @@ class GcsServer(ChildServer):
 # --- vectors: the local Qdrant stand-in ------------------------------------------------------------------
 
 class QdrantServer(ChildServer):
-    """scripts/qdrant_local.py: Qdrant's REST API on 127.0.0.1 over qdrant-client local mode (`storage` is a
+    """scripts/qdrant_local.py: Qdrant's REST API on 127.0.0.1 over Qdrant's embedded engine (`storage` is a
     folder or ":memory:"), so the dev server and job subprocesses share one store through QDRANT_URL."""
 
     name = "Qdrant stand-in"

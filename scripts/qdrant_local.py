@@ -1,9 +1,11 @@
 """A local stand-in for a Qdrant server: the subset of Qdrant's documented REST API that lib/vectors.py uses,
-served on 127.0.0.1 and backed by qdrant-client's local mode (on disk under `.local/qdrant`, or ":memory:").
+served on 127.0.0.1 from Qdrant's own engine embedded (qdrant-edge-py: HNSW, payload indexes, persistence), on
+disk under `.local/qdrant` (or a temporary folder for ":memory:", removed on exit).
 
-Why: qdrant-client's local mode locks its folder to ONE client per process, but locally the dev server and the
-job subprocesses (import_catalog, generate_interior) must share one store. With this process owning the store,
-every other process uses the real `QdrantClient(url=...)` REST code path, exactly as against Qdrant Cloud.
+Why a process of its own: the dev server and the job subprocesses (import_catalog, generate_interior) must share
+one store, and an engine folder belongs to one process. With this process owning it, every other process uses the
+real `QdrantClient(url=...)` REST code path, exactly as against Qdrant Cloud; filters use payload indexes and
+search walks an HNSW graph (approximate), as in production.
 
 Served (paths as in qdrant_client/http/api/*.py; replies `{"result": ..., "status": "ok", "time": s}`, errors
 `{"status": {"error": "..."}, "time": s}` with 400/404 like Qdrant):
@@ -14,26 +16,52 @@ Served (paths as in qdrant_client/http/api/*.py; replies `{"result": ..., "statu
   POST .../points/scroll   .../points/query   .../points/query/batch
 Bodies are parsed with qdrant_client.http.models, the same models the client serialises.
 
+Building the HNSW graph (the engine's `optimize()`) holds the GIL for seconds to minutes, so it never runs in
+this process: once a collection has >= OPTIMIZE_MIN_POINTS unindexed points and no write for OPTIMIZE_QUIET_S,
+a child process optimizes a copy of the shard while this one keeps answering from the live shard (status
+"yellow"); writes made meanwhile are recorded and replayed onto the optimized copy, which then replaces it.
+
+Layout: <path>/collections/<name>/collection.json (the create request) and .../shard-<generation>/ (the engine).
+
     python scripts/qdrant_local.py --port 6333 --path .local/qdrant
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
+import qdrant_edge as edge
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
-from qdrant_client import QdrantClient
 from qdrant_client.http import models
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 VERSION = "1.15.0"  # the API level this stand-in mirrors (qdrant-client 1.20's REST models)
+OPTIMIZE_MIN_POINTS = 5_000  # below this the engine's planner scans the payload index exactly anyway
+OPTIMIZE_QUIET_S = 5.0  # wait for the end of (or a pause in) a bulk import before building the graph
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")  # also a safe folder name
+_DISTANCES = {"Cosine": edge.Distance.Cosine, "Euclid": edge.Distance.Euclid, "Dot": edge.Distance.Dot,
+              "Manhattan": edge.Distance.Manhattan}
+_SCHEMAS = {"keyword": edge.PayloadSchemaType.Keyword, "integer": edge.PayloadSchemaType.Integer,
+            "float": edge.PayloadSchemaType.Float, "bool": edge.PayloadSchemaType.Bool,
+            "geo": edge.PayloadSchemaType.Geo, "text": edge.PayloadSchemaType.Text,
+            "datetime": edge.PayloadSchemaType.Datetime, "uuid": edge.PayloadSchemaType.Uuid}
+_SCHEMA_NAMES = {v: k for k, v in _SCHEMAS.items()}
+_HNSW_DEFAULT = {"m": 16, "ef_construct": 100, "full_scan_threshold": 10_000}  # Qdrant's defaults (KB)
 
 _RULES = Map([
     Rule("/", endpoint="root", methods=["GET"]),
@@ -55,6 +83,8 @@ _RULES = Map([
     Rule("/collections/<name>/points/query/batch", endpoint="query_batch", methods=["POST"]),
 ])
 
+log = logging.getLogger("qdrant_local")
+
 
 class BadRequest(Exception):
     pass
@@ -64,12 +94,51 @@ def _completed() -> models.UpdateResult:
     return models.UpdateResult(operation_id=0, status=models.UpdateStatus.COMPLETED)
 
 
-class QdrantStandIn:
-    """WSGI app: route -> parse body with qdrant models -> call the local-mode client under one lock."""
+class Collection:
+    """One collection: its create request, the live engine shard, and the background optimization's state."""
 
-    def __init__(self, path: str) -> None:
-        self.db = QdrantClient(location=":memory:") if path == ":memory:" else QdrantClient(path=path)
-        self.lock = threading.Lock()  # local mode is not thread-safe; the dev server's threads share it
+    def __init__(self, folder: Path, spec: models.CreateCollection, generation: int, shard) -> None:
+        self.folder, self.spec, self.generation, self.shard = folder, spec, generation, shard
+        self.params: models.VectorParams = spec.vectors
+        self.write_lock = threading.Lock()  # writes, and the optimizer's copy and swap
+        self.replay: list | None = None  # writes made while a copy is being optimized
+        self.last_write = 0.0
+        self.dirty = False  # written since the last optimization started
+        self.optimizing = False
+        self.deleted = False
+
+    def shard_dir(self, generation: int) -> Path:
+        return self.folder / f"shard-{generation}"
+
+    def write(self, operation) -> None:
+        with self.write_lock:
+            self.shard.update(operation)
+            if self.replay is not None:
+                self.replay.append(operation)
+            self.last_write, self.dirty = time.monotonic(), True
+
+    def unindexed(self) -> int:
+        info = self.shard.info()
+        return info.points_count - info.indexed_vectors_count
+
+
+class QdrantStandIn:
+    """WSGI app: route -> parse body with qdrant models -> translate to the engine's API -> reply like Qdrant."""
+
+    def __init__(self, path: str, optimize_min_points: int = OPTIMIZE_MIN_POINTS) -> None:
+        self.optimize_min_points = optimize_min_points
+        if path == ":memory:":
+            self.root_dir = Path(tempfile.mkdtemp(prefix="qdrant-stand-in-"))
+            atexit.register(shutil.rmtree, self.root_dir, True)
+        else:
+            self.root_dir = Path(path)
+        (self.root_dir / "collections").mkdir(parents=True, exist_ok=True)
+        self.lock = threading.Lock()  # the collections registry (create/delete)
+        self.collections: dict[str, Collection] = {}
+        for folder in sorted((self.root_dir / "collections").iterdir()):
+            self._load(folder)
+        self._stop = threading.Event()
+        threading.Thread(target=self._optimizer_loop, name="optimizer", daemon=True).start()
 
     # --- endpoints ---------------------------------------------------------------------------------------
     def root(self, _req, **_):
@@ -79,91 +148,270 @@ class QdrantStandIn:
         return "healthz check passed"
 
     def list_collections(self, _req, **_):
-        return self.db.get_collections()
+        return models.CollectionsResponse(
+            collections=[models.CollectionDescription(name=n) for n in sorted(self.collections)])
 
     def get_collection(self, _req, name):
-        self._exists(name)
-        return self.db.get_collection(name)
+        col = self._get(name)
+        info = col.shard.info()
+        pending = col.optimizing or (col.dirty and col.unindexed() >= self.optimize_min_points)
+        hnsw = {**_HNSW_DEFAULT, **(col.spec.hnsw_config.model_dump(exclude_none=True)
+                                    if col.spec.hnsw_config else {})}
+        return models.CollectionInfo(
+            status=models.CollectionStatus.YELLOW if pending else models.CollectionStatus.GREEN,
+            optimizer_status=models.OptimizersStatusOneOf.OK,
+            points_count=info.points_count, indexed_vectors_count=info.indexed_vectors_count,
+            segments_count=info.segments_count,
+            config=models.CollectionConfig(
+                params=models.CollectionParams(vectors=col.params, shard_number=1, replication_factor=1),
+                hnsw_config=models.HnswConfig(**hnsw),
+                optimizer_config=models.OptimizersConfig(default_segment_number=0, flush_interval_sec=5),
+            ),
+            payload_schema={
+                key: models.PayloadIndexInfo(data_type=_SCHEMA_NAMES.get(index.data_type, "keyword"),
+                                             points=info.points_count)
+                for key, index in info.payload_schema.items()
+            },
+        )
 
     def create_collection(self, req, name):
         body = self._body(req, models.CreateCollection)
-        if self.db.collection_exists(name):
-            raise BadRequest(f"Wrong input: Collection `{name}` already exists!")
-        return self.db.create_collection(name, vectors_config=body.vectors,
-                                         sparse_vectors_config=body.sparse_vectors)
+        if not _NAME.match(name):
+            raise BadRequest(f"Validation error in path parameters: [name: invalid collection name `{name}`]")
+        if not isinstance(body.vectors, models.VectorParams):
+            raise BadRequest("Wrong input: this stand-in serves one unnamed dense vector per collection")
+        with self.lock:
+            if name in self.collections:
+                raise BadRequest(f"Wrong input: Collection `{name}` already exists!")
+            folder = self.root_dir / "collections" / name
+            shutil.rmtree(folder, ignore_errors=True)  # leftovers of a crash mid-create
+            shard = edge.EdgeShard.create(str(folder / "shard-0"), self._config(body))
+            (folder / "collection.json").write_text(body.model_dump_json(exclude_none=True))
+            self.collections[name] = Collection(folder, body, 0, shard)
+        return True
 
     def delete_collection(self, _req, name):
-        return self.db.delete_collection(name)
+        with self.lock:
+            col = self.collections.pop(name, None)
+        if col is None:
+            return False
+        with col.write_lock:
+            col.deleted = True
+            col.shard = None
+        shutil.rmtree(col.folder, ignore_errors=True)
+        return True
 
     def exists(self, _req, name):
-        return models.CollectionExistence(exists=self.db.collection_exists(name))
+        return models.CollectionExistence(exists=name in self.collections)
 
     def create_index(self, req, name):
         body = self._body(req, models.CreateFieldIndex)
-        self._exists(name)
-        self.db.create_payload_index(name, body.field_name, body.field_schema)  # a no-op in local mode
+        col = self._get(name)
+        schema = body.field_schema
+        kind = schema.value if isinstance(schema, models.PayloadSchemaType) else getattr(schema, "type", None)
+        kind = getattr(kind, "value", kind)
+        if kind not in _SCHEMAS:
+            raise BadRequest(f"Wrong input: unsupported payload index type {kind!r}")
+        col.write(edge.UpdateOperation.create_field_index(body.field_name, _SCHEMAS[kind]))
         return _completed()
 
     def upsert(self, req, name):
         data = self._json(req)
-        self._exists(name)
+        col = self._get(name)
         if "batch" in data:
-            points = self._parse(models.PointsBatch, data).batch
+            batch = self._parse(models.PointsBatch, data).batch
+            vectors, payloads = batch.vectors, batch.payloads or [None] * len(batch.ids)
+            if not isinstance(vectors, list) or len(vectors) != len(batch.ids) or len(payloads) != len(batch.ids):
+                raise BadRequest("Wrong input: batch ids, vectors and payloads differ in length")
+            triples = zip(batch.ids, vectors, payloads, strict=True)
         else:
-            points = self._parse(models.PointsList, data).points
-        self.db.upsert(name, points=points)
+            triples = ((p.id, p.vector, p.payload) for p in self._parse(models.PointsList, data).points)
+        points = [edge.Point(pid, self._vector(col, vector), payload or {}) for pid, vector, payload in triples]
+        if points:
+            col.write(edge.UpdateOperation.upsert_points(points))
         return _completed()
 
     def retrieve(self, req, name):
         body = self._body(req, models.PointRequest)
-        self._exists(name)
-        return self.db.retrieve(name, ids=body.ids, with_payload=_default(body.with_payload, True),
-                                with_vectors=_default(body.with_vector, False))
+        col = self._get(name)
+        records = col.shard.retrieve(list(body.ids), _with_payload(body.with_payload, True),
+                                     _with_vector(body.with_vector))
+        return [_record(r) for r in records]
 
     def delete_points(self, req, name):
         data = self._json(req)
-        self._exists(name)
-        selector = (self._parse(models.PointIdsList, data) if "points" in data
-                    else self._parse(models.FilterSelector, data))
-        self.db.delete(name, points_selector=selector)
+        col = self._get(name)
+        if "points" in data:
+            ids = self._parse(models.PointIdsList, data).points
+            col.write(edge.UpdateOperation.delete_points(list(ids)))
+        else:
+            selector = self._parse(models.FilterSelector, data)
+            col.write(edge.UpdateOperation.delete_points_by_filter(_filter(selector.filter)))
         return _completed()
 
     def count(self, req, name):
         body = self._body(req, models.CountRequest)
-        self._exists(name)
-        return self.db.count(name, count_filter=body.filter, exact=_default(body.exact, True))
+        col = self._get(name)
+        return models.CountResult(count=col.shard.count(
+            edge.CountRequest(exact=True, filter=_filter(body.filter))))
 
     def scroll(self, req, name):
         body = self._body(req, models.ScrollRequest)
-        self._exists(name)
-        points, next_offset = self.db.scroll(
-            name, scroll_filter=body.filter, limit=body.limit or 10, offset=body.offset, order_by=body.order_by,
-            with_payload=_default(body.with_payload, True), with_vectors=_default(body.with_vector, False),
-        )
-        return models.ScrollResult(points=points, next_page_offset=next_offset)
+        col = self._get(name)
+        order_by = body.order_by
+        if isinstance(order_by, str):
+            order_by = models.OrderBy(key=order_by)
+        points, next_offset = col.shard.scroll(edge.ScrollRequest(
+            offset=body.offset, limit=body.limit or 10, filter=_filter(body.filter),
+            with_payload=_with_payload(body.with_payload, True), with_vector=_with_vector(body.with_vector),
+            order_by=None if order_by is None else edge.OrderBy(
+                order_by.key, edge.Direction.Desc if order_by.direction == models.Direction.DESC
+                else edge.Direction.Asc, order_by.start_from),
+        ))
+        return models.ScrollResult(points=[_record(r) for r in points],
+                                   next_page_offset=None if order_by else next_offset)
 
     def query(self, req, name):
         body = self._body(req, models.QueryRequest)
-        self._exists(name)
-        return self._query(name, body)
+        col = self._get(name)
+        return self._query_batch(col, [body])[0]
 
     def query_batch(self, req, name):
         body = self._body(req, models.QueryRequestBatch)
-        self._exists(name)
-        return [self._query(name, r) for r in body.searches]
+        col = self._get(name)
+        return self._query_batch(col, body.searches)
 
-    # --- helpers -----------------------------------------------------------------------------------------
-    def _query(self, name: str, body: models.QueryRequest) -> models.QueryResponse:
-        return self.db.query_points(
-            name, query=body.query, using=body.using, prefetch=body.prefetch, query_filter=body.filter,
-            search_params=body.params, limit=body.limit or 10, offset=body.offset,
-            with_payload=_default(body.with_payload, False), with_vectors=_default(body.with_vector, False),
-            score_threshold=body.score_threshold, lookup_from=body.lookup_from,
+    # --- translation to the engine -----------------------------------------------------------------------
+    def _query_batch(self, col: Collection, bodies: list[models.QueryRequest]) -> list[models.QueryResponse]:
+        requests = [self._edge_query(col, body) for body in bodies]
+        shard = col.shard
+        results = shard.query_batch(edge.QueryBatchRequest(requests)) if len(requests) > 1 else \
+            [shard.query(requests[0])]
+        return [models.QueryResponse(points=[_scored(p) for p in points]) for points in results]
+
+    def _edge_query(self, col: Collection, body: models.QueryRequest):
+        if body.prefetch or body.using or body.lookup_from:
+            raise BadRequest("Wrong input: prefetch, using and lookup_from are not served by the local stand-in")
+        query = body.query
+        if isinstance(query, models.NearestQuery):
+            query = query.nearest
+        if query is None:
+            raise BadRequest("Wrong input: a query vector is required")
+        if isinstance(query, (int, str)):  # query by point id: its vector
+            found = col.shard.retrieve([query], False, True)
+            if not found:
+                raise NotFound(f"Not found: No point with id {query} found")
+            query = found[0].vector
+        if not isinstance(query, list):
+            raise BadRequest(f"Wrong input: query type {type(query).__name__} is not served by the local stand-in")
+        params = body.params
+        return edge.QueryRequest(
+            limit=body.limit or 10, offset=body.offset, query=edge.Query.Nearest(self._vector(col, query)),
+            filter=_filter(body.filter), score_threshold=body.score_threshold,
+            with_payload=_with_payload(body.with_payload, False), with_vector=_with_vector(body.with_vector),
+            params=None if params is None else edge.SearchParams(hnsw_ef=params.hnsw_ef, exact=bool(params.exact),
+                                                                 indexed_only=bool(params.indexed_only)),
         )
 
-    def _exists(self, name: str) -> None:
-        if not self.db.collection_exists(name):
+    @staticmethod
+    def _vector(col: Collection, vector) -> list[float]:
+        if not isinstance(vector, list) or (vector and not isinstance(vector[0], (int, float))):
+            raise BadRequest("Wrong input: this stand-in serves one unnamed dense vector per point")
+        if len(vector) != col.params.size:
+            raise BadRequest(f"Wrong input: Vector dimension error: expected dim: {col.params.size}, "
+                             f"got {len(vector)}")
+        return vector
+
+    @staticmethod
+    def _config(spec: models.CreateCollection):
+        params = spec.vectors
+        hnsw = {**_HNSW_DEFAULT, **(spec.hnsw_config.model_dump(exclude_none=True) if spec.hnsw_config else {})}
+        return edge.EdgeConfig(
+            vectors=edge.EdgeVectorParams(size=params.size, distance=_DISTANCES[params.distance.value]),
+            hnsw_config=edge.HnswIndexConfig(m=hnsw["m"], ef_construct=hnsw["ef_construct"],
+                                             full_scan_threshold=hnsw["full_scan_threshold"]),
+        )
+
+    # --- storage and background optimization -------------------------------------------------------------
+    def _load(self, folder: Path) -> None:
+        try:
+            spec = models.CreateCollection.model_validate_json((folder / "collection.json").read_text())
+        except (OSError, ValidationError):
+            log.warning("skipping %s: no readable collection.json", folder)
+            return
+        generations = sorted(int(p.name.split("-", 1)[1]) for p in folder.glob("shard-*")
+                             if p.name.split("-", 1)[1].isdigit() and (p / "edge_config.json").exists())
+        if not generations:
+            log.warning("skipping %s: no shard", folder)
+            return
+        generation = generations[-1]
+        for stale in folder.glob("shard-*"):  # older generations and an interrupted optimization's copy
+            if stale.name != f"shard-{generation}":
+                shutil.rmtree(stale, ignore_errors=True)
+        shard = edge.EdgeShard.load(str(folder / f"shard-{generation}"))
+        col = Collection(folder, spec, generation, shard)
+        col.dirty = col.unindexed() >= self.optimize_min_points
+        self.collections[folder.name] = col
+
+    def _optimizer_loop(self) -> None:
+        while not self._stop.wait(0.25):
+            for col in list(self.collections.values()):
+                quiet = time.monotonic() - col.last_write >= OPTIMIZE_QUIET_S
+                if col.dirty and quiet and not col.deleted and col.unindexed() >= self.optimize_min_points:
+                    try:
+                        self._optimize(col)
+                    except Exception:  # noqa: BLE001 - keep serving from the live shard; retried after a write
+                        log.exception("optimizing %s failed", col.folder.name)
+                        col.optimizing = False
+
+    def _optimize(self, col: Collection) -> None:
+        """Build the HNSW graph on a copy in a child process, replay writes made meanwhile, swap it in."""
+        col.optimizing = True
+        target = col.shard_dir(col.generation + 1)
+        work = target.with_name(target.name + ".optimizing")  # becomes a generation only once complete
+        shutil.rmtree(work, ignore_errors=True)
+        with col.write_lock:  # queries go on; writes wait for the flush and copy (about a second at 100k)
+            if col.deleted:
+                return
+            col.shard.flush()
+            shutil.copytree(col.shard_dir(col.generation), work)
+            col.replay, col.dirty = [], False
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, __file__, "--optimize", str(work)], capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            col.replay = None
+            shutil.rmtree(work, ignore_errors=True)
+            raise RuntimeError(done.stderr[-2000:])
+        if col.deleted:
+            return
+        work.rename(target)
+        optimized = edge.EdgeShard.load(str(target))
+        with col.write_lock:
+            if col.deleted:
+                return
+            for operation in col.replay or []:
+                optimized.update(operation)
+            old = col.generation
+            col.shard, col.generation, col.replay = optimized, old + 1, None
+            col.optimizing = False
+        # the old shard object goes with its last reader; its folder only after that
+        threading.Timer(5.0, shutil.rmtree, (col.shard_dir(old), True)).start()
+        log.info("optimized %s in %.1f s", col.folder.name, time.monotonic() - started)
+
+    def close(self) -> None:
+        self._stop.set()
+        for col in list(self.collections.values()):
+            with col.write_lock:
+                if col.shard is not None:
+                    col.shard.flush()
+
+    # --- helpers -----------------------------------------------------------------------------------------
+    def _get(self, name: str) -> Collection:
+        col = self.collections.get(name)
+        if col is None or col.shard is None:
             raise NotFound(f"Not found: Collection `{name}` doesn't exist!")
+        return col
 
     @staticmethod
     def _json(req: Request) -> dict:
@@ -191,8 +439,7 @@ class QdrantStandIn:
         request = Request(environ)
         try:
             endpoint, args = _RULES.bind_to_environ(environ).match()
-            with self.lock:
-                result = getattr(self, endpoint)(request, **args)
+            result = getattr(self, endpoint)(request, **args)
             if endpoint in ("root", "health"):
                 payload, status = result, 200
             else:
@@ -201,10 +448,14 @@ class QdrantStandIn:
             payload, status = _error(str(exc), started), 400
         except HTTPException as exc:
             payload, status = _error(exc.description or exc.name, started), exc.code or 400
-        except (ValueError, KeyError, AssertionError) as exc:  # local mode reports bad requests this way
+        except (ValueError, TypeError, KeyError) as exc:
             payload, status = _error(f"Wrong input: {exc}", started), 400
-        except Exception as exc:  # noqa: BLE001 - answer like a server, as JSON, and keep serving
-            payload, status = _error(f"Service internal error: {type(exc).__name__}: {exc}", started), 500
+        except Exception as exc:  # noqa: BLE001 - the engine raises plain Exception for bad input too
+            message = str(exc)
+            if "error" in message.lower() and "internal" not in message.lower():
+                payload, status = _error(f"Wrong input: {message}", started), 400
+            else:
+                payload, status = _error(f"Service internal error: {type(exc).__name__}: {exc}", started), 500
         if isinstance(payload, str):
             response = Response(payload, status=status, mimetype="text/plain")
         else:
@@ -213,12 +464,108 @@ class QdrantStandIn:
         return response(environ, start_response)
 
 
-def _default(value, fallback):
-    return fallback if value is None else value
+# --- REST models -> engine objects ------------------------------------------------------------------------
+
+def _filter(flt: models.Filter | None):
+    if flt is None:
+        return None
+    if flt.min_should is not None:
+        raise BadRequest("Wrong input: min_should is not served by the local stand-in")
+    return edge.Filter(must=_conditions(flt.must), should=_conditions(flt.should),
+                       must_not=_conditions(flt.must_not))
+
+
+def _conditions(conditions) -> list | None:
+    if conditions is None:
+        return None
+    if not isinstance(conditions, list):
+        conditions = [conditions]
+    return [_condition(c) for c in conditions]
+
+
+def _condition(cond):
+    if isinstance(cond, models.Filter):
+        return _filter(cond)
+    if isinstance(cond, models.HasIdCondition):
+        return edge.HasIdCondition(set(cond.has_id))
+    if isinstance(cond, models.IsEmptyCondition):
+        return edge.IsEmptyCondition(cond.is_empty.key)
+    if isinstance(cond, models.IsNullCondition):
+        return edge.IsNullCondition(cond.is_null.key)
+    if isinstance(cond, models.NestedCondition):
+        return edge.NestedCondition(cond.nested.key, _filter(cond.nested.filter))
+    if isinstance(cond, models.FieldCondition):
+        if cond.geo_bounding_box or cond.geo_radius or cond.geo_polygon or cond.values_count:
+            raise BadRequest("Wrong input: geo and values_count conditions are not served by the local stand-in")
+        return edge.FieldCondition(key=cond.key, match=_match(cond.match), range=_range(cond.range),
+                                   is_empty=cond.is_empty, is_null=cond.is_null)
+    raise BadRequest(f"Wrong input: {type(cond).__name__} is not served by the local stand-in")
+
+
+def _match(match):
+    if match is None:
+        return None
+    if isinstance(match, models.MatchValue):
+        return edge.MatchValue(match.value)
+    if isinstance(match, models.MatchAny):
+        return edge.MatchAny(list(match.any))
+    if isinstance(match, models.MatchExcept):
+        return edge.MatchExcept(list(match.except_))
+    if isinstance(match, models.MatchText):
+        return edge.MatchText(match.text)
+    if isinstance(match, models.MatchPhrase):
+        return edge.MatchPhrase(match.phrase)
+    raise BadRequest(f"Wrong input: {type(match).__name__} is not served by the local stand-in")
+
+
+def _range(rng):
+    if rng is None:
+        return None
+    if not isinstance(rng, models.Range):
+        raise BadRequest("Wrong input: datetime ranges are not served by the local stand-in")
+    return edge.RangeFloat(gte=rng.gte, gt=rng.gt, lte=rng.lte, lt=rng.lt)
+
+
+def _with_payload(value, default: bool):
+    if value is None:
+        return default
+    if isinstance(value, models.PayloadSelectorInclude):
+        return edge.PayloadSelector.Include(list(value.include))
+    if isinstance(value, models.PayloadSelectorExclude):
+        return edge.PayloadSelector.Exclude(list(value.exclude))
+    return value  # bool or a list of keys
+
+
+def _with_vector(value):
+    if value is None or value is False:
+        return False
+    if isinstance(value, list):  # named vectors: this stand-in has only the unnamed one
+        return "" in value
+    return True
+
+
+def _record(r) -> models.Record:
+    return models.Record(id=_id(r.id), payload=r.payload, vector=r.vector, order_value=r.order_value)
+
+
+def _scored(p) -> models.ScoredPoint:
+    return models.ScoredPoint(id=_id(p.id), version=p.version, score=p.score, payload=p.payload, vector=p.vector)
+
+
+def _id(pid):
+    return pid if isinstance(pid, int) else str(pid)
 
 
 def _error(message: str, started: float) -> dict:
     return {"status": {"error": message}, "time": time.perf_counter() - started}
+
+
+def optimize_copy(folder: str) -> None:
+    """Child process: build the HNSW graph and merge segments of a shard copy, then flush and exit."""
+    shard = edge.EdgeShard.load(folder)
+    shard.optimize()
+    shard.flush()
+    shard.close()
 
 
 def main() -> None:
@@ -228,11 +575,23 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=6333)
     parser.add_argument("--path", default=":memory:")
+    parser.add_argument("--optimize-min-points", type=int, default=OPTIMIZE_MIN_POINTS,
+                        help="unindexed points that start a background HNSW build")
+    parser.add_argument("--optimize", help=argparse.SUPPRESS)  # the child process's mode
     args = parser.parse_args()
+    if args.optimize:
+        optimize_copy(args.optimize)
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no per-request access log
-    server = make_server(args.host, args.port, QdrantStandIn(args.path), threaded=True)
+    app = QdrantStandIn(args.path, args.optimize_min_points)
+    server = make_server(args.host, args.port, app, threaded=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the clean-up (flush, temp folder) on stop
     print(f"qdrant stand-in on http://{args.host}:{args.port} ({args.path})", flush=True)
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        app.close()
 
 
 if __name__ == "__main__":

@@ -178,6 +178,98 @@ def test_stand_in_answers_like_qdrant(stack):
     assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
 
 
+class _StandIn:
+    """A stand-in of its own on a folder (the session's is in memory), started and stopped by the test."""
+
+    def __init__(self, folder, optimize_min_points: int = 5000) -> None:
+        from scripts.localstack import QdrantServer
+
+        class Server(QdrantServer):
+            def argv(self):
+                return [*super().argv(), "--optimize-min-points", str(optimize_min_points)]
+
+        self.server = Server(str(folder)).start()
+        from qdrant_client import QdrantClient
+
+        self.client = QdrantClient(url=self.server.url, check_compatibility=False, timeout=30)
+
+    def stop(self) -> None:
+        self.client.close()
+        self.server.stop()
+
+
+def _points(start: int, count: int, rng: random.Random):
+    from qdrant_client import models
+
+    return [models.PointStruct(id=i, vector=[rng.uniform(-1, 1) for _ in range(8)],
+                               payload={"label": ["sofa", "lamp"][i % 2], "price": float(i)})
+            for i in range(start, start + count)]
+
+
+def _wait_green(client, name: str, timeout: float = 120) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while client.get_collection(name).status != "green":
+        assert time.monotonic() < deadline, "the background optimization never finished"
+        time.sleep(0.2)
+
+
+def test_stand_in_keeps_collections_indexes_and_points_across_a_restart(tmp_path):
+    from qdrant_client import models
+
+    rng = random.Random(3)
+    standin = _StandIn(tmp_path / "qdrant")
+    try:
+        standin.client.create_collection("keep", vectors_config=models.VectorParams(
+            size=8, distance=models.Distance.COSINE))
+        standin.client.create_payload_index("keep", "label", models.PayloadSchemaType.KEYWORD)
+        points = _points(0, 60, rng)
+        standin.client.upsert("keep", points=points, wait=True)
+        sofa = models.Filter(must=[models.FieldCondition(key="label", match=models.MatchValue(value="sofa"))])
+        before = standin.client.query_points("keep", query=points[0].vector, query_filter=sofa, limit=5).points
+    finally:
+        standin.stop()
+    standin = _StandIn(tmp_path / "qdrant")
+    try:
+        assert standin.client.count("keep", exact=True).count == 60
+        info = standin.client.get_collection("keep")
+        assert info.config.params.vectors.size == 8 and "label" in info.payload_schema
+        after = standin.client.query_points("keep", query=points[0].vector, query_filter=sofa, limit=5).points
+        assert [p.id for p in after] == [p.id for p in before] and after[0].id == 0
+    finally:
+        standin.stop()
+
+
+def test_writes_during_a_background_optimization_are_kept(tmp_path):
+    """The HNSW build runs on a copy in a child process; what is written meanwhile must reach the new shard."""
+    import time
+
+    from qdrant_client import models
+
+    rng = random.Random(4)
+    folder = tmp_path / "qdrant"
+    standin = _StandIn(folder, optimize_min_points=100)
+    try:
+        standin.client.create_collection("opt", vectors_config=models.VectorParams(
+            size=8, distance=models.Distance.COSINE))
+        standin.client.upsert("opt", points=_points(0, 300, rng), wait=True)
+        assert standin.client.get_collection("opt").status == "yellow"  # an optimization is due
+        copy = folder / "collections" / "opt" / "shard-1.optimizing"
+        deadline = time.monotonic() + 60
+        while not copy.exists():  # the optimizer has copied the shard and started its child
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        standin.client.upsert("opt", points=_points(300, 50, rng), wait=True)
+        standin.client.delete("opt", points_selector=models.PointIdsList(points=[0, 1]), wait=True)
+        _wait_green(standin.client, "opt")
+        assert standin.client.count("opt", exact=True).count == 348
+        assert [r.id for r in standin.client.retrieve("opt", ids=[0, 1, 349])] == [349]
+        assert (folder / "collections" / "opt" / "shard-1").is_dir()  # the optimized copy is the live shard
+    finally:
+        standin.stop()
+
+
 def test_vector_store_down_is_a_503(stack, settings_env):
     from lib import errors
     from scripts.localstack import free_port

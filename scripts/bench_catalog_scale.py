@@ -1,0 +1,262 @@
+"""Catalog-scale benchmark: N products (default 100,000) on a throwaway local stack, vectors in the Qdrant
+stand-in (Qdrant's engine behind its REST API), documents in SecantusDB.
+
+Vectors are synthetic, 512-d, with label structure (a label centroid, one of 40 sub-clusters per label, and
+noise; unit length), spread over the demo catalog's 12 labels as the demo seed spreads them (evenly); documents
+are the demo generator's products written the way the import writes them. Nothing is embedded: the collection
+is an http embedder's (EMBEDDER=http, 512-d), so products_similar looks up the stored vector as in production.
+
+Measures, all through the real client code paths:
+  (a) one filtered vector query (lib.vectors.search_similar: label filter, top 10) over REST,
+      recall@10 against exact numpy search over the same label;
+  (b) the generation's batch of 6 filtered queries (search_similar_batch: label + max width, top 4), recall@4;
+  (c) products-similar end to end through the dev server (HTTP on 127.0.0.1: Mongo lookup, vector fetch, one
+      filtered query, Mongo enrichment, URL signing);
+  (d) products-search through the dev server (label + max dimensions + price range + text), one page of 20;
+and the stand-in's memory (RSS now, peak), the load and HNSW build times.
+
+    .venv/bin/python scripts/bench_catalog_scale.py [--products 100000] [--requests 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts.bench_catalog import percentiles, timed  # noqa: E402
+from scripts.localstack import ROOT, LocalStack, free_port  # noqa: E402
+
+DIM = 512
+
+
+def synthetic_vectors(labels: list[str], seed: int = 7):
+    """One unit vector per product: label centroid + sub-cluster + noise, so neighbours are meaningful."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    names = sorted(set(labels))
+    centroids = {n: rng.standard_normal(DIM, dtype=np.float32) for n in names}
+    subs = {n: rng.standard_normal((40, DIM), dtype=np.float32) for n in names}
+    out = np.empty((len(labels), DIM), dtype=np.float32)
+    for i, label in enumerate(labels):
+        out[i] = centroids[label] + 0.8 * subs[label][rng.integers(40)]
+    out += 0.9 * rng.standard_normal(out.shape, dtype=np.float32)
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
+
+
+def rss_mb(pid: int) -> dict[str, float]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = round(int(value.split()[0]) / 1024, 1)
+    return {"rss_mb": fields.get("VmRSS"), "peak_rss_mb": fields.get("VmHWM")}
+
+
+def wait_green(url: str, name: str, timeout: float = 1800) -> dict:
+    """Wait for the stand-in's background HNSW build (status yellow -> green), as after a real import."""
+    import requests
+
+    started = time.perf_counter()
+    while True:
+        info = requests.get(f"{url}/collections/{name}", timeout=10).json()["result"]
+        if info["status"] == "green":
+            return {"seconds": round(time.perf_counter() - started, 1), "points": info["points_count"],
+                    "indexed_vectors": info["indexed_vectors_count"], "segments": info["segments_count"]}
+        if time.perf_counter() - started > timeout:
+            raise TimeoutError(f"collection {name} still {info['status']} after {timeout} s")
+        time.sleep(1)
+
+
+def start_dev_server(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    import requests
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "devserver.py"), "--port", str(port)],
+                            env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"dev server exited: {proc.stderr.read()[-2000:]}")
+        try:
+            requests.get(f"{base}/", timeout=5)  # 404 from the dispatcher: the server is up
+            return proc, base
+        except requests.ConnectionError:
+            time.sleep(0.3)
+    proc.terminate()
+    raise TimeoutError("dev server did not start")
+
+
+def recall(found: list[list[str]], exact: list[list[str]]) -> float:
+    hits = sum(len(set(f) & set(e)) for f, e in zip(found, exact, strict=True))
+    return round(hits / max(1, sum(len(e) for e in exact)), 4)
+
+
+def main() -> None:  # noqa: PLR0915 - one linear script: load, then measure each path
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--products", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=300)
+    args = parser.parse_args()
+    import numpy as np
+    import requests
+
+    results: dict[str, object] = {"products": args.products, "dim": DIM, "machine_cpus": os.cpu_count(),
+                                  "load_average_at_start": os.getloadavg()[0]}
+    with tempfile.TemporaryDirectory() as tmp, LocalStack(Path(tmp) / "local", persistent=False) as stack:
+        bench_env = {**stack.env, "MONGODB_DB": "bench_scale", "EMBEDDER": "http",
+                     "EMBEDDER_NAME": "bench-synthetic", "EMBEDDER_DIM": str(DIM),
+                     "QDRANT_COLLECTION_PREFIX": "scale", "CATALOG_CACHE_SECONDS": "0"}
+        os.environ.update(bench_env)
+        from lib import catalog_import, db, vectors
+        from lib.catalog_import import CatalogRow
+        from lib.config import get_settings
+        from scripts import demo_catalog
+
+        get_settings.cache_clear()
+        vectors.reset_caches()
+        db.ensure_all_indexes()
+        qdrant = next(c for c in stack.components if c.name == "Qdrant stand-in")
+
+        # --- load: documents as the import writes them, vectors through the client -------------------------
+        per_label = -(-args.products // len(demo_catalog.LABELS))
+        products = demo_catalog.make_products(per_label)[: args.products]
+        labels = [p.label for p in products]
+        matrix = synthetic_vectors(labels)
+        bucket = get_settings().catalog_bucket
+        started = time.perf_counter()
+        docs, points, ids = [], [], []
+        now = db.utcnow()
+        for p in products:
+            row = CatalogRow(name=p.name, product_url=p.product_url, image_url=f"gs://{bucket}/bench/{p.slug}.jpg",
+                             width=p.dims[0], depth=p.dims[1], height=p.dims[2], price=p.price, label=p.label,
+                             brand=p.brand, styles=p.styles, description=f"{p.material} {p.label}")
+            pid = catalog_import.product_id("bench", row.product_url)
+            doc = catalog_import._product_doc(pid, row, "bench", "bench-scale", row.image_url)
+            docs.append({"_id": pid, **doc, "created_at": now, "updated_at": now})
+            ids.append(pid)
+        for i in range(0, len(docs), 5000):
+            db.collection("products").insert_many(docs[i:i + 5000], ordered=False)
+        mongo_s = time.perf_counter() - started
+        started = time.perf_counter()
+        for i in range(0, len(docs), 500):
+            points = [(ids[j], matrix[j].tolist(), {"label": docs[j]["label"], "price": docs[j]["price"],
+                                                    **docs[j]["dimensions"]})
+                      for j in range(i, min(len(docs), i + 500))]
+            vectors.upsert_products(points)
+        upsert_s = time.perf_counter() - started
+        name = vectors.collection_name()
+        build = wait_green(qdrant.url, name)
+        results["load"] = {"mongo_insert_s": round(mongo_s, 1), "vector_upsert_s": round(upsert_s, 1),
+                           "vector_upsert_points_per_s": round(len(ids) / upsert_s),
+                           "hnsw_build_after_upserts": build}
+        results["stand_in_memory"] = rss_mb(qdrant.proc.pid)
+
+        # --- exact answers: numpy over the same filter ------------------------------------------------------
+        rng = random.Random(3)
+        label_arr = np.array(labels)
+        width = np.array([d["dimensions"]["width_cm"] for d in docs], dtype=np.float32)
+        picks = [rng.randrange(len(ids)) for _ in range(args.requests)]
+
+        def exact(i: int, limit: int, max_width: float | None = None) -> list[str]:
+            mask = label_arr == labels[i]
+            if max_width is not None:
+                mask &= width <= max_width
+            candidates = np.flatnonzero(mask)
+            scores = matrix[candidates] @ matrix[i]
+            top = candidates[np.argsort(-scores, kind="stable")[:limit]]
+            return [ids[j] for j in top]
+
+        # (a) one filtered query
+        found: list[list[str]] = []
+
+        def one_query(k: int) -> None:
+            i = picks[k]
+            found.append([pid for pid, _ in vectors.search_similar(matrix[i].tolist(), labels[i], None, 10)])
+
+        vectors.search_similar(matrix[0].tolist(), labels[0], None, 10)  # warm: client, collection check
+        results["vector_query_filtered"] = {**timed(one_query, args.requests),
+                                            "recall_at_10": recall(found, [exact(i, 10) for i in picks])}
+
+        # the same queries as raw REST calls: the stand-in's own "time" field separates the engine from HTTP
+        # and client overhead (which a loaded machine inflates most)
+        raw = requests.Session()
+        server_times = []
+        for i in picks:
+            body = {"query": matrix[i].tolist(), "limit": 10, "with_payload": ["product_id"],
+                    "filter": {"must": [{"key": "label", "match": {"value": labels[i]}}]}}
+            reply = raw.post(f"{qdrant.url}/collections/{name}/points/query", json=body, timeout=30).json()
+            server_times.append(reply["time"])
+        results["vector_query_filtered"]["stand_in_time"] = percentiles(server_times)
+
+        # (b) the generation's batch: 6 parts of different labels, each within a maximum width
+        by_label: dict[str, list[int]] = {}
+        for i, label in enumerate(labels):
+            by_label.setdefault(label, []).append(i)
+        batches = [[rng.choice(by_label[lab]) for lab in rng.sample(sorted(by_label), 6)]
+                   for _ in range(args.requests // 2)]
+        found_b, exact_b = [], []
+
+        def batch_query(k: int) -> None:
+            queries = [(matrix[i].tolist(), labels[i], {"width_cm": float(width[i]) * 1.1}) for i in batches[k]]
+            found_b.extend([[pid for pid, _ in hits] for hits in vectors.search_similar_batch(queries, 4)])
+
+        results["vector_query_batch_of_6"] = timed(batch_query, len(batches))
+        for batch in batches:
+            exact_b.extend(exact(i, 4, float(width[i]) * 1.1) for i in batch)
+        results["vector_query_batch_of_6"]["recall_at_4"] = recall(found_b, exact_b)
+
+        # (c, d) through the dev server, over HTTP on loopback
+        server, base = start_dev_server(bench_env)
+        try:
+            session = requests.Session()
+            session.get(f"{base}/products-similar", params={"product_id": ids[0]}, timeout=30)  # warm
+
+            def similar(k: int) -> None:
+                response = session.get(f"{base}/products-similar",
+                                       params={"product_id": ids[picks[k]], "limit": 10}, timeout=30)
+                assert response.status_code == 200, response.text
+                assert len(response.json()["products"]) == 10
+
+            results["products_similar_dev_server"] = timed(similar, args.requests)
+            words = sorted({p.name.split()[-2] for p in products})  # materials: "Alva wood chair" -> wood
+            searches = []
+            for _ in range(args.requests):
+                lab = rng.choice(sorted(set(labels)))
+                w, d, h = demo_catalog.LABELS[lab]["dims"]
+                lo, hi = demo_catalog.LABELS[lab]["price"]
+                searches.append({"label": lab, "max_width_cm": round(w * 1.1), "max_height_cm": round(h * 1.15),
+                                 "min_price": lo, "max_price": round((lo + hi) / 2), "q": rng.choice(words),
+                                 "limit": 20})
+            search_hits = []
+
+            def search(k: int) -> None:
+                response = session.get(f"{base}/products-search", params=searches[k], timeout=30)
+                assert response.status_code == 200, response.text
+                search_hits.append(len(response.json()["products"]))
+
+            session.get(f"{base}/products-search", params=searches[0], timeout=30)  # warm
+            results["products_search_dev_server"] = {
+                **timed(search, args.requests), "mean_results": round(sum(search_hits) / len(search_hits), 1),
+                "params_example": searches[0]}
+        finally:
+            server.terminate()
+            server.wait(10)
+        results["stand_in_memory_after_queries"] = rss_mb(qdrant.proc.pid)
+    results["load_average_at_end"] = os.getloadavg()[0]
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
