@@ -1,4 +1,5 @@
-"""User accounts: sign-up, login, profile changes and deactivation. Tokens and hashing live in lib.auth."""
+"""User accounts (the `users` collection): sign-up, login, profile changes and account deletion. Tokens and
+hashing live in lib.auth."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import logging
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from pymongo import ASCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from lib import auth, db, errors, throttle
 
+USERS = db.declare("users", [IndexModel([("email", ASCENDING)], unique=True, name="email_unique")])
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
 # A display name: surrounding blanks dropped, then 1-100 characters (so an all-blank name is refused).
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -75,6 +78,14 @@ def public_user(user: dict[str, Any]) -> dict[str, Any]:
     return {"id": user["_id"], "email": user["email"], "name": user["name"], "created_at": user["created_at"]}
 
 
+def find_user(user_id: str, *, active: bool = False) -> dict[str, Any] | None:
+    """The user with this id (only while the account is active, with `active`); None when there is none."""
+    query: dict[str, Any] = {"_id": user_id}
+    if active:
+        query["active"] = True
+    return db.collection(USERS).find_one(query)
+
+
 def signup(body: SignupBody) -> dict[str, Any]:
     email = normalize_email(body.email)
     _check_password(body.password, email)
@@ -84,7 +95,7 @@ def signup(body: SignupBody) -> dict[str, Any]:
         "active": True, "session_epoch": 0, "created_at": now, "updated_at": now,
     }
     try:
-        db.collection("users").insert_one(user)
+        db.collection(USERS).insert_one(user)
     except DuplicateKeyError:
         raise errors.Conflict("An account with this email already exists.", code="EMAIL_TAKEN") from None
     audit.info("user %s signed up", user["_id"])
@@ -100,7 +111,7 @@ def login(body: LoginBody) -> dict[str, Any]:
     the count."""
     email = normalize_email(body.email)
     throttle.reserve_login_attempt(email)
-    users = db.collection("users")
+    users = db.collection(USERS)
     user = users.find_one({"email": email, "active": True})
     if user is None:
         auth.burn_password_check(body.password)
@@ -145,7 +156,7 @@ def update_profile(user: dict[str, Any], body: ProfileUpdate) -> tuple[dict[str,
     if body.new_password is not None:
         update["$inc"] = {"session_epoch": 1}
     try:
-        updated = db.collection("users").find_one_and_update(
+        updated = db.collection(USERS).find_one_and_update(
             {"_id": user["_id"], "active": True}, update, return_document=True
         )
     except DuplicateKeyError:
@@ -161,7 +172,7 @@ def update_profile(user: dict[str, Any], body: ProfileUpdate) -> tuple[dict[str,
     return updated, tokens
 
 
-def deactivate(user: dict[str, Any], body: DeleteAccountBody) -> None:
+def delete_account(user: dict[str, Any], body: DeleteAccountBody) -> None:
     """Delete the account once the current password checks out: the person's photos, designs and notifications
     are deleted (objects and documents), then the account is deactivated: every token stops working and login
     is refused from now on.
@@ -179,7 +190,7 @@ def deactivate(user: dict[str, Any], body: DeleteAccountBody) -> None:
     _require_current_password(user, body.current_password, "Deleting the account")
     delete_personal_data()
     now = db.utcnow()
-    db.collection("users").update_one(
+    db.collection(USERS).update_one(
         {"_id": user["_id"]},
         {"$set": {"active": False, "deactivated_at": now, "updated_at": now},
          "$unset": {"name": "", "password_hash": ""}, "$inc": {"session_epoch": 1}},

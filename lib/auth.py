@@ -27,10 +27,18 @@ import jwt
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field
-from pymongo import ReturnDocument
+from pymongo import ASCENDING, IndexModel, ReturnDocument
 
-from lib import db, errors
+from lib import accounts, db, errors
 from lib.config import get_settings
+
+REFRESH_TOKENS = db.declare("refresh_tokens", [
+    IndexModel([("token_hash", ASCENDING)], unique=True, name="token_hash_unique"),
+    IndexModel([("family_id", ASCENDING)], name="family"),
+    IndexModel([("user_id", ASCENDING)], name="user"),
+    # Expired refresh tokens delete themselves.
+    IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_ttl"),
+])
 
 audit = logging.getLogger("zipkku.audit")
 
@@ -136,7 +144,7 @@ def decode_access_token(token: str) -> dict[str, Any]:
 def authenticate(token: str) -> dict[str, Any]:
     """The active user an access token belongs to, or 401."""
     claims = decode_access_token(token)
-    user = db.collection("users").find_one({"_id": claims["sub"]})
+    user = accounts.find_user(claims["sub"])
     if user is None or not user.get("active", False) or claims.get("ep", 0) != _epoch(user):
         raise errors.Unauthorized("The access token is no longer valid; log in again.", code="INVALID_TOKEN")
     return user
@@ -158,7 +166,7 @@ def _token_hash(token: str) -> str:
 def issue_refresh_token(user: dict[str, Any], family_id: str | None = None) -> str:
     token = secrets.token_urlsafe(32)
     now = db.utcnow()
-    db.collection("refresh_tokens").insert_one({
+    db.collection(REFRESH_TOKENS).insert_one({
         "_id": db.new_id(),
         "token_hash": _token_hash(token),
         "user_id": user["_id"],
@@ -187,7 +195,7 @@ _INVALID_REFRESH = "The refresh token is not valid; log in again."
 
 def rotate_refresh_token(token: str) -> dict[str, Any]:
     """Spend a refresh token for a new pair in the same family. Reuse of a spent token revokes the family."""
-    tokens = db.collection("refresh_tokens")
+    tokens = db.collection(REFRESH_TOKENS)
     now = db.utcnow()
     spent = tokens.find_one_and_update(
         {"token_hash": _token_hash(token), "used_at": None, "revoked": False, "expires_at": {"$gt": now}},
@@ -205,7 +213,7 @@ def rotate_refresh_token(token: str) -> dict[str, Any]:
                 code="REFRESH_TOKEN_REUSED",
             )
         raise errors.Unauthorized(_INVALID_REFRESH, code="INVALID_REFRESH_TOKEN")
-    user = db.collection("users").find_one({"_id": spent["user_id"], "active": True})
+    user = accounts.find_user(spent["user_id"], active=True)
     # A token from before the user's last password change (or from before tokens recorded `ep`, for a user
     # who has changed it since) belongs to a signed-out session.
     if user is None or spent.get("ep", 0) != _epoch(user):
@@ -218,15 +226,15 @@ def rotate_refresh_token(token: str) -> dict[str, Any]:
 
 
 def revoke_family(family_id: str) -> None:
-    db.collection("refresh_tokens").update_many({"family_id": family_id}, {"$set": {"revoked": True}})
+    db.collection(REFRESH_TOKENS).update_many({"family_id": family_id}, {"$set": {"revoked": True}})
 
 
 def revoke_by_token(token: str) -> None:
     """Log out: revoke the family of a (valid or spent) refresh token; an unknown token changes nothing."""
-    known = db.collection("refresh_tokens").find_one({"token_hash": _token_hash(token)})
+    known = db.collection(REFRESH_TOKENS).find_one({"token_hash": _token_hash(token)})
     if known is not None:
         revoke_family(known["family_id"])
 
 
 def revoke_all_for_user(user_id: str) -> None:
-    db.collection("refresh_tokens").update_many({"user_id": user_id}, {"$set": {"revoked": True}})
+    db.collection(REFRESH_TOKENS).update_many({"user_id": user_id}, {"$set": {"revoked": True}})

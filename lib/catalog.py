@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pymongo import ASCENDING, IndexModel, ReplaceOne, UpdateOne
+from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
 from lib import cursors, db, errors, storage
@@ -29,6 +31,15 @@ from lib.text import PlainText
 from lib.vectors import DIMENSION_KEYS as DIMENSIONS  # one list of dimension fields for Mongo and Qdrant
 
 LABEL_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
+
+STYLES = db.declare("styles")
+ROOM_TYPES = db.declare("room_types")
+PRODUCTS = db.declare("products", [
+    IndexModel([("label", ASCENDING), ("price", ASCENDING), ("_id", ASCENDING)], name="label_price"),
+    IndexModel([("label", ASCENDING), ("_id", ASCENDING)], name="label_id"),
+])
+AR_MODELS = db.declare("ar_models", [IndexModel([("label", ASCENDING)], name="label")])
+LABEL_STATS = db.declare("label_stats")
 
 
 # --- request models ----------------------------------------------------------------------------------------
@@ -84,22 +95,65 @@ _sign = storage.client_url
 # --- styles ------------------------------------------------------------------------------------------------
 
 def styles_and_room_types() -> tuple[list[dict], list[dict]]:
-    styles = list(db.collection("styles").find({}).sort("_id", 1))
-    room_types = list(db.collection("room_types").find({}).sort("_id", 1))
+    styles = list(db.collection(STYLES).find({}).sort("_id", 1))
+    room_types = list(db.collection(ROOM_TYPES).find({}).sort("_id", 1))
     return styles, room_types
 
 
+def _spelling(value: str) -> str:
+    """What a style or room type name means regardless of case and separators: "Mid-Century  modern",
+    "mid_century_modern" and "MID CENTURY MODERN" all read "mid century modern"."""
+    return " ".join(re.split(r"[\s_-]+", value.strip().lower())).strip()
+
+
+def _resolve(docs: Collection, value: str) -> dict | None:
+    """The document whose id or display name is `value` in any spelling (case, spaces, hyphens, underscores).
+    The list is small (tens of entries), so after the exact id it is read whole and compared here."""
+    wanted = _spelling(value)
+    words = wanted.split()
+    exact = docs.find_one({"_id": {"$in": [value, "-".join(words), "_".join(words)]}})
+    if exact is not None or not wanted:
+        return exact
+    return next((d for d in docs.find({}).sort("_id", 1)
+                 if wanted in (_spelling(d["_id"]), _spelling(str(d.get("name") or "")))), None)
+
+
+def resolve_style(value: str) -> dict | None:
+    """The one way to find a style from what a person typed or a document stored (see `_resolve`)."""
+    return _resolve(db.collection(STYLES), value)
+
+
+def resolve_room_type(value: str) -> dict | None:
+    return _resolve(db.collection(ROOM_TYPES), value)
+
+
 def find_style(name: str) -> dict:
-    """By id or case-insensitive display name; 404 with the known names otherwise."""
-    styles = db.collection("styles")
-    wanted = name.strip().lower()
-    style = styles.find_one({"_id": wanted}) or styles.find_one(
-        {"name": {"$regex": f"^{re.escape(name.strip())}$", "$options": "i"}})
+    """The style `name` resolves to; 404 with the known names otherwise."""
+    style = resolve_style(name)
     if style is None:
-        known = ", ".join(s["_id"] for s in styles.find({}, {"_id": 1}).sort("_id", 1))
+        known = ", ".join(s["_id"] for s in db.collection(STYLES).find({}, {"_id": 1}).sort("_id", 1))
         raise errors.NotFound(f"No style named '{name[:80]}'. Known styles: {known or 'none yet'}.",
                               code="STYLE_NOT_FOUND")
     return style
+
+
+def style_for_room(style: str, room_type: str) -> tuple[dict, dict]:
+    """The style and room type documents a generation asks for; 422 when either is unknown or they do not
+    fit each other."""
+    style_doc = resolve_style(style)
+    if style_doc is None:
+        raise errors.Unprocessable(f"Unknown style '{style}'.", code="UNKNOWN_STYLE",
+                                   details=[{"field": "style", "message": "no such style"}])
+    room_doc = resolve_room_type(room_type)
+    if room_doc is None:
+        raise errors.Unprocessable(f"Unknown room type '{room_type}'.", code="UNKNOWN_ROOM_TYPE",
+                                   details=[{"field": "room_type", "message": "no such room type"}])
+    fits = style_doc.get("room_types")
+    if fits and room_doc["_id"] not in fits and room_doc.get("name") not in fits:
+        raise errors.Unprocessable(
+            f"The style '{style_doc.get('name', style)}' is not offered for a {room_doc.get('name', room_type)}.",
+            code="STYLE_ROOM_MISMATCH", details=[{"field": "style", "message": "does not fit the room type"}])
+    return style_doc, room_doc
 
 
 def public_style(style: dict) -> dict:
@@ -171,13 +225,18 @@ def search_products(query: SearchQuery) -> tuple[list[dict], str | None]:
     flt = search_filter(query)
     if query.cursor:
         flt["_id"] = {"$gt": decode_cursor(query.cursor)}
-    docs = list(db.collection("products").find(flt).sort("_id", 1).limit(query.limit + 1))
+    docs = list(db.collection(PRODUCTS).find(flt).sort("_id", 1).limit(query.limit + 1))
     next_cursor = encode_cursor(docs[query.limit - 1]["_id"]) if len(docs) > query.limit else None
     return docs[:query.limit], next_cursor
 
 
+def products_by_id(ids: Iterable[str]) -> dict[str, dict]:
+    """The one way to read products by id: id -> product document (unknown ids are absent)."""
+    return {d["_id"]: d for d in db.collection(PRODUCTS).find({"_id": {"$in": sorted(set(ids))}})}
+
+
 def get_product(product_id: str) -> dict:
-    product = db.collection("products").find_one({"_id": product_id})
+    product = products_by_id([product_id]).get(product_id)
     if product is None:
         raise errors.NotFound("No product with this id.", code="PRODUCT_NOT_FOUND")
     return product
@@ -198,19 +257,19 @@ def similar_products(query: SimilarQuery) -> list[tuple[dict, float]]:
 
 def with_products(hits: list[tuple[str, float]]) -> list[tuple[dict, float]]:
     """(product_id, score) hits -> (product doc, score) in the same order; ids missing in Mongo are dropped."""
-    docs = {d["_id"]: d for d in db.collection("products").find({"_id": {"$in": [pid for pid, _ in hits]}})}
+    docs = products_by_id(pid for pid, _ in hits)
     return [(docs[pid], score) for pid, score in hits if pid in docs]
 
 
 # --- AR models ---------------------------------------------------------------------------------------------
 
 def known_labels() -> list[str]:
-    return sorted(db.collection("ar_models").distinct("label"))
+    return sorted(db.collection(AR_MODELS).distinct("label"))
 
 
 def median_dimensions(label: str) -> dict[str, float] | None:
     """Median width/depth/height (cm) of the label's products, counted now: reads every product of the label."""
-    rows = [d.get("dimensions") or {} for d in db.collection("products").find({"label": label}, {"dimensions": 1})]
+    rows = [d.get("dimensions") or {} for d in db.collection(PRODUCTS).find({"label": label}, {"dimensions": 1})]
     rows = [r for r in rows if all(isinstance(r.get(k), int | float) for k in DIMENSIONS)]
     if not rows:
         return None
@@ -226,7 +285,7 @@ def refresh_label_stats(labels: Iterable[str]) -> dict[str, dict[str, float] | N
         started = db.utcnow()
         counted[label] = median_dimensions(label)
         with contextlib.suppress(DuplicateKeyError):  # the filter missed: a later count is already stored
-            db.collection("label_stats").update_one(
+            db.collection(LABEL_STATS).update_one(
                 {"_id": label, "$or": [{"counted_at": {"$lte": started}}, {"counted_at": {"$exists": False}}]},
                 {"$set": {"dimensions": counted[label], "counted_at": started}}, upsert=True)
     return counted
@@ -235,14 +294,14 @@ def refresh_label_stats(labels: Iterable[str]) -> dict[str, dict[str, float] | N
 def typical_dimensions(label: str) -> dict[str, float] | None:
     """What a typical product of the label measures: the stored median, counted on first use for products
     that were written without an import (by hand, or in tests)."""
-    stored = db.collection("label_stats").find_one({"_id": label}, {"dimensions": 1})
+    stored = db.collection(LABEL_STATS).find_one({"_id": label}, {"dimensions": 1})
     if stored is not None:
         return stored.get("dimensions")
     return refresh_label_stats([label])[label]
 
 
 def ar_models_for(label: str) -> tuple[list[dict], dict[str, float] | None]:
-    models = list(db.collection("ar_models").find({"label": label}).sort("_id", 1))
+    models = list(db.collection(AR_MODELS).find({"label": label}).sort("_id", 1))
     if not models:
         known = ", ".join(known_labels()) or "none yet"
         raise errors.NotFound(f"No 3D model for label '{label[:40]}'. Known labels: {known}.",
@@ -269,12 +328,33 @@ def public_ar_object(model: dict, typical: dict[str, float] | None) -> dict:
 
 # --- writes used by the demo seed and operators ------------------------------------------------------------
 
-def upsert_documents(collection: str, docs: list[dict]) -> None:
-    """Replace-or-insert by _id, stamping updated_at (styles, room types, AR models)."""
-    from pymongo import ReplaceOne
-
+def _replace_by_id(collection: Collection, docs: list[dict]) -> None:
+    """Replace-or-insert by _id, stamping updated_at."""
     if not docs:
         return
     now = db.utcnow()
-    db.collection(collection).bulk_write(
+    collection.bulk_write(
         [ReplaceOne({"_id": d["_id"]}, {**d, "updated_at": now}, upsert=True) for d in docs], ordered=False)
+
+
+def upsert_styles(docs: list[dict]) -> None:
+    _replace_by_id(db.collection(STYLES), docs)
+
+
+def upsert_room_types(docs: list[dict]) -> None:
+    _replace_by_id(db.collection(ROOM_TYPES), docs)
+
+
+def upsert_ar_models(docs: list[dict]) -> None:
+    _replace_by_id(db.collection(AR_MODELS), docs)
+
+
+def upsert_products(docs: list[dict]) -> None:
+    """The catalog import's write: each product's fields set by _id (created_at kept from its first import)."""
+    if not docs:
+        return
+    now = db.utcnow()
+    db.collection(PRODUCTS).bulk_write(
+        [UpdateOne({"_id": d["_id"]}, {"$set": {**{k: v for k, v in d.items() if k != "_id"}, "updated_at": now},
+                                       "$setOnInsert": {"created_at": now}}, upsert=True) for d in docs],
+        ordered=False)

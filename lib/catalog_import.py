@@ -26,17 +26,23 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import ASCENDING, IndexModel, ReturnDocument
 
 from lib import catalog, db
 from lib.config import get_settings
 
 log = logging.getLogger("zipkku.import")
 
+IMPORTS = db.declare("imports")
+# catalog files already started, so a redelivered storage event starts no second import
+PROCESSED_EVENTS = db.declare("processed_events", [
+    IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_ttl"),
+])
 MAX_ERRORS_KEPT = 200
 COUNTS = ("rows", "imported", "invalid", "failed")
 _LABEL = re.compile(catalog.LABEL_PATTERN)  # the same labels the catalog's queries accept
@@ -223,6 +229,118 @@ def _product_doc(pid: str, row: CatalogRow, source: str, import_id: str, image_r
     }
 
 
+@dataclass
+class _ShardReport:
+    """What one shard's import counted so far: {rows, imported, invalid, failed}, the skipped lines' errors and
+    the labels it wrote products for."""
+    source: str
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    labels_written: set[str] = field(default_factory=set)
+    started: float = field(default_factory=time.perf_counter)
+
+    def skip(self, line: int, message: str, kind: str) -> None:
+        self.counts[kind] += 1
+        self.errors.append({"line": line, "error": message})
+        log.warning("catalog %s line %d skipped: %s", self.source, line, message)
+
+    def log_progress(self, task_index: int, task_count: int) -> None:
+        counts = self.counts
+        log.info("catalog %s shard %d/%d: %d rows, %d imported, %d invalid, %d failed (%.1f rows/s)",
+                 self.source, task_index, task_count, counts["rows"], counts["imported"], counts["invalid"],
+                 counts["failed"], counts["rows"] / max(1e-6, time.perf_counter() - self.started))
+
+    def summary(self) -> dict[str, Any]:
+        return {**self.counts, "errors": self.errors, "seconds": round(time.perf_counter() - self.started, 3)}
+
+
+def _shard_rows(records: Iterable[tuple[int, dict | None, str | None]], task_index: int, task_count: int,
+                report: _ShardReport) -> Iterator[tuple[int, CatalogRow]]:
+    """This shard's valid rows; an unreadable or invalid one is counted and skipped."""
+    for line, raw, error in records:
+        if line % task_count != task_index:
+            continue
+        report.counts["rows"] += 1
+        if error is not None:
+            report.skip(line, error, "invalid")
+            continue
+        try:
+            yield line, CatalogRow.model_validate(raw)
+        except ValidationError as exc:
+            report.skip(line, _first_error(exc), "invalid")
+
+
+def _batches(rows: Iterator[tuple[int, CatalogRow]], size: int) -> Iterator[list[tuple[int, CatalogRow]]]:
+    batch: list[tuple[int, CatalogRow]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _fetch_images(batch: list[tuple[int, CatalogRow]], fetch: Callable[[str], bytes],
+                  report: _ShardReport) -> list[tuple[int, CatalogRow, bytes]]:
+    """The batch's rows with their image bytes (fetched in parallel); a row whose image fails is skipped."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        fetched = list(pool.map(lambda item: _safe(fetch, item[1].image_url), batch))
+    ready: list[tuple[int, CatalogRow, bytes]] = []
+    for (line, row), (data, error) in zip(batch, fetched, strict=True):
+        if error or data is None:
+            report.skip(line, f"image: {error}", "failed")
+        else:
+            ready.append((line, row, data))
+    return ready
+
+
+def _embed_images(embedder: Any, ready: list[tuple[int, CatalogRow, bytes]],
+                  report: _ShardReport) -> list[list[float] | None]:
+    """One vector per row (None for a row whose image the embedder refused, which is counted as failed)."""
+    from lib.embed import EmbedError, EmbedUnavailable
+
+    try:
+        return list(embedder.embed_images([data for _, _, data in ready]))
+    except EmbedUnavailable:
+        raise  # no row is to blame: fail the shard (Cloud Run retries it), never report every row failed
+    except EmbedError:  # one bad image fails the batch call: embed one by one to find it
+        pass
+    vectors_out: list[list[float] | None] = []
+    for line, _, data in ready:
+        try:
+            vectors_out.append(embedder.embed_images([data])[0])
+        except EmbedUnavailable:
+            raise
+        except EmbedError as exc:
+            report.skip(line, f"image: {exc}", "failed")
+            vectors_out.append(None)
+    return vectors_out
+
+
+def _write_products(ready: list[tuple[int, CatalogRow, bytes]], vectors_out: list[list[float] | None], *,
+                    source: str, import_id: str, report: _ShardReport) -> None:
+    """Upsert the embedded rows as products (Mongo, through lib.catalog) and their vectors (Qdrant)."""
+    from lib import vectors
+
+    docs, points = [], []
+    for (_line, row, data), vector in zip(ready, vectors_out, strict=True):
+        if vector is None:
+            continue
+        pid = product_id(source, row.product_url)
+        image_ref = row.image_url
+        if not image_ref.startswith(("gs://", "http://", "https://")):
+            image_ref = _store_local_image(source, pid, data)  # clients cannot fetch our local paths
+        doc = _product_doc(pid, row, source, import_id, image_ref)
+        docs.append({"_id": pid, **doc})
+        points.append((pid, vector, {"label": row.label, "price": doc["price"], **doc["dimensions"]}))
+        report.labels_written.add(row.label)
+    if docs:
+        catalog.upsert_products(docs)
+        vectors.upsert_products(points)
+        report.counts["imported"] += len(docs)
+
+
 def import_records(
     records: Iterable[tuple[int, dict | None, str | None]],
     *,
@@ -233,92 +351,24 @@ def import_records(
     fetch: Callable[[str], bytes] | None = None,
     base_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Import this shard's rows; returns {rows, imported, invalid, failed, errors[{line, error}], seconds}."""
+    """Import this shard's rows in batches (fetch images, embed, write); returns {rows, imported, invalid,
+    failed, errors[{line, error}], seconds}."""
     from lib import vectors
-    from lib.embed import EmbedError, EmbedUnavailable, get_embedder
+    from lib.embed import get_embedder
 
     settings = get_settings()
     embedder = get_embedder()
     vectors.ensure_collection()
     fetch = fetch or (lambda url: fetch_image(url, base_dir, settings.import_max_image_bytes))
-    counts = dict.fromkeys(COUNTS, 0)
-    errors: list[dict[str, Any]] = []
-    started = time.perf_counter()
-    batch: list[tuple[int, CatalogRow]] = []
-    labels_written: set[str] = set()
-
-    def fail(line: int, message: str, kind: str) -> None:
-        counts[kind] += 1
-        errors.append({"line": line, "error": message})
-        log.warning("catalog %s line %d skipped: %s", source, line, message)
-
-    def flush() -> None:
-        if not batch:
-            return
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            fetched = list(pool.map(lambda item: _safe(fetch, item[1].image_url), batch))
-        ready: list[tuple[int, CatalogRow, bytes]] = []
-        for (line, row), (data, error) in zip(batch, fetched, strict=True):
-            if error:
-                fail(line, f"image: {error}", "failed")
-            else:
-                ready.append((line, row, data))
-        vectors_out: list[list[float] | None] = []
-        try:
-            vectors_out = list(embedder.embed_images([data for _, _, data in ready]))
-        except EmbedUnavailable:
-            raise  # no row is to blame: fail the shard (Cloud Run retries it), never report every row failed
-        except EmbedError:  # one bad image fails the batch call: embed one by one to find it
-            for line, _, data in ready:
-                try:
-                    vectors_out.append(embedder.embed_images([data])[0])
-                except EmbedUnavailable:
-                    raise
-                except EmbedError as exc:
-                    fail(line, f"image: {exc}", "failed")
-                    vectors_out.append(None)
-        now = db.utcnow()
-        writes, points = [], []
-        for (_line, row, data), vector in zip(ready, vectors_out, strict=True):
-            if vector is None:
-                continue
-            pid = product_id(source, row.product_url)
-            image_ref = row.image_url
-            if not image_ref.startswith(("gs://", "http://", "https://")):
-                image_ref = _store_local_image(source, pid, data)  # clients cannot fetch our local paths
-            doc = _product_doc(pid, row, source, import_id, image_ref)
-            writes.append(UpdateOne({"_id": pid}, {"$set": {**doc, "updated_at": now},
-                                                   "$setOnInsert": {"created_at": now}}, upsert=True))
-            points.append((pid, vector, {"label": row.label, "price": doc["price"], **doc["dimensions"]}))
-            labels_written.add(row.label)
-        if writes:
-            db.collection("products").bulk_write(writes, ordered=False)
-            vectors.upsert_products(points)
-            counts["imported"] += len(writes)
-        log.info("catalog %s shard %d/%d: %d rows, %d imported, %d invalid, %d failed (%.1f rows/s)",
-                 source, task_index, task_count, counts["rows"], counts["imported"], counts["invalid"],
-                 counts["failed"], counts["rows"] / max(1e-6, time.perf_counter() - started))
-        batch.clear()
-
-    for line, raw, error in records:
-        if line % task_count != task_index:
-            continue
-        counts["rows"] += 1
-        if error is not None:
-            fail(line, error, "invalid")
-            continue
-        try:
-            row = CatalogRow.model_validate(raw)
-        except ValidationError as exc:
-            fail(line, _first_error(exc), "invalid")
-            continue
-        batch.append((line, row))
-        if len(batch) >= settings.import_batch_size:
-            flush()
-    flush()
-    if labels_written:
-        catalog.refresh_label_stats(labels_written)  # the typical sizes AR answers show
-    return {**counts, "errors": errors, "seconds": round(time.perf_counter() - started, 3)}
+    report = _ShardReport(source)
+    for batch in _batches(_shard_rows(records, task_index, task_count, report), settings.import_batch_size):
+        ready = _fetch_images(batch, fetch, report)
+        vectors_out = _embed_images(embedder, ready, report)
+        _write_products(ready, vectors_out, source=source, import_id=import_id, report=report)
+        report.log_progress(task_index, task_count)
+    if report.labels_written:
+        catalog.refresh_label_stats(report.labels_written)  # the typical sizes AR answers show
+    return report.summary()
 
 
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/heic": "heic"}
@@ -351,7 +401,7 @@ def _new_import(source: str, name: str, status: str, now) -> dict[str, Any]:
 def run_import(source: str, *, import_id: str, task_index: int = 0, task_count: int = 1,
                name: str | None = None) -> dict[str, Any]:
     """The job's whole run for one shard, recorded in the `imports` document `import_id`."""
-    imports = db.collection("imports")
+    imports = db.collection(IMPORTS)
     now = db.utcnow()
     name = name or source_name(source)
     imports.update_one({"_id": import_id}, {
@@ -417,17 +467,17 @@ def handle_catalog_object(obj: dict) -> str:
     import_id = "imp-" + hashlib.sha256(key.encode()).hexdigest()[:16]
     now = db.utcnow()
     try:
-        db.collection("processed_events").insert_one(
+        db.collection(PROCESSED_EVENTS).insert_one(
             {"_id": f"catalog-import:{key}", "expires_at": now + timedelta(days=7)})
     except DuplicateKeyError:
         return f"duplicate: import {import_id} already started"
     source = f"gs://{bucket}/{name}"
-    db.collection("imports").update_one({"_id": import_id}, {"$setOnInsert": {
+    db.collection(IMPORTS).update_one({"_id": import_id}, {"$setOnInsert": {
         **_new_import(source, source_name(name), "queued", now), "task_count": 1}}, upsert=True)
     try:
         execution = cloudrun.run_job(settings.import_job_name, args=["--source", source, "--import-id", import_id])
     except Exception:
-        db.collection("processed_events").delete_one({"_id": f"catalog-import:{key}"})  # let the retry start it
+        db.collection(PROCESSED_EVENTS).delete_one({"_id": f"catalog-import:{key}"})  # let the retry start it
         raise
-    db.collection("imports").update_one({"_id": import_id}, {"$set": {"execution": execution}})
+    db.collection(IMPORTS).update_one({"_id": import_id}, {"$set": {"execution": execution}})
     return f"started import {import_id} ({execution})"

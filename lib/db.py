@@ -1,5 +1,8 @@
 """MongoDB access: one cached MongoClient per process, named collections, idempotent indexes.
 
+Each collection has one owning module, which declares it here with its indexes (`declare`) and is the only
+module that reads or writes it; every other module calls the owner's functions (tests/test_ownership.py).
+
 Production talks to MongoDB Atlas; locally and in tests the same pymongo code talks to SecantusDB (its URI
 carries retryWrites=false). Indexes are created once per process on first use; create_index is a no-op
 when the index already exists, so every cold start may safely call it.
@@ -7,10 +10,12 @@ when the index already exists, so every cold start may safely call it.
 
 from __future__ import annotations
 
+import importlib
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from pymongo import ASCENDING, DESCENDING, IndexModel, MongoClient
+from pymongo import IndexModel, MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
 
@@ -19,49 +24,19 @@ from lib.config import get_settings
 
 _indexed: set[tuple[str, str]] = set()
 
-# collection -> indexes it needs. Every module that owns a collection lists its indexes here, so one call
-# prepares a fresh database and an operator can read the whole schema's indexes in one place.
-INDEXES: dict[str, list[IndexModel]] = {
-    "users": [
-        IndexModel([("email", ASCENDING)], unique=True, name="email_unique"),
-    ],
-    "refresh_tokens": [
-        IndexModel([("token_hash", ASCENDING)], unique=True, name="token_hash_unique"),
-        IndexModel([("family_id", ASCENDING)], name="family"),
-        IndexModel([("user_id", ASCENDING)], name="user"),
-        # Expired refresh tokens delete themselves.
-        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_ttl"),
-    ],
-    "throttles": [
-        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_ttl"),
-    ],
-    "uploads": [
-        IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING)], name="user_created"),
-    ],
-    "interiors": [
-        IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
-                   name="user_created"),
-        IndexModel([("user_id", ASCENDING), ("saved", ASCENDING), ("created_at", DESCENDING),
-                    ("_id", DESCENDING)], name="user_saved_created"),
-        IndexModel([("status", ASCENDING), ("lease_expires_at", ASCENDING)], name="status_lease"),
-        IndexModel([("user_id", ASCENDING), ("idempotency_key", ASCENDING)], unique=True,
-                   partialFilterExpression={"idempotency_key": {"$type": "string"}}, name="idempotency"),
-    ],
-    "products": [
-        IndexModel([("label", ASCENDING), ("price", ASCENDING), ("_id", ASCENDING)], name="label_price"),
-        IndexModel([("label", ASCENDING), ("_id", ASCENDING)], name="label_id"),
-    ],
-    "ar_models": [
-        IndexModel([("label", ASCENDING)], name="label"),
-    ],
-    "notifications": [
-        IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING)], name="user_created"),
-        IndexModel([("user_id", ASCENDING), ("read", ASCENDING)], name="user_read"),
-    ],
-    "processed_events": [
-        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_ttl"),
-    ],
-}
+# collection -> the indexes its owner declared (see `declare`). Filled as owning modules are imported.
+_declared: dict[str, list[IndexModel]] = {}
+
+# The modules that own collections (each declares its own and is the only one to read or write them).
+# ensure_all_indexes imports them so one call prepares a fresh database.
+OWNERS = ("lib.accounts", "lib.auth", "lib.throttle", "lib.quota", "lib.uploads", "lib.interiors", "lib.catalog",
+          "lib.catalog_import", "lib.notifications")
+
+
+def declare(name: str, indexes: Sequence[IndexModel] = ()) -> str:
+    """An owning module names its collection and the indexes it needs, once, at import; returns the name."""
+    _declared[name] = list(indexes)
+    return name
 
 
 def client() -> MongoClient:
@@ -85,15 +60,18 @@ def collection(name: str) -> Collection:
     """A collection with its indexes ensured (once per process and database)."""
     db = database()
     key = (db.name, name)
-    if key not in _indexed and name in INDEXES:
-        db[name].create_indexes(INDEXES[name])
+    indexes = _declared.get(name)
+    if key not in _indexed and indexes:
+        db[name].create_indexes(indexes)
         _indexed.add(key)
     return db[name]
 
 
 def ensure_all_indexes() -> None:
     """Prepare every collection (used by the local stack and by deploy-time migrations)."""
-    for name in INDEXES:
+    for module in OWNERS:
+        importlib.import_module(module)
+    for name in _declared:
         collection(name)
 
 

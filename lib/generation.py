@@ -1,5 +1,6 @@
 """The generation pipeline run by the `generate_interior` job, with leases so nothing is lost or done twice.
 
+The interior's states, leases and checkpoints belong to lib.interiors (this module only calls them).
 Claiming: one atomic find-and-modify moves an interior queued -> running with a lease (owner token, expiry)
 and counts the attempt. A duplicate task or a second execution finds it running under a live lease and leaves
 it alone; a crashed run's lease expires and the next run claims it again; after JOB_MAX_ATTEMPTS it is
@@ -28,22 +29,17 @@ import logging
 import os
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from lib import db, interiors
+from lib import catalog, db, interiors
 from lib.config import get_settings
+from lib.interiors import DetectedPart, Interior, ProductMatch, StoredArObject, Variant
 from lib.providers import GenerationRequest, ProviderError
 
 log = logging.getLogger("zipkku.generation")
 
-COLLECTION = interiors.COLLECTION
-ATTEMPTS_EXHAUSTED = "ATTEMPTS_EXHAUSTED"
 GENERATION_FAILED = "GENERATION_FAILED"
-
-
-class LeaseLost(Exception):
-    """Someone else holds the interior now (or it was deleted): stop without writing."""
 
 
 class Retry(Exception):
@@ -78,68 +74,19 @@ def seed_for(interior_id: str, index: int) -> int:
     return (int(hashlib.sha256(interior_id.encode()).hexdigest()[:7], 16) + index) % 2**31
 
 
-# --- leases ----------------------------------------------------------------------------------------------
+# --- outcomes ---------------------------------------------------------------------------------------------
 
-def _unheld(now: datetime) -> list[dict[str, Any]]:
-    """Nobody works on it: queued, or running under an expired lease."""
-    return [{"status": "queued"}, {"status": "running", "lease_expires_at": {"$lte": now}}]
-
-
-def claim(interior_id: str, owner: str) -> dict[str, Any] | None:
-    """queued (or running under an expired lease, or our own crashed attempt's) -> running, leased to owner."""
-    settings = get_settings()
-    now = db.utcnow()
-    claimable = _unheld(now)
-    identity = task_identity()
-    if identity:
-        claimable.append({"status": "running", "lease_task": identity})
-    return db.collection(COLLECTION).find_one_and_update(
-        {"_id": interior_id, "attempts": {"$lt": settings.job_max_attempts}, "$or": claimable},
-        {"$set": {"status": "running", "lease_owner": owner, "lease_task": identity,
-                  "lease_expires_at": now + timedelta(seconds=settings.job_lease_seconds), "updated_at": now},
-         "$inc": {"attempts": 1}},
-        return_document=True,
-    )
-
-
-def fail_exhausted(interior_id: str) -> dict[str, Any] | None:
-    """An interior whose attempts are used up and that nobody holds any more: failed + refunded."""
-    settings = get_settings()
-    doc = db.collection(COLLECTION).find_one(
-        {"_id": interior_id, "attempts": {"$gte": settings.job_max_attempts}, "$or": _unheld(db.utcnow())})
-    if doc is None:
-        return None
-    return fail_and_announce(interior_id, doc.get("last_error") or ATTEMPTS_EXHAUSTED,
-                             f"The generation failed after {doc['attempts']} attempts.", doc.get("lease_owner"))
-
-
-def fail_and_announce(interior_id: str, reason: str, message: str, lease_owner: str | None) -> dict[str, Any] | None:
+def fail_and_announce(interior_id: str, reason: str, message: str, lease_owner: str | None) -> Interior | None:
     """failed + refunded (lib.interiors.fail, guarded by the lease), then interior.finished and the outcome log."""
-    failed = interiors.fail(interior_id, reason, message, lease_owner=lease_owner)
+    return _announce_failure(interiors.fail(interior_id, reason, message, lease_owner=lease_owner))
+
+
+def _announce_failure(failed: Interior | None) -> Interior | None:
+    """interior.finished and the outcome log for an interior lib.interiors just failed (None: nothing failed)."""
     if failed is not None:
         publish_finished(failed)
-        log.warning("interior %s failed: %s", interior_id, reason)  # the outcome metric reads this line
+        log.warning("interior %s failed: %s", failed["_id"], failed.get("reason"))  # the outcome metric reads this
     return failed
-
-
-def checkpoint(doc: dict[str, Any], owner: str, changes: dict[str, Any]) -> None:
-    """Persist `changes` and renew the lease, only while we hold it."""
-    now = db.utcnow()
-    changes = {**changes, "updated_at": now,
-               "lease_expires_at": now + timedelta(seconds=get_settings().job_lease_seconds)}
-    result = db.collection(COLLECTION).update_one(
-        {"_id": doc["_id"], "status": "running", "lease_owner": owner}, {"$set": changes})
-    if not result.matched_count:
-        raise LeaseLost(doc["_id"])
-    doc.update(changes)
-
-
-def release(doc: dict[str, Any], owner: str, error: Retry) -> None:
-    """Give the interior back to the queue for another attempt (remembering why this one failed)."""
-    db.collection(COLLECTION).update_one(
-        {"_id": doc["_id"], "status": "running", "lease_owner": owner},
-        {"$set": {"status": "queued", "lease_owner": None, "lease_task": None, "lease_expires_at": None,
-                  "last_error": error.reason, "updated_at": db.utcnow()}})
 
 
 # --- the steps -------------------------------------------------------------------------------------------
@@ -162,11 +109,11 @@ def _style_image(style: dict[str, Any]) -> bytes | None:
         return None
 
 
-def _generation_request(doc: dict[str, Any]) -> GenerationRequest:
+def _generation_request(doc: Interior) -> GenerationRequest:
     from lib import storage
 
     generator = get_settings().generator
-    style = db.collection("styles").find_one({"_id": doc["style"]}) or {}
+    style = catalog.resolve_style(doc["style"]) or {}
     return GenerationRequest(
         image=_download(doc["original_image"]), room_type=doc["room_type"], style=style.get("name", doc["style"]),
         prompt=doc.get("prompt", ""), strength=doc.get("strength", 0.6),
@@ -176,20 +123,21 @@ def _generation_request(doc: dict[str, Any]) -> GenerationRequest:
     )
 
 
-def generate_variants(doc: dict[str, Any], owner: str, images: dict[int, bytes]) -> None:
+def generate_variants(doc: Interior, owner: str, images: dict[int, bytes]) -> None:
     """Generate and store the missing variants; their bytes go to `images` (by index) for detect_parts."""
     from lib import providers, storage
 
     settings = get_settings()
     wanted = doc.get("variants_requested", 1)
-    variants = {v["index"]: v for v in doc.get("variants") or [] if v.get("image")}
+    variants: dict[int, Variant] = {v["index"]: v for v in doc.get("variants") or [] if v.get("image")}
     missing = [i for i in range(wanted) if i not in variants]
     if not missing:
         return
     request = _generation_request(doc)
     generator = providers.generator()
     # each checkpoint renews the lease before the next (long) provider call
-    checkpoint(doc, owner, {"progress": {"stage": "generating", "percent": 5 + int(55 * len(variants) / wanted)}})
+    interiors.checkpoint(doc, owner,
+                         {"progress": {"stage": "generating", "percent": 5 + int(55 * len(variants) / wanted)}})
     for i in missing:
         seed = seed_for(doc["_id"], i)
         image = images[i] = generator.generate(request, seed)
@@ -197,11 +145,12 @@ def generate_variants(doc: dict[str, Any], owner: str, images: dict[int, bytes])
         storage.upload_bytes(settings.images_bucket, name, image, "image/jpeg")
         variants[i] = {"index": i, "seed": seed, "image": storage.ref(settings.images_bucket, name),
                        "generator": generator.name}
-        checkpoint(doc, owner, {"variants": [variants[k] for k in sorted(variants)],
-                                "progress": {"stage": "generating", "percent": 5 + int(55 * len(variants) / wanted)}})
+        interiors.checkpoint(doc, owner, {
+            "variants": [variants[k] for k in sorted(variants)],
+            "progress": {"stage": "generating", "percent": 5 + int(55 * len(variants) / wanted)}})
 
 
-def detect_parts(doc: dict[str, Any], owner: str, images: dict[int, bytes]) -> None:
+def detect_parts(doc: Interior, owner: str, images: dict[int, bytes]) -> None:
     """Furniture in each variant; a variant generated by this attempt is in `images`, else it is downloaded."""
     from lib import providers
 
@@ -212,46 +161,46 @@ def detect_parts(doc: dict[str, Any], owner: str, images: dict[int, bytes]) -> N
             continue
         image = images.get(variant["index"])
         found = detector.detect(image if image is not None else _download(variant["image"]))
-        variant["detected_parts"] = [
+        parts: list[DetectedPart] = [
             {"id": f"{variant['index']}-{k}", "label": d.label, "confidence": round(d.confidence, 4),
              "box": {"x": d.bbox[0], "y": d.bbox[1], "width": d.bbox[2], "height": d.bbox[3]},
              "embedding": d.embedding}
             for k, d in enumerate(found)
         ]
-        checkpoint(doc, owner, {"variants": variants,
-                                "progress": {"stage": "detecting", "percent": 60 + int(20 * (n + 1) / len(variants))}})
+        variant["detected_parts"] = parts
+        interiors.checkpoint(doc, owner, {
+            "variants": variants,
+            "progress": {"stage": "detecting", "percent": 60 + int(20 * (n + 1) / len(variants))}})
 
 
-def _product_match(product: dict[str, Any], score: float) -> dict[str, Any]:
+def _product_match(product: dict[str, Any], score: float) -> ProductMatch:
     """The product as it is now (unsigned refs) and its score, shown through lib.catalog.public_product."""
-    from lib.catalog import PRODUCT_FIELDS
-
-    return {"product": {"_id": product["_id"], **{k: product[k] for k in PRODUCT_FIELDS if k in product}},
-            "score": score}
+    snapshot = {"_id": product["_id"], **{k: product[k] for k in catalog.PRODUCT_FIELDS if k in product}}
+    return {"product": snapshot, "score": score}  # type: ignore[typeddict-item]
 
 
-def match_products(doc: dict[str, Any], owner: str) -> None:
+def match_products(doc: Interior, owner: str) -> None:
     """Every detected part of every variant in ONE batched vector query, then one Mongo read for the cards."""
     from lib import vectors
 
-    checkpoint(doc, owner, {"progress": {"stage": "matching", "percent": 85}})
+    interiors.checkpoint(doc, owner, {"progress": {"stage": "matching", "percent": 85}})
     parts = [p for v in doc["variants"] for p in v["detected_parts"] if p.get("embedding")]
     limit = get_settings().products_per_part
     hits = vectors.search_similar_batch([(p["embedding"], p["label"], None) for p in parts], limit=limit)
     ids = {pid for result in hits for pid, _ in result}
-    products = {p["_id"]: p for p in db.collection("products").find({"_id": {"$in": sorted(ids)}})}
+    products = catalog.products_by_id(ids)
     for part, result in zip(parts, hits, strict=True):
         part["products"] = [_product_match(products[pid], score) for pid, score in result if pid in products]
 
 
-def attach_ar(doc: dict[str, Any], owner: str) -> None:
+def attach_ar(doc: Interior, owner: str) -> None:
     """The label's 3D models with the label's typical dimensions, stored unsigned as lib.catalog reads them
     (interiors.view renders them with lib.catalog.public_ar_object, the same shape as ar_similar_objects)."""
-    from lib import catalog, errors
+    from lib import errors
 
-    checkpoint(doc, owner, {"progress": {"stage": "finishing", "percent": 95}})
+    interiors.checkpoint(doc, owner, {"progress": {"stage": "finishing", "percent": 95}})
     labels = sorted({p["label"] for v in doc["variants"] for p in v["detected_parts"]})
-    by_label: dict[str, list[dict[str, Any]]] = {}
+    by_label: dict[str, list[StoredArObject]] = {}
     for label in labels:
         try:
             models, typical = catalog.ar_models_for(label)
@@ -264,23 +213,7 @@ def attach_ar(doc: dict[str, Any], owner: str) -> None:
             part["ar_objects"] = by_label.get(part["label"], [])
 
 
-def finish(doc: dict[str, Any], owner: str, timings: dict[str, float]) -> dict[str, Any]:
-    """Mark done, keeping this attempt's seconds per stage (a resumed attempt reports only its own work)."""
-    for variant in doc["variants"]:
-        for part in variant["detected_parts"]:
-            part.pop("embedding", None)  # served parts do not need their vectors; keep documents small
-    now = db.utcnow()
-    done = db.collection(COLLECTION).find_one_and_update(
-        {"_id": doc["_id"], "status": "running", "lease_owner": owner},
-        {"$set": {"variants": doc["variants"], "progress": {"stage": "done", "percent": 100}, "timings": timings,
-                  "status": "done", "finished_at": now, "lease_expires_at": None, "updated_at": now}},
-        return_document=True)
-    if done is None:
-        raise LeaseLost(doc["_id"])
-    return done
-
-
-def publish_finished(doc: dict[str, Any]) -> None:
+def publish_finished(doc: Interior) -> None:
     from lib import events
 
     payload = {"interior_id": doc["_id"], "user_id": doc["user_id"], "status": doc["status"],
@@ -290,19 +223,14 @@ def publish_finished(doc: dict[str, Any]) -> None:
     except Exception:  # noqa: BLE001 - the result is stored; the sweep announces it later (republish_unannounced)
         log.exception("could not publish interior.finished for %s", doc["_id"])
         return
-    db.collection(COLLECTION).update_one({"_id": doc["_id"]}, {"$set": {"announced_at": db.utcnow()}})
+    interiors.mark_announced(doc["_id"])
 
 
 def republish_unannounced(index: int, count: int, grace_seconds: int = 60) -> int:
     """Announce finished interiors whose interior.finished was never published (the publish failed, or the
     run crashed between storing the result and publishing it). Notifications dedupe per interior and status."""
-    cutoff = db.utcnow() - timedelta(seconds=grace_seconds)
-    docs = db.collection(COLLECTION).find(
-        {"status": {"$in": ["done", "failed"]}, "announced_at": None, "finished_at": {"$lte": cutoff},
-         "reason": {"$ne": interiors.ENQUEUE_FAILED}},  # that user got a 503 at once: nothing to announce
-        {"_id": 1, "user_id": 1, "status": 1, "reason": 1})
     announced = 0
-    for doc in docs:
+    for doc in interiors.unannounced(db.utcnow() - timedelta(seconds=grace_seconds)):
         if in_shard(doc["_id"], index, count):
             publish_finished(doc)
             announced += 1
@@ -311,7 +239,7 @@ def republish_unannounced(index: int, count: int, grace_seconds: int = 60) -> in
 
 # --- one interior, and the job's loop ---------------------------------------------------------------------
 
-def process(doc: dict[str, Any], owner: str) -> str:
+def process(doc: Interior, owner: str) -> str:
     """Run the remaining steps for a claimed interior; returns its resulting status."""
     started = time.monotonic()
     try:
@@ -328,13 +256,13 @@ def process(doc: dict[str, Any], owner: str) -> str:
                 # json_fields become jsonPayload.stage / .duration_ms: the stage-duration log-based metric
                 log.info("interior %s stage %s took %.3fs", doc["_id"], stage, timings[stage],
                          extra={"json_fields": {"stage": stage, "duration_ms": round(timings[stage] * 1000)}})
-            done = finish(doc, owner, timings)
+            done = interiors.finish(doc, owner, timings)
         except ProviderError as exc:
             if exc.retryable:
                 raise Retry(exc.code, exc.message) from exc
             fail_and_announce(doc["_id"], exc.code, exc.message, owner)
             return "failed"
-        except (LeaseLost, Retry):
+        except (interiors.LeaseLost, Retry):
             raise
         except Exception as exc:  # noqa: BLE001 - storage, database or a bug: another attempt may succeed
             log.exception("interior %s attempt failed", doc["_id"])
@@ -343,9 +271,9 @@ def process(doc: dict[str, Any], owner: str) -> str:
         if doc.get("attempts", 1) >= get_settings().job_max_attempts:
             fail_and_announce(doc["_id"], retry.reason, retry.message, owner)
             return "failed"
-        release(doc, owner, retry)
+        interiors.release(doc, owner, retry.reason)
         return "retry"
-    except LeaseLost:
+    except interiors.LeaseLost:
         log.warning("interior %s: lease lost (taken over or deleted); stopping", doc["_id"])
         _cleanup_if_deleted(doc)
         return "lost"
@@ -354,32 +282,32 @@ def process(doc: dict[str, Any], owner: str) -> str:
     return "done"
 
 
-def _cleanup_if_deleted(doc: dict[str, Any]) -> None:
+def _cleanup_if_deleted(doc: Interior) -> None:
     """If the user deleted the interior while we worked, remove what we may have written since."""
     from lib import storage
 
-    if db.collection(COLLECTION).find_one({"_id": doc["_id"]}, {"_id": 1}) is None:
+    if not interiors.exists(doc["_id"]):
         storage.delete_prefix(get_settings().images_bucket, interiors.images_prefix(doc["user_id"], doc["_id"]))
 
 
 def candidates(index: int, count: int) -> list[str]:
     """Claimable interiors of this shard, oldest first (the sweep mode's work list)."""
-    docs = db.collection(COLLECTION).find({"$or": _unheld(db.utcnow())}, {"_id": 1}).sort("created_at", 1)
-    return [d["_id"] for d in docs if in_shard(d["_id"], index, count)]
+    return [i for i in interiors.claimable_ids() if in_shard(i, index, count)]
 
 
 def run(interior_ids: list[str] | None = None, *, retry_delay: float = 1.0) -> dict[str, int]:
     """Process the given interiors (or, without ids, every claimable one) that fall in this task's shard."""
     index, count = shard()
-    owner = f"{task_identity() or 'local'}/{uuid.uuid4().hex[:12]}"
+    task = task_identity()
+    owner = f"{task or 'local'}/{uuid.uuid4().hex[:12]}"
     ids = [i for i in interior_ids if in_shard(i, index, count)] if interior_ids else candidates(index, count)
     summary = {"done": 0, "failed": 0, "skipped": 0, "lost": 0, "announced": 0}
     pending = list(ids)
     while pending:
         interior_id = pending.pop(0)
-        doc = claim(interior_id, owner)
+        doc = interiors.claim(interior_id, owner, task)
         if doc is None:
-            if fail_exhausted(interior_id) is not None:
+            if _announce_failure(interiors.fail_exhausted(interior_id)) is not None:
                 summary["failed"] += 1
             else:
                 summary["skipped"] += 1  # done, failed, deleted, or someone holds a live lease

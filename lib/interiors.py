@@ -3,12 +3,11 @@
 Request side (functions): `create` validates the upload, style and room type, takes one unit of quota, stores
 the interior `queued` and enqueues the generation job through lib.tasks, named after the interior. Read side:
 `view` turns a stored document into the API shape (gs:// references become short-lived signed URLs only here),
-`list_for`, `set_saved`, `delete`. The job's side (claiming, progress, results) is lib.generation.
+`list_for`, `set_saved`, `delete`. The job's side of the state machine (claim, checkpoint, release, finish,
+fail_exhausted, announcements) is here too; lib.generation runs the pipeline steps and calls it for every
+state change.
 
-Document: {_id, user_id, upload_id, original_image (gs://), room_type, style, prompt, variants_requested,
-strength, status queued|running|done|failed, progress {stage, percent}, reason?, reason_message?,
-variants [{index, seed, image (gs://), detected_parts [...]?}], saved, idempotency_key?, quota_period,
-attempts, lease_owner?, lease_expires_at?, created_at, updated_at, finished_at?}.
+Document: `Interior` below (variants -> detected parts -> product matches and AR objects, each a named type).
 """
 
 from __future__ import annotations
@@ -16,23 +15,128 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pymongo import DESCENDING
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
-from lib import cursors, db, errors, quota
+from lib import catalog, cursors, db, errors, quota, uploads
 from lib.config import get_settings
 from lib.text import PlainText
 
 log = logging.getLogger("zipkku.interiors")
 
-COLLECTION = "interiors"
+COLLECTION = db.declare("interiors", [
+    IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)], name="user_created"),
+    IndexModel([("user_id", ASCENDING), ("saved", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
+               name="user_saved_created"),
+    IndexModel([("status", ASCENDING), ("lease_expires_at", ASCENDING)], name="status_lease"),
+    IndexModel([("user_id", ASCENDING), ("idempotency_key", ASCENDING)], unique=True,
+               partialFilterExpression={"idempotency_key": {"$type": "string"}}, name="idempotency"),
+])
 MAX_PROMPT = 500
 MAX_VARIANTS = 4
 ENQUEUE_FAILED = "ENQUEUE_FAILED"
+ATTEMPTS_EXHAUSTED = "ATTEMPTS_EXHAUSTED"
+
+
+# --- the stored document ---------------------------------------------------------------------------------
+# TypedDicts, not pydantic models: pymongo hands back plain dicts and the job updates them in place between
+# checkpoints, so a typed view of the same dict costs no conversion on every read and write, and the type
+# checker still knows every field. The API shape is `view` (a separate contract).
+
+Status = Literal["queued", "running", "done", "failed"]
+
+
+class Progress(TypedDict):
+    stage: str  # queued, generating, detecting, matching, finishing, done
+    percent: int
+
+
+class Box(TypedDict):
+    """Where a part is in its variant's picture, in pixels."""
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+class ProductSnapshot(TypedDict, total=False):
+    """The product as it was when the interior was generated: its _id and lib.catalog.PRODUCT_FIELDS (unsigned
+    refs); shown through lib.catalog.public_product."""
+    _id: str
+    label: str
+    name: str
+    brand: str
+    price: float
+    currency: str
+    product_url: str
+    image_urls: list[str]
+    dimensions: dict[str, float]
+    styles: list[str]
+
+
+class ProductMatch(TypedDict):
+    product: ProductSnapshot
+    score: float  # vector similarity to the detected part
+
+
+class StoredArObject(TypedDict):
+    """A 3D model for the part's label (the catalog's ar_models document without timestamps) and the label's
+    typical dimensions; shown through lib.catalog.public_ar_object."""
+    model: dict[str, Any]
+    typical: dict[str, float] | None
+
+
+class DetectedPart(TypedDict):
+    id: str  # "<variant index>-<n>"
+    label: str
+    confidence: float
+    box: Box
+    embedding: NotRequired[list[float] | None]  # only until products are matched; removed when done
+    products: NotRequired[list[ProductMatch]]
+    ar_objects: NotRequired[list[StoredArObject]]
+
+
+class Variant(TypedDict):
+    index: int
+    seed: int
+    image: str  # gs:// in the images bucket
+    generator: str
+    detected_parts: NotRequired[list[DetectedPart]]  # absent until detection ran on this variant
+
+
+class Interior(TypedDict):
+    _id: str
+    user_id: str
+    upload_id: str
+    original_image: str | None  # gs://
+    room_type: str  # catalog room type id
+    style: str  # catalog style id
+    prompt: str
+    variants_requested: int
+    strength: float
+    status: Status
+    progress: Progress
+    variants: list[Variant]
+    saved: bool
+    quota_period: datetime  # the quota window the unit was taken from (a refund goes back there)
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    idempotency_key: NotRequired[str]
+    request_fingerprint: NotRequired[str]
+    lease_owner: NotRequired[str | None]
+    lease_task: NotRequired[str | None]  # the Cloud Run task holding the lease (its retry may take over)
+    lease_expires_at: NotRequired[datetime | None]
+    last_error: NotRequired[str]  # why the last released attempt failed
+    reason: NotRequired[str]  # failed: a reason code
+    reason_message: NotRequired[str]
+    timings: NotRequired[dict[str, float]]  # done: seconds per stage of the finishing attempt
+    finished_at: NotRequired[datetime]
+    announced_at: NotRequired[datetime | None]  # interior.finished was published
 
 
 # --- request bodies --------------------------------------------------------------------------------------
@@ -79,49 +183,6 @@ class DeleteBody(BaseModel):
     interior_id: str = Field(min_length=1, max_length=64)
 
 
-# --- catalog lookups (the catalog's collections belong to lib.catalog; we only read them) ------------------
-
-def _by_id_or_name(collection: str, value: str) -> dict[str, Any] | None:
-    """By id ("living-room"), its snake_case or spaced spelling ("living_room", "Living Room"), or name."""
-    words = value.strip().lower().replace("_", " ").replace("-", " ").split()
-    ids = [value, "-".join(words), "_".join(words)]
-    return db.collection(collection).find_one({"$or": [{"_id": {"$in": ids}}, {"name": value}]})
-
-
-def resolve_style(style: str, room_type: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The style and room type documents; 422 when either is unknown or they do not fit each other."""
-    style_doc = _by_id_or_name("styles", style)
-    if style_doc is None:
-        raise errors.Unprocessable(f"Unknown style '{style}'.", code="UNKNOWN_STYLE",
-                                   details=[{"field": "style", "message": "no such style"}])
-    room_doc = _by_id_or_name("room_types", room_type)
-    if room_doc is None:
-        raise errors.Unprocessable(f"Unknown room type '{room_type}'.", code="UNKNOWN_ROOM_TYPE",
-                                   details=[{"field": "room_type", "message": "no such room type"}])
-    fits = style_doc.get("room_types")
-    if fits and room_doc["_id"] not in fits and room_doc.get("name") not in fits:
-        raise errors.Unprocessable(
-            f"The style '{style_doc.get('name', style)}' is not offered for a {room_doc.get('name', room_type)}.",
-            code="STYLE_ROOM_MISMATCH", details=[{"field": "style", "message": "does not fit the room type"}])
-    return style_doc, room_doc
-
-
-def upload_image_ref(upload: dict[str, Any]) -> str | None:
-    """The normalized photo of a ready upload (lib.uploads stores it as a gs:// reference in `image`)."""
-    value = upload.get("image")
-    return value if isinstance(value, str) and value.startswith("gs://") else None
-
-
-def ready_upload(user_id: str, upload_id: str) -> dict[str, Any]:
-    upload = db.collection("uploads").find_one({"_id": upload_id, "user_id": user_id})
-    if upload is None:
-        raise errors.NotFound("No such upload.", code="UPLOAD_NOT_FOUND")
-    if upload.get("status") != "ready" or upload_image_ref(upload) is None:
-        raise errors.Conflict(f"The upload is {upload.get('status', 'not ready')}; generate from a ready upload.",
-                              code="UPLOAD_NOT_READY")
-    return upload
-
-
 # --- create ----------------------------------------------------------------------------------------------
 
 def task_id(interior_id: str) -> str:
@@ -146,13 +207,13 @@ def store_request(user: dict[str, Any], body: GenerateBody,
         existing = interiors.find_one({"user_id": user_id, "idempotency_key": idempotency_key})
         if existing is not None:
             return _replayed(existing, fingerprint), False
-    upload = ready_upload(user_id, body.upload_id)
-    style_doc, room_doc = resolve_style(body.style, body.room_type)
+    upload = uploads.get_ready(user_id, body.upload_id)
+    style_doc, room_doc = catalog.style_for_room(body.style, body.room_type)
     period = quota.take(user_id)
     now = db.utcnow()
     doc: dict[str, Any] = {
         "_id": db.new_id(), "user_id": user_id, "upload_id": upload["_id"],
-        "original_image": upload_image_ref(upload), "room_type": room_doc["_id"],
+        "original_image": uploads.image_ref(upload), "room_type": room_doc["_id"],
         "style": style_doc["_id"], "prompt": body.prompt,
         "variants_requested": body.variants, "strength": body.strength, "status": "queued",
         "progress": {"stage": "queued", "percent": 0}, "variants": [], "saved": False, "quota_period": period,
@@ -221,10 +282,115 @@ def fail(interior_id: str, reason: str, message: str, *, only_status: tuple[str,
     return failed
 
 
+# --- the job's side: leases, progress, outcome ---------------------------------------------------------------
+# queued -> running (claim: a lease for one owner, one attempt counted) -> checkpoints (progress, lease renewed,
+# only while the lease is held) -> done (finish) | failed (fail, refunded) | queued again (release). After
+# JOB_MAX_ATTEMPTS an unheld interior is failed (fail_exhausted). Finished ones are announced (announced_at).
+
+class LeaseLost(Exception):
+    """Someone else holds the interior now (or it was deleted): stop without writing."""
+
+
+def _unheld(now: datetime) -> list[dict[str, Any]]:
+    """Nobody works on it: queued, or running under an expired lease."""
+    return [{"status": "queued"}, {"status": "running", "lease_expires_at": {"$lte": now}}]
+
+
+def claim(interior_id: str, owner: str, task: str | None = None) -> Interior | None:
+    """queued (or running under an expired lease, or `task`'s own crashed attempt's) -> running, leased to owner.
+    `task` is the Cloud Run task identity: a retry of a crashed attempt carries the same one."""
+    settings = get_settings()
+    now = db.utcnow()
+    claimable = _unheld(now)
+    if task:
+        claimable.append({"status": "running", "lease_task": task})
+    return db.collection(COLLECTION).find_one_and_update(
+        {"_id": interior_id, "attempts": {"$lt": settings.job_max_attempts}, "$or": claimable},
+        {"$set": {"status": "running", "lease_owner": owner, "lease_task": task,
+                  "lease_expires_at": now + timedelta(seconds=settings.job_lease_seconds), "updated_at": now},
+         "$inc": {"attempts": 1}},
+        return_document=True,
+    )
+
+
+def claimable_ids() -> list[str]:
+    """Interiors nobody works on, oldest first."""
+    docs = db.collection(COLLECTION).find({"$or": _unheld(db.utcnow())}, {"_id": 1}).sort("created_at", 1)
+    return [d["_id"] for d in docs]
+
+
+def fail_exhausted(interior_id: str) -> Interior | None:
+    """An interior whose attempts are used up and that nobody holds any more: failed + refunded."""
+    settings = get_settings()
+    doc = db.collection(COLLECTION).find_one(
+        {"_id": interior_id, "attempts": {"$gte": settings.job_max_attempts}, "$or": _unheld(db.utcnow())})
+    if doc is None:
+        return None
+    return fail(interior_id, doc.get("last_error") or ATTEMPTS_EXHAUSTED,
+                f"The generation failed after {doc['attempts']} attempts.", lease_owner=doc.get("lease_owner"))
+
+
+def checkpoint(doc: Interior, owner: str, changes: dict[str, Any]) -> None:
+    """Persist `changes` and renew the lease, only while we hold it."""
+    now = db.utcnow()
+    changes = {**changes, "updated_at": now,
+               "lease_expires_at": now + timedelta(seconds=get_settings().job_lease_seconds)}
+    result = db.collection(COLLECTION).update_one(
+        {"_id": doc["_id"], "status": "running", "lease_owner": owner}, {"$set": changes})
+    if not result.matched_count:
+        raise LeaseLost(doc["_id"])
+    doc.update(changes)  # type: ignore[typeddict-item]
+
+
+def release(doc: Interior, owner: str, reason: str) -> None:
+    """Give the interior back to the queue for another attempt (remembering why this one failed)."""
+    db.collection(COLLECTION).update_one(
+        {"_id": doc["_id"], "status": "running", "lease_owner": owner},
+        {"$set": {"status": "queued", "lease_owner": None, "lease_task": None, "lease_expires_at": None,
+                  "last_error": reason, "updated_at": db.utcnow()}})
+
+
+def finish(doc: Interior, owner: str, timings: dict[str, float]) -> Interior:
+    """Mark done, keeping this attempt's seconds per stage (a resumed attempt reports only its own work)."""
+    for variant in doc["variants"]:
+        for part in variant.get("detected_parts") or []:
+            part.pop("embedding", None)  # served parts do not need their vectors; keep documents small
+    now = db.utcnow()
+    done = db.collection(COLLECTION).find_one_and_update(
+        {"_id": doc["_id"], "status": "running", "lease_owner": owner},
+        {"$set": {"variants": doc["variants"], "progress": {"stage": "done", "percent": 100}, "timings": timings,
+                  "status": "done", "finished_at": now, "lease_expires_at": None, "updated_at": now}},
+        return_document=True)
+    if done is None:
+        raise LeaseLost(doc["_id"])
+    return done
+
+
+def exists(interior_id: str) -> bool:
+    return db.collection(COLLECTION).count_documents({"_id": interior_id}, limit=1) > 0
+
+
+def mark_announced(interior_id: str) -> None:
+    """interior.finished was published for it."""
+    db.collection(COLLECTION).update_one({"_id": interior_id}, {"$set": {"announced_at": db.utcnow()}})
+
+
+def unannounced(finished_before: datetime) -> list[Interior]:
+    """Finished interiors whose interior.finished was never published ({_id, user_id, status, reason})."""
+    return list(db.collection(COLLECTION).find(
+        {"status": {"$in": ["done", "failed"]}, "announced_at": None, "finished_at": {"$lte": finished_before},
+         "reason": {"$ne": ENQUEUE_FAILED}},  # that user got a 503 at once: nothing to announce
+        {"_id": 1, "user_id": 1, "status": 1, "reason": 1}))
+
+
 # --- read ------------------------------------------------------------------------------------------------
 
+def find_owned(user_id: str, interior_id: str) -> dict[str, Any] | None:
+    return db.collection(COLLECTION).find_one({"_id": interior_id, "user_id": user_id})
+
+
 def get_owned(user_id: str, interior_id: str) -> dict[str, Any]:
-    doc = db.collection(COLLECTION).find_one({"_id": interior_id, "user_id": user_id})
+    doc = find_owned(user_id, interior_id)
     if doc is None:
         raise errors.NotFound("No such interior.", code="INTERIOR_NOT_FOUND")
     return doc

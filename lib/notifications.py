@@ -11,12 +11,15 @@ import hashlib
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
-from pymongo import DESCENDING
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
-from lib import db
+from lib import db, interiors
 
-COLLECTION = "notifications"
+COLLECTION = db.declare("notifications", [
+    IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING)], name="user_created"),
+    IndexModel([("user_id", ASCENDING), ("read", ASCENDING)], name="user_read"),
+])
 
 
 class ReadBody(BaseModel):
@@ -39,8 +42,7 @@ def record_interior_finished(message_id: str, payload: dict[str, Any]) -> str:
     status = payload.get("status")
     if not isinstance(interior_id, str) or not isinstance(user_id, str) or status not in ("done", "failed"):
         return "ignored"
-    interior = db.collection("interiors").find_one({"_id": interior_id, "user_id": user_id},
-                                                   {"_id": 1, "style": 1, "room_type": 1})
+    interior = interiors.find_owned(user_id, interior_id)
     if interior is None:
         return "ignored"
     done = status == "done"

@@ -18,7 +18,7 @@ from pymongo.errors import DuplicateKeyError
 from lib import db, errors
 from lib.config import get_settings
 
-COLLECTION = "quota_usage"
+COLLECTION = db.declare("quota_usage")
 
 
 def take(user_id: str) -> datetime:

@@ -21,7 +21,7 @@ import logging
 import math
 from datetime import timedelta
 
-from pymongo import ReturnDocument
+from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from lib import db, errors
@@ -29,7 +29,9 @@ from lib.config import get_settings
 
 audit = logging.getLogger("zipkku.audit")
 
-COLLECTION = "throttles"  # logins, current_password checks and uploads
+COLLECTION = db.declare("throttles", [  # logins, current_password checks and uploads
+    IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_ttl"),
+])
 _LOGIN, _CURRENT_PASSWORD, _UPLOADS = "login", "current_password", "uploads"
 UPLOAD_WINDOW_SECONDS = 3600
 

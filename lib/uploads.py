@@ -28,13 +28,16 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from lib import db, errors, images, throttle
 from lib.config import get_settings
 
 log = logging.getLogger("zipkku.uploads")
 
-COLLECTION = "uploads"
+COLLECTION = db.declare("uploads", [
+    IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING)], name="user_created"),
+])
 CLAIM_LEASE = timedelta(seconds=120)  # a processing attempt that dies releases its claim after this
 # A PUT that started just before its signed URL expired may still be arriving this long after.
 ARRIVAL_GRACE = timedelta(minutes=15)
@@ -106,6 +109,23 @@ def get_for_user(user_id: str, upload_id: str) -> dict[str, Any]:
     if doc is None:
         raise errors.NotFound("No such upload.", code="UPLOAD_NOT_FOUND")
     return _settle_if_never_received(doc)
+
+
+def image_ref(upload: dict[str, Any]) -> str | None:
+    """The normalized photo of a ready upload (a gs:// reference in `image`)."""
+    value = upload.get("image")
+    return value if isinstance(value, str) and value.startswith("gs://") else None
+
+
+def get_ready(user_id: str, upload_id: str) -> dict[str, Any]:
+    """The caller's upload to generate from: 404 when unknown or someone else's, 409 until it is ready."""
+    upload = _collection().find_one({"_id": upload_id, "user_id": user_id})
+    if upload is None:
+        raise errors.NotFound("No such upload.", code="UPLOAD_NOT_FOUND")
+    if upload.get("status") != "ready" or image_ref(upload) is None:
+        raise errors.Conflict(f"The upload is {upload.get('status', 'not ready')}; generate from a ready upload.",
+                              code="UPLOAD_NOT_READY")
+    return upload
 
 
 def arrived_object(doc: dict[str, Any]) -> dict[str, Any] | None:

@@ -382,15 +382,15 @@ def seed(per_label: int = 90, labels: list[str] | None = None, workers: int = 8)
         list(pool.map(lambda u: storage.upload_bytes(bucket, *u), uploads))
     uploaded = time.perf_counter()
 
-    catalog.upsert_documents("room_types", [{"_id": rid, "name": name} for rid, name in ROOM_TYPES])
-    catalog.upsert_documents("styles", [
+    catalog.upsert_room_types([{"_id": rid, "name": name} for rid, name in ROOM_TYPES])
+    catalog.upsert_styles([
         {"_id": sid, "name": name, "description": desc, "palette": palette, "texture": texture,
          "room_types": rooms, "image_url": storage.ref(bucket, f"{STYLE_PREFIX}{sid}.jpg")}
         for sid, name, desc, palette, texture, rooms in STYLES])
     first_image = {}
     for p, ref in zip(products, image_refs, strict=True):
         first_image.setdefault(p.label, ref)
-    catalog.upsert_documents("ar_models", [
+    catalog.upsert_ar_models([
         {"_id": f"ar-{label}", "label": label, "name": f"Low-poly {label.replace('-', ' ')}",
          "model_url": storage.ref(bucket, f"{MODEL_PREFIX}{label}.glb"), "image_url": first_image.get(label),
          "position": {"x": 0.0, "y": 0.0, "z": 0.0}, "rotation": {"x": 0.0, "y": 0.0, "z": 0.0},

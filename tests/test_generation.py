@@ -112,15 +112,15 @@ def test_job_generates_variants_detects_matches_products_and_ar(env, user, fn, m
 def test_claim_is_exclusive_and_an_expired_lease_is_claimed_again(env, user):
     seed_mini_catalog()
     doc = queued_interior(user, ready_upload(user["id"]))
-    first = generation.claim(doc["_id"], "owner-a")
+    first = interiors.claim(doc["_id"], "owner-a")
     assert first["status"] == "running" and first["attempts"] == 1
-    assert generation.claim(doc["_id"], "owner-b") is None  # live lease
+    assert interiors.claim(doc["_id"], "owner-b") is None  # live lease
     db.collection("interiors").update_one({"_id": doc["_id"]},
                                           {"$set": {"lease_expires_at": db.utcnow() - timedelta(seconds=1)}})
-    second = generation.claim(doc["_id"], "owner-b")
+    second = interiors.claim(doc["_id"], "owner-b")
     assert second["lease_owner"] == "owner-b" and second["attempts"] == 2
-    with pytest.raises(generation.LeaseLost):  # the first owner can no longer write
-        generation.checkpoint(first, "owner-a", {"progress": {"stage": "generating", "percent": 5}})
+    with pytest.raises(interiors.LeaseLost):  # the first owner can no longer write
+        interiors.checkpoint(first, "owner-a", {"progress": {"stage": "generating", "percent": 5}})
 
 
 def test_a_retry_of_the_same_cloud_run_task_takes_over_its_own_lease_at_once(env, user, monkeypatch):
@@ -130,12 +130,12 @@ def test_a_retry_of_the_same_cloud_run_task_takes_over_its_own_lease_at_once(env
     doc = queued_interior(user, ready_upload(user["id"]))
     monkeypatch.setenv("CLOUD_RUN_EXECUTION", "generate-interior-e1")
     monkeypatch.setenv("CLOUD_RUN_TASK_INDEX", "0")
-    crashed = generation.claim(doc["_id"], "attempt-1")
+    crashed = interiors.claim(doc["_id"], "attempt-1", generation.task_identity())
     assert crashed["lease_task"] == "generate-interior-e1/0"
     monkeypatch.setenv("CLOUD_RUN_TASK_INDEX", "1")
-    assert generation.claim(doc["_id"], "other-task") is None  # someone else's live lease
+    assert interiors.claim(doc["_id"], "other-task", generation.task_identity()) is None  # someone else's live lease
     monkeypatch.setenv("CLOUD_RUN_TASK_INDEX", "0")
-    retried = generation.claim(doc["_id"], "attempt-2")
+    retried = interiors.claim(doc["_id"], "attempt-2", generation.task_identity())
     assert retried["lease_owner"] == "attempt-2" and retried["attempts"] == 2
 
 
@@ -164,7 +164,7 @@ def test_after_max_attempts_the_interior_fails_and_is_refunded(env, user):
         "lease_expires_at": db.utcnow() - timedelta(seconds=1)}})
     assert generation.run([doc["_id"]])["failed"] == 1
     failed = _doc(doc["_id"])
-    assert failed["status"] == "failed" and failed["reason"] == generation.ATTEMPTS_EXHAUSTED
+    assert failed["status"] == "failed" and failed["reason"] == interiors.ATTEMPTS_EXHAUSTED
     assert quota.usage(user["id"])["used"] == 0
     assert [n["status"] for n in _notifications(user["id"])] == ["failed"]
     assert generation.run([doc["_id"]])["skipped"] == 1  # nothing happens twice
@@ -338,7 +338,7 @@ def test_structured_logs_feed_the_monitoring_metrics(env, user):
     assert all(isinstance(ms, int) and ms >= 0 for ms in stages.values())
     outcomes = [m.groups() for e in entries
                 if (m := re.match(r"^interior [^ ]+ (done|failed)(?: in|: ([A-Za-z0-9_]+))", e["message"]))]
-    assert ("done", None) in outcomes and ("failed", generation.ATTEMPTS_EXHAUSTED) in outcomes
+    assert ("done", None) in outcomes and ("failed", interiors.ATTEMPTS_EXHAUSTED) in outcomes
     assert all(e["severity"] in ("INFO", "WARNING") for e in entries)
 
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from lib import db, generation, quota
+from lib import db, generation, interiors, quota
 from lib.config import get_settings
 from lib.local import job_runner
 from tests.generation_helpers import queued_interior, ready_upload, seed_mini_catalog
@@ -269,7 +269,7 @@ def test_deleting_a_queued_interior_refunds_it(fn, ctx):
 def test_deleting_a_running_interior_whose_variants_exist_is_not_refunded(fn, ctx):
     """Variants are shown as they arrive; otherwise: download them, delete, get the unit back, repeat."""
     doc = queued_interior(ctx["user"], ctx["upload"])
-    claimed = generation.claim(doc["_id"], "worker-1")
+    claimed = interiors.claim(doc["_id"], "worker-1")
     generation.generate_variants(claimed, "worker-1", {})
     shown = fn("interiors_get").get(f"/?id={doc['_id']}", headers=ctx["headers"]).get_json()["interior"]
     assert shown["status"] == "running" and shown["variants"][0]["image_url"]
@@ -279,7 +279,7 @@ def test_deleting_a_running_interior_whose_variants_exist_is_not_refunded(fn, ct
 
 def test_deleting_a_running_interior_before_any_variant_refunds_it(fn, ctx):
     doc = queued_interior(ctx["user"], ctx["upload"])
-    generation.claim(doc["_id"], "worker-1")
+    interiors.claim(doc["_id"], "worker-1")
     assert fn("interiors_delete").delete(f"/?id={doc['_id']}", headers=ctx["headers"]).status_code == 204
     assert quota.usage(ctx["user"]["id"])["used"] == 0
 

@@ -80,7 +80,7 @@ def test_documented_reasons_are_the_codes_the_code_uses():
     rejections = set(re.findall(r'ImageRejected\(\s*"([a-z_]+)"', "".join(p.read_text() for p in lib.rglob("*.py"))))
     assert set(openapi_schemas.UPLOAD_REJECTION_REASONS) == rejections | {"not_received"}
     failures = {v for k, v in vars(providers).items() if k.isupper() and isinstance(v, str)}
-    failures |= {generation.ATTEMPTS_EXHAUSTED, generation.GENERATION_FAILED, interiors.ENQUEUE_FAILED}
+    failures |= {interiors.ATTEMPTS_EXHAUSTED, generation.GENERATION_FAILED, interiors.ENQUEUE_FAILED}
     assert set(openapi_schemas.INTERIOR_FAILURE_REASONS) == failures
 
 

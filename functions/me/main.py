@@ -18,7 +18,7 @@ def me(request, user):
         # A bare DELETE (no body at all) is told which field it misses, not which content type to send.
         raw = request.get_data(cache=True)
         body = parse_json(request, accounts.DeleteAccountBody) if raw else validate(accounts.DeleteAccountBody, {})
-        accounts.deactivate(user, body)
+        accounts.delete_account(user, body)
         return no_content()
     from lib import interiors, notifications, quota, storage  # generation's view of the account
 
