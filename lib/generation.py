@@ -184,12 +184,12 @@ def match_products(doc: Interior, owner: str) -> None:
     from lib import vectors
 
     interiors.checkpoint(doc, owner, {"progress": {"stage": "matching", "percent": 85}})
-    parts = [p for v in doc["variants"] for p in v["detected_parts"] if p.get("embedding")]
+    embedded = [(p, e) for v in doc["variants"] for p in v["detected_parts"] if (e := p.get("embedding"))]
     limit = get_settings().products_per_part
-    hits = vectors.search_similar_batch([(p["embedding"], p["label"], None) for p in parts], limit=limit)
+    hits = vectors.search_similar_batch([(e, p["label"], None) for p, e in embedded], limit=limit)
     ids = {pid for result in hits for pid, _ in result}
     products = catalog.products_by_id(ids)
-    for part, result in zip(parts, hits, strict=True):
+    for (part, _), result in zip(embedded, hits, strict=True):
         part["products"] = [_product_match(products[pid], score) for pid, score in result if pid in products]
 
 

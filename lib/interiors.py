@@ -112,7 +112,7 @@ class Interior(TypedDict):
     _id: str
     user_id: str
     upload_id: str
-    original_image: str | None  # gs://
+    original_image: str  # gs:// (the ready upload's normalized photo)
     room_type: str  # catalog room type id
     style: str  # catalog style id
     prompt: str
@@ -265,7 +265,7 @@ def enqueue(doc: dict[str, Any]) -> None:
 
 
 def fail(interior_id: str, reason: str, message: str, *, only_status: tuple[str, ...] = ("queued", "running"),
-         lease_owner: str | None = None) -> dict[str, Any] | None:
+         lease_owner: str | None = None) -> Interior | None:
     """Mark failed with a reason code and refund its quota unit, exactly once (the status guards it)."""
     query: dict[str, Any] = {"_id": interior_id, "status": {"$in": list(only_status)}}
     if lease_owner is not None:
@@ -459,9 +459,9 @@ def _encode_cursor(doc: dict[str, Any]) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    created, last_id = cursors.decode(cursor, 2)
+    created_text, last_id = cursors.decode(cursor, 2)
     try:
-        created = datetime.fromisoformat(created)
+        created = datetime.fromisoformat(created_text)
         if created.tzinfo is None:
             raise ValueError("naive")
         # in UTC here, so a forged year-1 or year-9999 value fails now (OverflowError), not inside BSON encoding
