@@ -90,3 +90,15 @@ def test_every_declared_owner_is_prepared_by_ensure_all_indexes():
     declaring = {path.removesuffix(".py").replace("/", ".") for path, tree in _modules().items()
                  if any(_is_db_call(n, "declare") for n in ast.walk(tree))}
     assert declaring <= set(db.OWNERS), f"declare collections but are not in db.OWNERS: {declaring - set(db.OWNERS)}"
+
+
+def test_ensure_all_indexes_gives_a_fresh_database_every_owners_indexes(stack):
+    from lib import db
+
+    db.ensure_all_indexes()
+    database = db.database()
+    expected = {"users": "email_unique", "refresh_tokens": "expires_ttl", "throttles": "expires_ttl",
+                "uploads": "user_created", "interiors": "idempotency", "products": "label_price",
+                "ar_models": "label", "notifications": "user_read", "processed_events": "expires_ttl"}
+    for collection, index in expected.items():
+        assert index in database[collection].index_information(), collection
