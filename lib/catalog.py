@@ -1,4 +1,5 @@
-"""The catalog's reads: styles and room types, product search, similar products, AR models.
+"""The catalog: styles and room types (the one resolver of their names), products (search, similar, the one
+read by id, the import's write), AR models. The only module that opens the collections below.
 
 Documents (Mongo):
   styles      {_id: slug, name, description, image_url: gs://, room_types: [slug], palette: [hex]}

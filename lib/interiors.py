@@ -385,8 +385,9 @@ def unannounced(finished_before: datetime) -> list[Interior]:
 
 # --- read ------------------------------------------------------------------------------------------------
 
-def find_owned(user_id: str, interior_id: str) -> dict[str, Any] | None:
-    return db.collection(COLLECTION).find_one({"_id": interior_id, "user_id": user_id})
+def find_owned(user_id: str, interior_id: str, fields: list[str] | None = None) -> dict[str, Any] | None:
+    """The user's interior (only `fields` of it, when given), or None."""
+    return db.collection(COLLECTION).find_one({"_id": interior_id, "user_id": user_id}, fields)
 
 
 def get_owned(user_id: str, interior_id: str) -> dict[str, Any]:

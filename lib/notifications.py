@@ -42,7 +42,7 @@ def record_interior_finished(message_id: str, payload: dict[str, Any]) -> str:
     status = payload.get("status")
     if not isinstance(interior_id, str) or not isinstance(user_id, str) or status not in ("done", "failed"):
         return "ignored"
-    interior = interiors.find_owned(user_id, interior_id)
+    interior = interiors.find_owned(user_id, interior_id, ["style", "room_type"])
     if interior is None:
         return "ignored"
     done = status == "done"
