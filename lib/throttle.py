@@ -53,6 +53,10 @@ def _reserve(key: str, limit: int, window_seconds: int) -> int | None:
             # A concurrent first attempt also lands here (its window is live, so nothing is removed).
             throttle.delete_one({"_id": key, "expires_at": {"$lte": now}})
             continue
+        # SecantusDB may answer an upsert that lost a race with no document (a 500 before): count again; at
+        # worst this attempt counts twice, which errs on the refusing side
+        if state is None:
+            continue
         if state["attempts"] <= limit:
             return None
         return max(1, math.ceil((state["expires_at"] - now).total_seconds()))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from lib import catalog, jobs
+from lib import catalog
+from lib.local import job_runner
 from tests.generation_helpers import ready_upload, seed_mini_catalog
 
 MID_CENTURY = {"_id": "mid-century", "name": "Mid-century modern", "description": "walnut",
@@ -18,8 +19,8 @@ def ctx(stack, settings_env, make_user):
     catalog.upsert_styles([MID_CENTURY])
     login = make_user()
     yield {**login, "upload": ready_upload(login["user"]["id"])}
-    for execution_id in list(jobs._executions):  # a started job must finish before the database goes away
-        jobs.wait(execution_id, timeout=120)
+    for execution_id in job_runner.execution_ids():  # a started job must finish before the database goes away
+        job_runner.wait(execution_id, timeout=120)
 
 
 def _generate(fn, ctx, style: str, room_type: str = "living_room"):
