@@ -73,7 +73,6 @@ locals {
     DETECTOR_URL            = var.detector_url
     TASK_QUEUE              = "cloudtasks"
     TASKS_QUEUE_NAME        = google_cloud_tasks_queue.generate.name
-    TASKS_SERVICE_ACCOUNT   = google_service_account.this["tasks"].email
     GENERATE_JOB_NAME       = "generate-interior"
     IMPORT_JOB_NAME         = "import-catalog"
     JOB_RUNNER              = "cloudrun"

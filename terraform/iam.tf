@@ -3,7 +3,7 @@
 #   api      runtime of the HTTP functions
 #   events   runtime of the CloudEvent functions
 #   worker   runtime of the Cloud Run jobs
-#   tasks    identity Cloud Tasks uses to start the generation job through the Cloud Run Admin API
+#   tasks    identity the generation queue and the sweep schedule start generate-interior with (no overrides)
 #   trigger  identity Eventarc and the Pub/Sub push subscription use to invoke event functions
 #   builder  identity Cloud Functions builds the function images with (no reliance on default accounts)
 locals {
@@ -84,8 +84,8 @@ resource "google_service_account_iam_member" "worker_signs_as_itself" {
   member             = "serviceAccount:${google_service_account.this["worker"].email}"
 }
 
-# Enqueueing: interiors_generate (api) creates tasks whose OAuth token is minted for the tasks account,
-# which needs actAs on it.
+# Enqueueing: interiors_generate (api) creates tasks in the generation queue, and nothing else. The queue's own
+# routing (messaging.tf) gives every task the tasks account's token, so api needs no actAs on that account.
 resource "google_cloud_tasks_queue_iam_member" "enqueuer" {
   name     = google_cloud_tasks_queue.generate.name
   location = var.region
@@ -93,14 +93,11 @@ resource "google_cloud_tasks_queue_iam_member" "enqueuer" {
   member   = "serviceAccount:${google_service_account.this["api"].email}"
 }
 
-resource "google_service_account_iam_member" "act_as_tasks" {
-  service_account_id = google_service_account.this["tasks"].name
-  role               = "roles/iam.serviceAccountUser"
-  member             = "serviceAccount:${google_service_account.this["api"].email}"
-}
-
-# Starting a job with overrides, and nothing else (predefined run roles also allow editing jobs): the queue
-# starts generate-interior, on_catalog_uploaded (events) starts import-catalog directly.
+# Starting jobs. The queue and the sweep schedule (tasks) run generate-interior as it is: roles/run.invoker on
+# the job carries run.jobs.run and not run.jobs.runWithOverrides, so no task can choose the worker's arguments
+# or environment. on_catalog_uploaded (events) starts import-catalog with the catalog file as an argument, so
+# it holds a custom role with overrides, on that job only (predefined run roles with overrides also allow
+# editing jobs).
 resource "google_project_iam_custom_role" "job_runner" {
   role_id     = "${replace(var.name_prefix, "-", "_")}_job_runner"
   title       = "Zipkku job runner"
@@ -110,13 +107,13 @@ resource "google_project_iam_custom_role" "job_runner" {
 
 resource "google_cloud_run_v2_job_iam_member" "runner" {
   for_each = {
-    "tasks/generate_interior" = { account = "tasks", job = "generate_interior" }
-    "events/import_catalog"   = { account = "events", job = "import_catalog" }
+    "tasks/generate_interior" = { account = "tasks", job = "generate_interior", role = "roles/run.invoker" }
+    "events/import_catalog"   = { account = "events", job = "import_catalog", role = google_project_iam_custom_role.job_runner.id }
   }
 
   name     = google_cloud_run_v2_job.this[each.value.job].name
   location = var.region
-  role     = google_project_iam_custom_role.job_runner.id
+  role     = each.value.role
   member   = "serviceAccount:${google_service_account.this[each.value.account].email}"
 }
 

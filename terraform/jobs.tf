@@ -1,8 +1,9 @@
 # Every Cloud Run job, from ONE map. Each key is a folder jobs/<key>/ built into the image
 # <region>-docker.pkg.dev/<project>/zipkku/<key with hyphens>:<image_tag> (scripts/package.py writes its build
 # context, Cloud Build pushes it); the job is named with hyphens. tests/test_infra.py checks map == folders.
-#   generate_interior  started by Cloud Tasks (the queue calls the Cloud Run Admin API jobs.run with overrides)
-#   import_catalog     started by on_catalog_uploaded (jobs.run with overrides)
+#   generate_interior  started by Cloud Tasks and the sweep schedule (jobs.run WITHOUT overrides: it claims the
+#                      interiors queued in Mongo)
+#   import_catalog     started by on_catalog_uploaded (jobs.run with overrides: the catalog file)
 # The jobs claim work with leases in Mongo, so a retried or duplicated run never duplicates work.
 locals {
   jobs = {

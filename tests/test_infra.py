@@ -148,7 +148,7 @@ def test_configuration_names_are_settings_the_code_reads():
     required = {
         "ENVIRONMENT", "GCP_PROJECT", "GCP_REGION", "MONGODB_DB", "CORS_ORIGINS", "UPLOADS_BUCKET", "IMAGES_BUCKET",
         "CATALOG_BUCKET", "QDRANT_URL", "GENERATOR", "REPLICATE_MODEL", "REPLICATE_VERSION", "DETECTOR", "EMBEDDER",
-        "DETECTOR_URL", "TASK_QUEUE", "TASKS_QUEUE_NAME", "TASKS_SERVICE_ACCOUNT", "GENERATE_JOB_NAME",
+        "DETECTOR_URL", "TASK_QUEUE", "TASKS_QUEUE_NAME", "GENERATE_JOB_NAME",
         "IMPORT_JOB_NAME", "EVENTS", "INTERIOR_FINISHED_TOPIC", "JOB_RUNNER",
     }
     assert required <= set(LOCALS["common_env"])
@@ -419,3 +419,48 @@ def test_functions_and_jobs_reach_atlas_from_the_one_listed_address():
     assert unquote(listed["ip_address"]) == "${google_compute_address.egress.address}"
     function_main = (TERRAFORM / "modules" / "function" / "main.tf").read_text()
     assert "vpc_connector_egress_settings" in function_main and '"ALL_TRAFFIC"' in function_main
+
+
+# --- who may start what ----------------------------------------------------------------------------------
+
+def resources(folder: Path = TERRAFORM) -> dict[str, dict[str, dict]]:
+    """type -> name -> body of every resource under `folder` (not its modules), quotes removed."""
+    found: dict[str, dict[str, dict]] = {}
+    for path in sorted(folder.glob("*.tf")):
+        with path.open() as handle:
+            for block in hcl2.load(handle).get("resource", []):
+                for type_name, named in unquote(block).items():
+                    found.setdefault(type_name, {}).update(named)
+    return found
+
+
+def test_a_public_function_can_only_ask_for_a_generation():
+    """The api account may create tasks in the generation queue; the queue sends every task to generate-interior's
+    jobs.run with the tasks account's token whatever the task says; the tasks account may run that job only as it
+    is (no run.jobs.runWithOverrides), and nobody but the deployer may act as it. So code in a public function
+    cannot start the worker with chosen arguments or environment, nor carry the tasks token elsewhere."""
+    found = resources()
+    queue = found["google_cloud_tasks_queue"]["generate"]
+    target = queue["http_target"][0]
+    uri = target["uri_override"][0]
+    assert uri["uri_override_enforce_mode"] == "ALWAYS" and uri["host"] == "run.googleapis.com"
+    assert uri["path_override"][0]["path"].endswith('/jobs/${google_cloud_run_v2_job.this["generate_interior"].name}:run')
+    assert target["oauth_token"][0]["service_account_email"] == '${google_service_account.this["tasks"].email}'
+
+    runners = found["google_cloud_run_v2_job_iam_member"]["runner"]["for_each"]
+    assert runners["tasks/generate_interior"]["role"] == "roles/run.invoker"
+    assert set(runners) == {"tasks/generate_interior", "events/import_catalog"}
+    custom = found["google_project_iam_custom_role"]["job_runner"]
+    assert "run.jobs.runWithOverrides" in custom["permissions"]
+    assert runners["events/import_catalog"]["role"] == "${google_project_iam_custom_role.job_runner.id}"
+
+    # Nobody is given actAs / token creation on the tasks account, and the functions do not name it.
+    for binding in found.get("google_service_account_iam_member", {}).values():
+        assert "tasks" not in binding["service_account_id"], binding
+    assert "TASKS_SERVICE_ACCOUNT" not in LOCALS["common_env"]
+    assert found["google_cloud_tasks_queue_iam_member"]["enqueuer"]["role"] == "roles/cloudtasks.enqueuer"
+
+    # The code asks for nothing but a run: no arguments for a generation task (lib/interiors.py).
+    source = (ROOT / "lib" / "interiors.py").read_text()
+    assert re.search(r"tasks\.enqueue_job\(get_settings\(\)\.generate_job_name, task_id=task_id\(doc\[\"_id\"\]\)\)",
+                     source)
