@@ -104,8 +104,9 @@ module "function" {
   source_bucket = google_storage_bucket.this["sources"].name
   source_object = "sources/${var.source_version}/${each.key}.zip"
 
-  trigger         = each.value.trigger
-  public          = each.value.public
+  trigger              = each.value.trigger
+  public               = each.value.public
+  behind_load_balancer = var.enable_load_balancer
   memory          = each.value.memory
   cpu             = each.value.cpu
   timeout_seconds = each.value.timeout

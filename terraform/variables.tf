@@ -179,6 +179,24 @@ variable "enable_load_balancer" {
   default     = false
 }
 
+variable "armor_signup_per_minute" {
+  description = "Cloud Armor (load balancer on): sign-ups per client address per minute; 3x that in 10 minutes bans the address for an hour."
+  type        = number
+  default     = 5
+}
+
+variable "armor_login_per_minute" {
+  description = "Cloud Armor (load balancer on): login requests per client address per minute, then 429."
+  type        = number
+  default     = 20
+}
+
+variable "armor_requests_per_minute" {
+  description = "Cloud Armor (load balancer on): requests per client address per minute to any other path, then 429."
+  type        = number
+  default     = 600
+}
+
 variable "domain" {
   description = "Domain of the load balancer (its DNS A record must point at the output lb_ip_address)."
   type        = string

@@ -464,3 +464,36 @@ def test_a_public_function_can_only_ask_for_a_generation():
     source = (ROOT / "lib" / "interiors.py").read_text()
     assert re.search(r"tasks\.enqueue_job\(get_settings\(\)\.generate_job_name, task_id=task_id\(doc\[\"_id\"\]\)\)",
                      source)
+
+
+def test_the_load_balancer_rate_limits_signup_and_login_and_cannot_be_bypassed():
+    """With the load balancer on, Cloud Armor limits sign-ups and logins per client address (429 at the edge) on
+    every backend, and the HTTP functions take requests only from the load balancer, not their own URLs."""
+    found = resources()
+    policy = found["google_compute_security_policy"]["api"]
+    assert policy["count"] == "${var.enable_load_balancer ? 1 : 0}"
+    rules = {rule["priority"]: rule for rule in policy["rule"]}
+
+    def rule_for(path: str) -> dict:
+        matching = [r for r in rules.values()
+                    if f"request.path.startsWith('{path}')" in str(r["match"][0].get("expr", ""))]
+        assert len(matching) == 1, path
+        return matching[0]
+
+    for name, action in [("auth_signup", "rate_based_ban"), ("auth_login", "throttle")]:
+        assert name in LOCALS["functions"]
+        rule = rule_for(f"/api/{name.replace('_', '-')}")  # lb.tf serves every function at /api/<hyphenated>
+        assert rule["action"] == action
+        options = rule["rate_limit_options"][0]
+        assert options["enforce_on_key"] == "IP" and options["exceed_action"] == "deny(429)"
+        assert options["rate_limit_threshold"][0]["count"].startswith("${var.armor_")
+    assert rules[2147483647]["action"] == "allow"  # the explicit default rule
+
+    backend = found["google_compute_backend_service"]["function"]
+    assert backend["for_each"] == "${local.lb_functions}"
+    assert backend["security_policy"] == "${google_compute_security_policy.api[0].id}"
+
+    module = (TERRAFORM / "modules" / "function" / "main.tf").read_text()
+    assert ('ingress_settings                 = local.is_http ? (var.behind_load_balancer ? '
+            '"ALLOW_INTERNAL_AND_GCLB" : "ALLOW_ALL") : "ALLOW_INTERNAL_ONLY"') in module
+    assert re.search(r"behind_load_balancer\s*=\s*var\.enable_load_balancer", (TERRAFORM / "functions.tf").read_text())
