@@ -13,7 +13,7 @@ locals {
       timeout     = "1800s"
       max_retries = 1
       parallelism = 1
-      secrets     = ["mongodb_uri", "qdrant_api_key", "replicate_api_token", "detector_api_key"]
+      secrets     = ["mongodb_uri", "qdrant_read_key", "replicate_api_token", "detector_api_key"]
     }
     import_catalog = {
       cpu         = "1"
@@ -21,7 +21,7 @@ locals {
       timeout     = "3600s"
       max_retries = 2
       parallelism = 1
-      secrets     = ["mongodb_uri", "qdrant_api_key", "detector_api_key"]
+      secrets     = ["mongodb_uri", "qdrant_manage_key", "detector_api_key"]
     }
   }
 
@@ -63,7 +63,7 @@ resource "google_cloud_run_v2_job" "this" {
     parallelism = each.value.parallelism
 
     template {
-      service_account = google_service_account.this["worker"].email
+      service_account = data.google_service_account.this["worker"].email
       timeout         = each.value.timeout
       max_retries     = each.value.max_retries
 
@@ -85,7 +85,7 @@ resource "google_cloud_run_v2_job" "this" {
 
         dynamic "env" {
           # V4 signed URLs (the photo link sent to Replicate) are signed through IAM signBlob as the job's identity.
-          for_each = merge(local.common_env, { SIGNING_SERVICE_ACCOUNT = google_service_account.this["worker"].email })
+          for_each = merge(local.common_env, { SIGNING_SERVICE_ACCOUNT = data.google_service_account.this["worker"].email })
           content {
             name  = env.key
             value = env.value
@@ -95,7 +95,7 @@ resource "google_cloud_run_v2_job" "this" {
         dynamic "env" {
           for_each = toset(each.value.secrets)
           content {
-            name = upper(env.value)
+            name = lookup(local.secret_env, env.value, upper(env.value))
             value_source {
               secret_key_ref {
                 secret  = google_secret_manager_secret.this[env.value].secret_id

@@ -36,7 +36,7 @@ resource "google_cloud_tasks_queue" "generate" {
       uri_override_enforce_mode = "ALWAYS"
     }
     oauth_token {
-      service_account_email = google_service_account.this["tasks"].email
+      service_account_email = data.google_service_account.this["tasks"].email
       scope                 = "https://www.googleapis.com/auth/cloud-platform"
     }
   }

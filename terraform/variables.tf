@@ -128,6 +128,24 @@ variable "qdrant_package" {
   }
 }
 
+variable "qdrant_collection_prefix" {
+  description = "QDRANT_COLLECTION_PREFIX: collections are <prefix>__<embedder name>__<dim>; the read-only key is scoped to that one."
+  type        = string
+  default     = "products"
+}
+
+variable "embedder_name" {
+  description = "EMBEDDER_NAME of the detector service's embeddings (part of the collection name)."
+  type        = string
+  default     = "detector-clip"
+}
+
+variable "embedder_dim" {
+  description = "EMBEDDER_DIM: length of the detector service's embeddings (part of the collection name)."
+  type        = number
+  default     = 512
+}
+
 variable "qdrant_nodes" {
   description = "Number of Qdrant nodes."
   type        = number

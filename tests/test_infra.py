@@ -142,7 +142,7 @@ def test_configuration_names_are_settings_the_code_reads():
     from lib.config import Settings
 
     fields = {name.upper() for name in Settings.model_fields}
-    secrets = {key.upper() for key in LOCALS["secrets"]}
+    secrets = {LOCALS["secret_env"].get(key, key.upper()) for key in LOCALS["secrets"]}
     env = set(LOCALS["common_env"]) | {"SIGNING_SERVICE_ACCOUNT"}
     assert not (env | secrets) - fields, f"not read by lib/config.py: {sorted((env | secrets) - fields)}"
     required = {
@@ -338,8 +338,13 @@ def code_of(folder: Path) -> str:
     """The .tf text without comments (references in prose are not references)."""
     lines = []
     for path in sorted(folder.glob("*.tf")):
+        in_removed = False  # `removed { from = ... }` names what is no longer declared, on purpose
         for line in path.read_text().splitlines():
-            if not line.lstrip().startswith(("#", "//")):
+            if line.startswith("removed {"):
+                in_removed = True
+            elif in_removed:
+                in_removed = line != "}"
+            elif not line.lstrip().startswith(("#", "//")):
                 lines.append(line)
     return "\n".join(lines)
 
@@ -445,18 +450,23 @@ def test_a_public_function_can_only_ask_for_a_generation():
     uri = target["uri_override"][0]
     assert uri["uri_override_enforce_mode"] == "ALWAYS" and uri["host"] == "run.googleapis.com"
     assert uri["path_override"][0]["path"].endswith('/jobs/${google_cloud_run_v2_job.this["generate_interior"].name}:run')
-    assert target["oauth_token"][0]["service_account_email"] == '${google_service_account.this["tasks"].email}'
+    assert target["oauth_token"][0]["service_account_email"] == '${data.google_service_account.this["tasks"].email}'
 
     runners = found["google_cloud_run_v2_job_iam_member"]["runner"]["for_each"]
     assert runners["tasks/generate_interior"]["role"] == "roles/run.invoker"
     assert set(runners) == {"tasks/generate_interior", "events/import_catalog"}
-    custom = found["google_project_iam_custom_role"]["job_runner"]
+    bootstrap = resources(TERRAFORM / "bootstrap")
+    custom = bootstrap["google_project_iam_custom_role"]["job_runner"]
     assert "run.jobs.runWithOverrides" in custom["permissions"]
-    assert runners["events/import_catalog"]["role"] == "${google_project_iam_custom_role.job_runner.id}"
+    assert runners["events/import_catalog"]["role"] == "${local.job_runner_role}"
+    assert LOCALS["job_runner_role"].endswith('/roles/${replace(var.name_prefix, "-", "_")}_job_runner')
+    assert custom["role_id"] == '${replace(var.name_prefix, "-", "_")}_job_runner'
 
-    # Nobody is given actAs / token creation on the tasks account, and the functions do not name it.
-    for binding in found.get("google_service_account_iam_member", {}).values():
-        assert "tasks" not in binding["service_account_id"], binding
+    # Nobody but the deployer is given actAs / token creation on the tasks account; the functions do not name it.
+    for config in (found, bootstrap):
+        for name, binding in config.get("google_service_account_iam_member", {}).items():
+            if name != "deployer_acts_as":
+                assert "tasks" not in str(binding), binding
     assert "TASKS_SERVICE_ACCOUNT" not in LOCALS["common_env"]
     assert found["google_cloud_tasks_queue_iam_member"]["enqueuer"]["role"] == "roles/cloudtasks.enqueuer"
 
@@ -497,3 +507,83 @@ def test_the_load_balancer_rate_limits_signup_and_login_and_cannot_be_bypassed()
     assert ('ingress_settings                 = local.is_http ? (var.behind_load_balancer ? '
             '"ALLOW_INTERNAL_AND_GCLB" : "ALLOW_ALL") : "ALLOW_INTERNAL_ONLY"') in module
     assert re.search(r"behind_load_balancer\s*=\s*var\.enable_load_balancer", (TERRAFORM / "functions.tf").read_text())
+
+
+def test_secrets_stay_out_of_the_state_where_the_providers_allow_and_qdrant_keys_are_least_privilege():
+    """Every secret version is written write-only (secret_data_wo); the public products_similar function and the
+    generation job get a read-only key scoped to the one collection the code uses; only the catalog import gets the
+    manage key (it creates the collection)."""
+    from lib import vectors
+    from lib.config import Settings
+
+    found = resources()
+    for name, version in found["google_secret_manager_secret_version"].items():
+        assert "secret_data" not in version and "secret_data_wo" in version, name
+
+    keys = found["qdrant-cloud_accounts_database_api_key_v2"]
+    read_rules = keys["read"]["collection_access_rules"]
+    assert "global_access_rule" not in keys["read"] and len(read_rules) == 1
+    assert read_rules[0]["access_type"] == "COLLECTION_ACCESS_RULE_ACCESS_TYPE_READ_ONLY"
+    assert read_rules[0]["collection_name"] == "${local.qdrant_collection}"
+    assert keys["manage"]["global_access_rule"][0]["access_type"] == "GLOBAL_ACCESS_RULE_ACCESS_TYPE_MANAGE"
+
+    # The scoped collection is the one lib/vectors.py opens, with the settings terraform passes.
+    variables = {}
+    for path in sorted(TERRAFORM.glob("*.tf")):
+        with path.open() as handle:
+            for block in hcl2.load(handle).get("variable", []):
+                variables.update({unquote(k): unquote(v) for k, v in block.items()})
+    defaults = {name: variables[name]["default"] for name in ("qdrant_collection_prefix", "embedder_name", "embedder_dim")}
+    assert LOCALS["common_env"]["QDRANT_COLLECTION_PREFIX"] == "${var.qdrant_collection_prefix}"
+    assert LOCALS["common_env"]["EMBEDDER_NAME"] == "${var.embedder_name}"
+    assert LOCALS["common_env"]["EMBEDDER_DIM"] == "${tostring(var.embedder_dim)}"
+    expression = LOCALS["qdrant_collection"]
+    assert expression == ('${var.qdrant_collection_prefix}__${replace(var.embedder_name, "/[^A-Za-z0-9_-]/", "-")}'
+                          '__${var.embedder_dim}')
+    for embedder_name in (defaults["embedder_name"], "clip ViT/B 32"):
+        terraform_name = "{}__{}__{}".format(defaults["qdrant_collection_prefix"],
+                                             re.sub(r"[^A-Za-z0-9_-]", "-", embedder_name), defaults["embedder_dim"])
+        assert Settings.model_fields["qdrant_collection_prefix"].default == defaults["qdrant_collection_prefix"]
+        assert vectors.collection_name(embedder_name, defaults["embedder_dim"]) == terraform_name
+
+    # Who holds which key.
+    assert LOCALS["secret_env"] == {"qdrant_read_key": "QDRANT_API_KEY", "qdrant_manage_key": "QDRANT_API_KEY"}
+    for name, spec in LOCALS["functions"].items():
+        assert "qdrant_manage_key" not in spec.get("secrets", []), name
+    assert LOCALS["functions"]["products_similar"]["secrets"] == ["mongodb_uri", "qdrant_read_key"]
+    assert "qdrant_read_key" in LOCALS["jobs"]["generate_interior"]["secrets"]
+    assert "qdrant_manage_key" not in LOCALS["jobs"]["generate_interior"]["secrets"]
+    assert "qdrant_manage_key" in LOCALS["jobs"]["import_catalog"]["secrets"]
+
+
+def test_the_deployer_holds_no_iam_admin_role_and_only_zipkku_buckets_and_secrets():
+    """Project IAM admin, custom-role admin and service-account admin/user on the project would let the deployer
+    make itself owner or act as any account; Secret Manager and Storage admin would reach every secret and bucket
+    in the project. Bootstrap (a project administrator) makes what needs IAM rights; the deployer acts as each
+    runtime account only, and its bucket and secret rights are conditioned on Zipkku's names."""
+    bootstrap = resources(TERRAFORM / "bootstrap")
+    deployer_roles = set(bootstrap["google_project_iam_member"]["deployer"]["for_each"])
+    forbidden = {"roles/resourcemanager.projectIamAdmin", "roles/iam.roleAdmin", "roles/iam.serviceAccountAdmin",
+                 "roles/iam.serviceAccountUser", "roles/iam.serviceAccountTokenCreator", "roles/secretmanager.admin",
+                 "roles/storage.admin", "roles/owner", "roles/editor", "roles/iam.securityAdmin"}
+    assert not deployer_roles & forbidden, sorted(deployer_roles & forbidden)
+    for name, binding in bootstrap["google_project_iam_member"].items():
+        if binding.get("member") == "${local.deployer}" and name != "deployer":
+            assert binding.get("condition"), f"{name}: a project-level grant to the deployer without a condition"
+    data_role = bootstrap["google_project_iam_custom_role"]["deployer_data"]["permissions"]
+    assert not [p for p in data_role if p.startswith("storage.objects.") or p.startswith("storage.hmacKeys.")]
+    acts_as = bootstrap["google_service_account_iam_member"]["deployer_acts_as"]
+    assert acts_as["for_each"] == "${google_service_account.runtime}"
+    assert acts_as["role"] == "roles/iam.serviceAccountUser"
+
+    # The main configuration (run as the deployer) needs none of those rights: it creates no service account,
+    # no custom role, no project-level and no account-level grant; it reads the accounts bootstrap made.
+    found = resources()
+    for type_name in ("google_service_account", "google_project_iam_custom_role", "google_project_iam_member",
+                      "google_project_iam_binding", "google_project_iam_policy", "google_service_account_iam_member",
+                      "google_service_account_iam_binding"):
+        assert type_name not in found, type_name
+    with (TERRAFORM / "bootstrap" / "main.tf").open() as handle:
+        bootstrap_locals = {k: unquote(v) for block in hcl2.load(handle)["locals"] for k, v in block.items()}
+    assert bootstrap_locals["service_accounts"] == LOCALS["service_accounts"]
+    assert "/serviceAccounts/zipkku-deployer@" in (ROOT / "cloudbuild.yaml").read_text()
