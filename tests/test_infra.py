@@ -449,7 +449,8 @@ def test_a_public_function_can_only_ask_for_a_generation():
     target = queue["http_target"][0]
     uri = target["uri_override"][0]
     assert uri["uri_override_enforce_mode"] == "ALWAYS" and uri["host"] == "run.googleapis.com"
-    assert uri["path_override"][0]["path"].endswith('/jobs/${google_cloud_run_v2_job.this["generate_interior"].name}:run')
+    job_run = '/jobs/${google_cloud_run_v2_job.this["generate_interior"].name}:run'
+    assert uri["path_override"][0]["path"].endswith(job_run)
     assert target["oauth_token"][0]["service_account_email"] == '${data.google_service_account.this["tasks"].email}'
 
     runners = found["google_cloud_run_v2_job_iam_member"]["runner"]["for_each"]
@@ -533,7 +534,8 @@ def test_secrets_stay_out_of_the_state_where_the_providers_allow_and_qdrant_keys
         with path.open() as handle:
             for block in hcl2.load(handle).get("variable", []):
                 variables.update({unquote(k): unquote(v) for k, v in block.items()})
-    defaults = {name: variables[name]["default"] for name in ("qdrant_collection_prefix", "embedder_name", "embedder_dim")}
+    defaults = {name: variables[name]["default"]
+                for name in ("qdrant_collection_prefix", "embedder_name", "embedder_dim")}
     assert LOCALS["common_env"]["QDRANT_COLLECTION_PREFIX"] == "${var.qdrant_collection_prefix}"
     assert LOCALS["common_env"]["EMBEDDER_NAME"] == "${var.embedder_name}"
     assert LOCALS["common_env"]["EMBEDDER_DIM"] == "${tostring(var.embedder_dim)}"
