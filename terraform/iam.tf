@@ -5,12 +5,13 @@
 # account list there. This file grants on resources this configuration creates.
 locals {
   service_accounts = {
-    api     = "Zipkku HTTP functions"
-    events  = "Zipkku event functions"
-    worker  = "Zipkku jobs"
-    tasks   = "Zipkku Cloud Tasks caller"
-    trigger = "Zipkku event delivery"
-    builder = "Zipkku function builds"
+    api      = "Zipkku HTTP functions"
+    events   = "Zipkku event functions"
+    worker   = "Zipkku generation job"
+    importer = "Zipkku catalog import job"
+    tasks    = "Zipkku Cloud Tasks caller"
+    trigger  = "Zipkku event delivery"
+    builder  = "Zipkku function builds"
   }
 
   pubsub_service_agent = "service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
@@ -19,7 +20,7 @@ locals {
   secret_grants = {
     for grant in distinct(concat(
       flatten([for spec in local.function_specs : [for key in spec.secrets : "${spec.service_account}/${key}"]]),
-      flatten([for job in local.jobs : [for key in job.secrets : "worker/${key}"]]),
+      flatten([for job in local.jobs : [for key in job.secrets : "${job.service_account}/${key}"]]),
     )) : grant => { account = split("/", grant)[0], secret = split("/", grant)[1] }
   }
 
@@ -28,16 +29,16 @@ locals {
   # .glb models (lib/catalog.py).
   #   events  on_upload_finalized normalizes raw uploads into images; on_catalog_uploaded only starts the import
   #           job (it never reads the catalog file)
-  #   worker  generation reads the normalized photo and writes variants in images (never uploads); the import
-  #           reads catalog files and their gs:// images
+  #   worker    generation reads the normalized photo and writes variants in images (never uploads)
+  #   importer  the catalog import reads catalog files and their gs:// images
   bucket_grants = {
-    "api/uploads"    = { account = "api", bucket = "uploads", role = "roles/storage.objectUser" }
-    "api/images"     = { account = "api", bucket = "images", role = "roles/storage.objectUser" }
-    "api/catalog"    = { account = "api", bucket = "catalog", role = "roles/storage.objectViewer" }
-    "events/uploads" = { account = "events", bucket = "uploads", role = "roles/storage.objectUser" }
-    "events/images"  = { account = "events", bucket = "images", role = "roles/storage.objectUser" }
-    "worker/images"  = { account = "worker", bucket = "images", role = "roles/storage.objectUser" }
-    "worker/catalog" = { account = "worker", bucket = "catalog", role = "roles/storage.objectViewer" }
+    "api/uploads"      = { account = "api", bucket = "uploads", role = "roles/storage.objectUser" }
+    "api/images"       = { account = "api", bucket = "images", role = "roles/storage.objectUser" }
+    "api/catalog"      = { account = "api", bucket = "catalog", role = "roles/storage.objectViewer" }
+    "events/uploads"   = { account = "events", bucket = "uploads", role = "roles/storage.objectUser" }
+    "events/images"    = { account = "events", bucket = "images", role = "roles/storage.objectUser" }
+    "worker/images"    = { account = "worker", bucket = "images", role = "roles/storage.objectUser" }
+    "importer/catalog" = { account = "importer", bucket = "catalog", role = "roles/storage.objectViewer" }
   }
 }
 

@@ -13,15 +13,18 @@ locals {
       timeout     = "1800s"
       max_retries = 1
       parallelism = 1
-      secrets     = ["mongodb_uri", "qdrant_read_key", "replicate_api_token", "detector_api_key"]
+      # runtime account: generation only, so it cannot read the import's Qdrant manage key
+      service_account = "worker"
+      secrets         = ["mongodb_uri", "qdrant_read_key", "replicate_api_token", "detector_api_key"]
     }
     import_catalog = {
-      cpu         = "1"
-      memory      = "2Gi"
-      timeout     = "3600s"
-      max_retries = 2
-      parallelism = 1
-      secrets     = ["mongodb_uri", "qdrant_manage_key", "detector_api_key"]
+      cpu             = "1"
+      memory          = "2Gi"
+      timeout         = "3600s"
+      max_retries     = 2
+      parallelism     = 1
+      service_account = "importer"
+      secrets         = ["mongodb_uri", "qdrant_manage_key", "detector_api_key"]
     }
   }
 
@@ -63,7 +66,7 @@ resource "google_cloud_run_v2_job" "this" {
     parallelism = each.value.parallelism
 
     template {
-      service_account = data.google_service_account.this["worker"].email
+      service_account = data.google_service_account.this[each.value.service_account].email
       timeout         = each.value.timeout
       max_retries     = each.value.max_retries
 
@@ -85,7 +88,7 @@ resource "google_cloud_run_v2_job" "this" {
 
         dynamic "env" {
           # V4 signed URLs (the photo link sent to Replicate) are signed through IAM signBlob as the job's identity.
-          for_each = merge(local.common_env, { SIGNING_SERVICE_ACCOUNT = data.google_service_account.this["worker"].email })
+          for_each = merge(local.common_env, { SIGNING_SERVICE_ACCOUNT = data.google_service_account.this[each.value.service_account].email })
           content {
             name  = env.key
             value = env.value

@@ -556,6 +556,9 @@ def test_secrets_stay_out_of_the_state_where_the_providers_allow_and_qdrant_keys
     assert "qdrant_read_key" in LOCALS["jobs"]["generate_interior"]["secrets"]
     assert "qdrant_manage_key" not in LOCALS["jobs"]["generate_interior"]["secrets"]
     assert "qdrant_manage_key" in LOCALS["jobs"]["import_catalog"]["secrets"]
+    # ...and the two jobs run as two accounts, so the generation job's account cannot read the manage key either.
+    assert LOCALS["jobs"]["generate_interior"]["service_account"] != LOCALS["jobs"]["import_catalog"]["service_account"]
+    assert 'for key in job.secrets : "${job.service_account}/${key}"' in (TERRAFORM / "iam.tf").read_text()
 
 
 def test_the_deployer_holds_no_iam_admin_role_and_only_zipkku_buckets_and_secrets():

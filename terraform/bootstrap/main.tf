@@ -93,18 +93,20 @@ data "google_storage_project_service_account" "this" {
 # narrowest resource):
 #   api      runtime of the HTTP functions
 #   events   runtime of the CloudEvent functions
-#   worker   runtime of the Cloud Run jobs
+#   worker   runtime of the generation job
+#   importer runtime of the catalog import job (the only holder of the Qdrant manage key)
 #   tasks    identity the generation queue and the sweep schedule start generate-interior with (no overrides)
 #   trigger  identity Eventarc and the Pub/Sub push subscription use to invoke event functions
 #   builder  identity Cloud Functions builds the function images with (no reliance on default accounts)
 locals {
   service_accounts = {
-    api     = "Zipkku HTTP functions"
-    events  = "Zipkku event functions"
-    worker  = "Zipkku jobs"
-    tasks   = "Zipkku Cloud Tasks caller"
-    trigger = "Zipkku event delivery"
-    builder = "Zipkku function builds"
+    api      = "Zipkku HTTP functions"
+    events   = "Zipkku event functions"
+    worker   = "Zipkku generation job"
+    importer = "Zipkku catalog import job"
+    tasks    = "Zipkku Cloud Tasks caller"
+    trigger  = "Zipkku event delivery"
+    builder  = "Zipkku function builds"
   }
 
   runtime_member       = { for key, account in google_service_account.runtime : key => "serviceAccount:${account.email}" }
