@@ -76,7 +76,7 @@ locals {
     DETECTOR_URL             = var.detector_url
     TASK_QUEUE               = "cloudtasks"
     TASKS_QUEUE_NAME         = google_cloud_tasks_queue.generate.name
-    GENERATE_JOB_NAME        = "generate-interior"
+    GENERATE_JOB_NAME        = local.generate_job_name
     IMPORT_JOB_NAME          = "import-catalog"
     JOB_RUNNER               = "cloudrun"
     EVENTS                   = "pubsub"

@@ -28,6 +28,9 @@ locals {
     }
   }
 
+  # What the queue's routing (messaging.tf) and GENERATE_JOB_NAME name; the job is deployed under it.
+  generate_job_name = replace("generate_interior", "_", "-")
+
   image_repository = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
 }
 

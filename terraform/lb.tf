@@ -100,7 +100,7 @@ resource "google_compute_security_policy" "api" {
     action      = "deny(403)"
     match {
       expr {
-        expression = "evaluatePreconfiguredWaf('cve-canary', {'sensitivity': 1})"
+        expression = "evaluatePreconfiguredExpr('cve-canary')"
       }
     }
   }

@@ -31,7 +31,8 @@ resource "google_cloud_tasks_queue" "generate" {
       scheme = "HTTPS"
       host   = "run.googleapis.com"
       path_override {
-        path = "/v2/projects/${var.project_id}/locations/${var.region}/jobs/${google_cloud_run_v2_job.this["generate_interior"].name}:run"
+        # the job's name, not a reference to the job: the job's environment names this queue
+        path = "/v2/projects/${var.project_id}/locations/${var.region}/jobs/${local.generate_job_name}:run"
       }
       uri_override_enforce_mode = "ALWAYS"
     }

@@ -449,8 +449,12 @@ def test_a_public_function_can_only_ask_for_a_generation():
     target = queue["http_target"][0]
     uri = target["uri_override"][0]
     assert uri["uri_override_enforce_mode"] == "ALWAYS" and uri["host"] == "run.googleapis.com"
-    job_run = '/jobs/${google_cloud_run_v2_job.this["generate_interior"].name}:run'
-    assert uri["path_override"][0]["path"].endswith(job_run)
+    assert uri["path_override"][0]["path"].endswith("/jobs/${local.generate_job_name}:run")
+    assert LOCALS["generate_job_name"] == '${replace("generate_interior", "_", "-")}'  # as jobs.tf names the job
+    assert 'name                = replace(each.key, "_", "-")' in (TERRAFORM / "jobs.tf").read_text()
+    # a reference to the job would be a cycle: the job's environment (common_env) names the queue
+    assert "google_cloud_run_v2_job" not in str(queue)
+    assert LOCALS["common_env"]["GENERATE_JOB_NAME"] == "${local.generate_job_name}"
     assert target["oauth_token"][0]["service_account_email"] == '${data.google_service_account.this["tasks"].email}'
 
     runners = found["google_cloud_run_v2_job_iam_member"]["runner"]["for_each"]
@@ -592,3 +596,57 @@ def test_the_deployer_holds_no_iam_admin_role_and_only_zipkku_buckets_and_secret
         bootstrap_locals = {k: unquote(v) for block in hcl2.load(handle)["locals"] for k, v in block.items()}
     assert bootstrap_locals["service_accounts"] == LOCALS["service_accounts"]
     assert "/serviceAccounts/zipkku-deployer@" in (ROOT / "cloudbuild.yaml").read_text()
+
+
+def dependency_cycles(folder: Path) -> list[list[str]]:
+    """Cycles among the resources, data sources, locals and module calls of one configuration, as terraform's
+    graph would find them (`terraform validate` cannot run offline): an edge for every reference in a body."""
+    bodies: dict[str, str] = {}
+    for document in parsed(folder):
+        for kind in ("resource", "data"):
+            for block in document.get(kind, []):
+                for type_name, named in block.items():
+                    for name, body in named.items():
+                        bodies[f"{'data.' if kind == 'data' else ''}{type_name}.{name}"] = str(body)
+        for block in document.get("locals", []):
+            for name, value in block.items():
+                bodies[f"local.{name}"] = str(value)
+        for block in document.get("module", []):
+            for name, body in block.items():
+                bodies[f"module.{name}"] = str(body)
+    edges = {node: set() for node in bodies}
+    for node, text in bodies.items():
+        for data, type_name, name in REFERENCE.findall(text):
+            edges[node].add(f"{data}{type_name}.{name}")
+        edges[node] |= {f"local.{n}" for n in re.findall(r"\blocal\.([a-z0-9_]+)", text)}
+        edges[node] |= {f"module.{n}" for n in re.findall(r"\bmodule\.([a-z0-9_]+)", text)}
+        edges[node] = {target for target in edges[node] if target in bodies}
+    cycles, state = [], {}  # state: 1 on the current path, 2 done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for target in sorted(edges[node]):
+            if state.get(target) == 1:
+                cycles.append(path[path.index(target):] + [target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[node] = 2
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])
+    return cycles
+
+
+@pytest.mark.parametrize("folder", [TERRAFORM, TERRAFORM / "bootstrap"], ids=["root", "bootstrap"])
+def test_no_dependency_cycles(folder):
+    assert dependency_cycles(folder) == []
+
+
+def test_a_dependency_cycle_is_found(tmp_path):
+    shutil.copytree(TERRAFORM, tmp_path / "terraform", ignore=shutil.ignore_patterns(".terraform"))
+    path = tmp_path / "terraform" / "messaging.tf"  # the queue naming the job whose environment names the queue
+    path.write_text(path.read_text().replace("${local.generate_job_name}:run",
+                                             '${google_cloud_run_v2_job.this["generate_interior"].name}:run'))
+    cycles = dependency_cycles(tmp_path / "terraform")
+    assert any({"google_cloud_tasks_queue.generate", "google_cloud_run_v2_job.this"} <= set(c) for c in cycles)
