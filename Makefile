@@ -43,7 +43,8 @@ infra-tools: $(INFRA_STAMP) $(HCL_STAMP)
 infra-check: $(STAMP) infra-tools
 	$(PY) scripts/check_infra.py
 
-# Hashed lock files for the pipeline (cloudbuild.yaml installs them with --require-hashes): every package,
+# Hashed lock files: the pipeline installs the scripts/ ones with --require-hashes, and scripts/package.py ships
+# requirements.lock as the requirements.txt of every function build and job image. Every package,
 # transitive ones too, with the sha256 of each of its published files. Run after changing a requirements file;
 # tests/test_lock.py fails while a lock disagrees with its requirements file. Resolved by pip-tools (pinned in
 # scripts/requirements-lock.txt) for Python 3.11 on Linux, as the pipeline runs, from the public index only
@@ -61,6 +62,7 @@ $(LOCK_STAMP): scripts/requirements-lock.txt
 	touch $(LOCK_STAMP)
 
 lock: $(LOCK_STAMP)
+	$(PIP_COMPILE) --output-file requirements.lock requirements.txt
 	$(PIP_COMPILE) --output-file scripts/requirements-dev.lock scripts/requirements-dev.txt
 	$(PIP_COMPILE) --output-file scripts/requirements-infra.lock scripts/requirements-infra.txt
 	# gcloud-tasks-emulator is installed alone (--no-deps): its lock is its one file and that file's hash

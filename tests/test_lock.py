@@ -5,6 +5,8 @@ pin exactly what its requirements file pins, give every package its hashes, and 
 from __future__ import annotations
 
 import re
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import yaml
 from scripts.localstack import ROOT
 
 LOCKS = {  # requirements file -> its lock, as `make lock` writes them
+    "requirements.txt": "requirements.lock",  # what scripts/package.py ships to function builds and job images
     "scripts/requirements-dev.txt": "scripts/requirements-dev.lock",
     "scripts/requirements-infra.txt": "scripts/requirements-infra.lock",
     "scripts/requirements-emulator.txt": "scripts/requirements-emulator.lock",
@@ -74,7 +77,21 @@ def test_the_pipeline_installs_only_the_hashed_locks():
         assert "--require-hashes" in line, line
         files = re.findall(r"-r (\S+)", line)
         assert files and all(f in LOCKS.values() for f in files), line
-    assert {f for line in installs for f in re.findall(r"-r (\S+)", line)} == set(LOCKS.values())
+    assert {f for line in installs for f in re.findall(r"-r (\S+)", line)} == {
+        lock for lock in LOCKS.values() if lock.startswith("scripts/")}
+
+
+def test_function_and_job_builds_install_the_hashed_runtime_lock(tmp_path):
+    from scripts import package
+
+    package.build(ROOT, tmp_path, ["auth_login", "generate_interior"])
+    lock = (ROOT / "requirements.lock").read_bytes()
+    with zipfile.ZipFile(tmp_path / "functions" / "auth_login.zip") as archive:
+        assert archive.read("requirements.txt") == lock
+    with tarfile.open(tmp_path / "jobs" / "generate_interior.tar.gz") as archive:
+        assert archive.extractfile("requirements.txt").read() == lock
+        dockerfile = archive.extractfile("Dockerfile").read().decode()
+    assert "pip install --no-cache-dir --require-hashes --only-binary=:all: -r requirements.txt" in dockerfile
 
 
 def test_stale_lock_is_found(tmp_path):
