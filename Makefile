@@ -9,13 +9,13 @@ INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 HCL_STAMP := scripts/infra-tools/node_modules/.installed
 
-.PHONY: run test lint venv clean infra-tools infra-check package
+.PHONY: run test lint venv clean infra-tools infra-check package lock
 
-$(STAMP): requirements.txt requirements-local.txt scripts/requirements-dev.txt
+$(STAMP): requirements.txt requirements-local.txt scripts/requirements-dev.txt scripts/requirements-emulator.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r scripts/requirements-dev.txt
 	# gcloud-tasks-emulator's own pins would drag protobuf back to 4.x: install it alone (grpcio, PyYAML above)
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps gcloud-tasks-emulator==0.6.2
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r scripts/requirements-emulator.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -43,6 +43,37 @@ infra-tools: $(INFRA_STAMP) $(HCL_STAMP)
 infra-check: $(STAMP) infra-tools
 	$(PY) scripts/check_infra.py
 
+# Hashed lock files: the pipeline installs the scripts/ ones with --require-hashes, and scripts/package.py ships
+# requirements.lock as the requirements.txt of every function build and job image. Every package,
+# transitive ones too, with the sha256 of each of its published files. Run after changing a requirements file;
+# tests/test_lock.py fails while a lock disagrees with its requirements file. Resolved by pip-tools (pinned in
+# scripts/requirements-lock.txt) for Python 3.11 on Linux, as the pipeline runs, from the public index only
+# (this machine's pip configuration, local wheel folders included, is ignored). An existing lock's pins are kept
+# where they still fit; delete a lock to re-resolve it from scratch.
+LOCK_VENV := .venv-lock
+LOCK_STAMP := $(LOCK_VENV)/.installed
+PIP_COMPILE := env -u PIP_FIND_LINKS -u PIP_CONSTRAINT -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
+	--strip-extras --no-emit-index-url --no-emit-find-links
+
+$(LOCK_STAMP): scripts/requirements-lock.txt
+	$(PYTHON) -m venv $(LOCK_VENV)
+	env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null $(LOCK_VENV)/bin/pip install --quiet -r scripts/requirements-lock.txt
+	touch $(LOCK_STAMP)
+
+lock: $(LOCK_STAMP)
+	$(PIP_COMPILE) --output-file requirements.lock requirements.txt
+	$(PIP_COMPILE) --output-file scripts/requirements-dev.lock scripts/requirements-dev.txt
+	$(PIP_COMPILE) --output-file scripts/requirements-infra.lock scripts/requirements-infra.txt
+	# gcloud-tasks-emulator is installed alone (--no-deps): its lock is its one file and that file's hash
+	rm -rf $(LOCK_VENV)/emulator
+	env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null $(LOCK_VENV)/bin/pip download --quiet --no-deps \
+		--dest $(LOCK_VENV)/emulator -r scripts/requirements-emulator.txt
+	{ echo "# Written by make lock from scripts/requirements-emulator.txt: install with --no-deps --require-hashes"; \
+	  echo "$$(grep -v '^#' scripts/requirements-emulator.txt | grep .) \\"; \
+	  echo "    $$($(LOCK_VENV)/bin/pip hash $(LOCK_VENV)/emulator/* | grep -- --hash)"; \
+	} > scripts/requirements-emulator.lock
+
 # Reproducible deploy artifacts in dist/: one zip per function, one container build context per job.
 package: $(STAMP)
 	$(PY) scripts/package.py --out dist
@@ -56,4 +87,4 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 clean:
-	rm -rf $(VENV) $(INFRA_VENV) scripts/infra-tools/node_modules dist .local .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(INFRA_VENV) $(LOCK_VENV) scripts/infra-tools/node_modules dist .local .pytest_cache .ruff_cache

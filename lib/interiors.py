@@ -253,8 +253,9 @@ def enqueue(doc: dict[str, Any]) -> None:
     from lib import tasks
 
     try:
-        tasks.enqueue_job(get_settings().generate_job_name, task_id=task_id(doc["_id"]),
-                          args=["--interior", doc["_id"]])
+        # No arguments: the run claims queued interiors from Mongo, so the queue's identity needs only
+        # run.jobs.run and a task can ask for nothing but a generation; the task name still dedupes.
+        tasks.enqueue_job(get_settings().generate_job_name, task_id=task_id(doc["_id"]))
     except tasks.TaskExists:
         pass  # already on its way: the queue refused a duplicate, which is the point of naming tasks
     except Exception as exc:  # noqa: BLE001 - whatever the cause, nothing will run it

@@ -1,12 +1,14 @@
 """Starting jobs through a queue: Cloud Tasks in production, a local adapter otherwise (TASK_QUEUE).
 
-    tasks.enqueue_job("generate-interior", task_id=f"interior-{id}", args=["--interior", id])
+    tasks.enqueue_job("generate-interior", task_id=f"interior-{id}")   # no args: the run claims queued work
 
 - "cloudtasks": one Cloud Task per unit of work, NAMED after it (`task_id`), so a duplicate enqueue (a browser
   retry, a redelivered request) is refused by the queue (AlreadyExists -> TaskExists). Its HTTP target is the
-  Cloud Run Admin API `POST /v2/projects/P/locations/R/jobs/<job>:run` with container overrides (args, env) and
-  an OAuth token of TASKS_SERVICE_ACCOUNT, so the queue itself starts the job: rate limiting and retries (the
-  queue's retry config, from settings via `queue_definition()`) are Cloud Tasks', not ours.
+  Cloud Run Admin API `POST /v2/projects/P/locations/R/jobs/<job>:run` (container overrides only when args or
+  env are given) and, when TASKS_SERVICE_ACCOUNT is set, an OAuth token of that account, so the queue itself
+  starts the job: rate limiting and retries (the queue's retry config, from settings via `queue_definition()`)
+  are Cloud Tasks'. In production TASKS_SERVICE_ACCOUNT is empty: the queue's own routing (terraform) fixes the
+  URL and the token, so whoever creates tasks needs no actAs on the account that starts the job.
 - "local": lib.local.task_queue, the same contract without Google (imported only when configured).
 
 TASKS_EMULATOR_HOST points the Cloud Tasks client at gcloud-tasks-emulator over an insecure gRPC channel
@@ -109,7 +111,9 @@ def _enqueue_cloud(job_name: str, task_id: str, args: list[str], env: dict[str, 
         "http_method": tasks_v2.HttpMethod.POST,
         "url": cloudrun.run_job_url(job_name),
         "headers": {"Content-Type": "application/json"},
-        "body": json.dumps(cloudrun.run_job_body(args, env, shard_count)).encode(),
+        # A run without overrides sends no `overrides` at all: even an empty one needs run.jobs.runWithOverrides.
+        "body": json.dumps(cloudrun.run_job_body(args, env, shard_count) if args or env or shard_count
+                           else {}).encode(),
     }
     if s.tasks_service_account:
         http_request["oauth_token"] = {"service_account_email": s.tasks_service_account,

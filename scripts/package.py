@@ -3,8 +3,8 @@
     python scripts/package.py [--out dist] [NAME ...]
 
 - functions/<name>/ -> dist/functions/<name>.zip: the folder's files at the root (main.py there, as Cloud Run
-  functions expect), lib/ (without lib/local/, the local stand-ins) and requirements.txt (without the stand-ins'
-  requirements-local.txt). Uploaded by Cloud Build to gs://<sources>/sources/<sha>/.
+  functions expect), lib/ (without lib/local/, the local stand-ins) and requirements.txt (requirements.lock: the
+  runtime pins with their hashes, without the stand-ins' requirements-local.txt). Uploaded by Cloud Build to gs://<sources>/sources/<sha>/.
 - jobs/<name>/ -> dist/jobs/<name>.tar.gz: a container build context (Dockerfile, requirements.txt, lib/,
   jobs/<name>/) for `docker build - < dist/jobs/<name>.tar.gz`.
 - dist/manifest.json: every artifact with its sha256, so two builds can be compared at a glance.
@@ -45,7 +45,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
     PYTHONPATH=/app
 WORKDIR /app
 COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+RUN pip install --no-cache-dir --require-hashes --only-binary=:all: -r requirements.txt
 COPY lib/ lib/
 COPY jobs/{name}/ jobs/{name}/
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin app
@@ -90,7 +90,8 @@ def _shared(root: Path) -> dict[str, bytes]:
     lib = root / "lib"
     entries = {f"lib/{path.relative_to(lib).as_posix()}": path.read_bytes()
                for path in files_under(lib, frozenset({LOCAL_ONLY}))}
-    entries["requirements.txt"] = (root / "requirements.txt").read_bytes()
+    # requirements.txt hashed (`make lock`): the function build and the image install exactly what we pinned
+    entries["requirements.txt"] = (root / "requirements.lock").read_bytes()
     return entries
 
 

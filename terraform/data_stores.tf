@@ -85,7 +85,7 @@ resource "mongodbatlas_project_ip_access_list" "egress" {
   comment    = "Zipkku functions and jobs (Cloud NAT)"
 }
 
-# --- Qdrant Cloud: one cluster and a database API key for the application -----------------------------------
+# --- Qdrant Cloud: one cluster and the application's database API keys ----------------------------------------
 data "qdrant-cloud_booking_packages" "gcp" {
   cloud_provider = "gcp"
   cloud_region   = var.qdrant_region
@@ -123,11 +123,29 @@ resource "qdrant-cloud_accounts_cluster" "this" {
   }
 }
 
-resource "qdrant-cloud_accounts_database_api_key_v2" "app" {
-  cluster_id = qdrant-cloud_accounts_cluster.this.id
-  name       = "${var.name_prefix}-app"
+# The one collection the application uses, named as lib/vectors.py collection_name() names it
+# ("<prefix>__<embedder name>__<dim>"); common_env passes the same three settings to the code.
+locals {
+  qdrant_collection = "${var.qdrant_collection_prefix}__${replace(var.embedder_name, "/[^A-Za-z0-9_-]/", "-")}__${var.embedder_dim}"
+}
 
-  # The application creates its collections (one per embedder), so it needs manage rights.
+# Two database API keys, the least each user needs:
+#   read    read-only on the products collection: products_similar (a public function) and the generation job
+#   manage  the catalog import creates the collection and its payload indexes, which only a global manage key may
+resource "qdrant-cloud_accounts_database_api_key_v2" "read" {
+  cluster_id = qdrant-cloud_accounts_cluster.this.id
+  name       = "${var.name_prefix}-read"
+
+  collection_access_rules {
+    collection_name = local.qdrant_collection
+    access_type     = "COLLECTION_ACCESS_RULE_ACCESS_TYPE_READ_ONLY"
+  }
+}
+
+resource "qdrant-cloud_accounts_database_api_key_v2" "manage" {
+  cluster_id = qdrant-cloud_accounts_cluster.this.id
+  name       = "${var.name_prefix}-import"
+
   global_access_rule {
     access_type = "GLOBAL_ACCESS_RULE_ACCESS_TYPE_MANAGE"
   }

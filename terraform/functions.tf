@@ -8,7 +8,7 @@
 #                                                     (RAW_UPLOADS_PREFIX / CATALOG_PREFIX)
 #            { type = "pubsub", topic = <topic> }     push subscription with a dead-letter topic
 #   public   invokable by allUsers (only HTTP functions the frontend calls)
-#   secrets  keys of local.secrets, injected as environment variables
+#   secrets  keys of local.secrets, injected as environment variables (named by local.secret_env or the key)
 #   tokens   signs or checks access tokens, so it also gets the JWT key (no other function or job holds it)
 # Anything left out takes local.function_defaults.
 # memory of uploads_direct and on_upload_finalized (one photo per instance) comes from
@@ -46,7 +46,7 @@ locals {
     notifications_read   = { trigger = { type = "http" }, public = true, tokens = true }
     styles_list          = { trigger = { type = "http" }, public = true, memory = "256Mi" }
     products_search      = { trigger = { type = "http" }, public = true }
-    products_similar     = { trigger = { type = "http" }, public = true, secrets = ["mongodb_uri", "qdrant_api_key"] }
+    products_similar     = { trigger = { type = "http" }, public = true, secrets = ["mongodb_uri", "qdrant_read_key"] }
     ar_similar_objects   = { trigger = { type = "http" }, public = true }
     openapi              = { trigger = { type = "http" }, public = true, memory = "256Mi" }
     on_upload_finalized  = { trigger = { type = "storage", bucket = "uploads" }, memory = "1Gi", cpu = "1", timeout = 300, max_instances = 10 }
@@ -56,29 +56,31 @@ locals {
 
   # Settings every function and job reads (lib/config.py is the source of truth for the names).
   common_env = {
-    ENVIRONMENT             = "production"
-    GCP_PROJECT             = var.project_id
-    GCP_REGION              = var.region
-    MONGODB_DB              = var.mongodb_db
-    CORS_ORIGINS            = join(",", var.cors_origins)
-    UPLOADS_BUCKET          = google_storage_bucket.this["uploads"].name
-    IMAGES_BUCKET           = google_storage_bucket.this["images"].name
-    CATALOG_BUCKET          = google_storage_bucket.this["catalog"].name
-    QDRANT_URL              = qdrant-cloud_accounts_cluster.this.url
-    GENERATOR               = "replicate"
-    REPLICATE_MODEL         = var.replicate_model
-    REPLICATE_VERSION       = var.replicate_version
-    DETECTOR                = "http"
-    EMBEDDER                = "http"
-    DETECTOR_URL            = var.detector_url
-    TASK_QUEUE              = "cloudtasks"
-    TASKS_QUEUE_NAME        = google_cloud_tasks_queue.generate.name
-    TASKS_SERVICE_ACCOUNT   = google_service_account.this["tasks"].email
-    GENERATE_JOB_NAME       = "generate-interior"
-    IMPORT_JOB_NAME         = "import-catalog"
-    JOB_RUNNER              = "cloudrun"
-    EVENTS                  = "pubsub"
-    INTERIOR_FINISHED_TOPIC = google_pubsub_topic.this["interior_finished"].name
+    ENVIRONMENT              = "production"
+    GCP_PROJECT              = var.project_id
+    GCP_REGION               = var.region
+    MONGODB_DB               = var.mongodb_db
+    CORS_ORIGINS             = join(",", var.cors_origins)
+    UPLOADS_BUCKET           = google_storage_bucket.this["uploads"].name
+    IMAGES_BUCKET            = google_storage_bucket.this["images"].name
+    CATALOG_BUCKET           = google_storage_bucket.this["catalog"].name
+    QDRANT_URL               = qdrant-cloud_accounts_cluster.this.url
+    QDRANT_COLLECTION_PREFIX = var.qdrant_collection_prefix
+    EMBEDDER_NAME            = var.embedder_name
+    EMBEDDER_DIM             = tostring(var.embedder_dim)
+    GENERATOR                = "replicate"
+    REPLICATE_MODEL          = var.replicate_model
+    REPLICATE_VERSION        = var.replicate_version
+    DETECTOR                 = "http"
+    EMBEDDER                 = "http"
+    DETECTOR_URL             = var.detector_url
+    TASK_QUEUE               = "cloudtasks"
+    TASKS_QUEUE_NAME         = google_cloud_tasks_queue.generate.name
+    GENERATE_JOB_NAME        = local.generate_job_name
+    IMPORT_JOB_NAME          = "import-catalog"
+    JOB_RUNNER               = "cloudrun"
+    EVENTS                   = "pubsub"
+    INTERIOR_FINISHED_TOPIC  = google_pubsub_topic.this["interior_finished"].name
   }
 
   # Defaults applied, triggers resolved to real names; HTTP functions run as "api", event functions as "events".
@@ -105,24 +107,25 @@ module "function" {
   source_bucket = google_storage_bucket.this["sources"].name
   source_object = "sources/${var.source_version}/${each.key}.zip"
 
-  trigger         = each.value.trigger
-  public          = each.value.public
-  memory          = each.value.memory
-  cpu             = each.value.cpu
-  timeout_seconds = each.value.timeout
-  min_instances   = each.value.min_instances
-  max_instances   = each.value.max_instances
-  concurrency     = each.value.concurrency
+  trigger              = each.value.trigger
+  public               = each.value.public
+  behind_load_balancer = var.enable_load_balancer
+  memory               = each.value.memory
+  cpu                  = each.value.cpu
+  timeout_seconds      = each.value.timeout
+  min_instances        = each.value.min_instances
+  max_instances        = each.value.max_instances
+  concurrency          = each.value.concurrency
 
   env = merge(local.common_env, each.value.env, {
     # V4 signed URLs are signed through IAM signBlob as the function's own identity.
-    SIGNING_SERVICE_ACCOUNT = google_service_account.this[each.value.service_account].email
+    SIGNING_SERVICE_ACCOUNT = data.google_service_account.this[each.value.service_account].email
   })
-  secrets = { for key in each.value.secrets : upper(key) => google_secret_manager_secret.this[key].secret_id }
+  secrets = { for key in each.value.secrets : lookup(local.secret_env, key, upper(key)) => google_secret_manager_secret.this[key].secret_id }
 
-  service_account_email         = google_service_account.this[each.value.service_account].email
-  build_service_account         = google_service_account.this["builder"].id
-  trigger_service_account_email = google_service_account.this["trigger"].email
+  service_account_email         = data.google_service_account.this[each.value.service_account].email
+  build_service_account         = data.google_service_account.this["builder"].id
+  trigger_service_account_email = data.google_service_account.this["trigger"].email
   dead_letter_topic             = google_pubsub_topic.this["dead_letter"].id
   pubsub_service_agent          = local.pubsub_service_agent
   vpc_connector                 = google_vpc_access_connector.egress.id
@@ -130,8 +133,5 @@ module "function" {
   depends_on = [
     google_project_service.this,
     google_secret_manager_secret_iam_member.accessor,
-    google_project_iam_member.storage_agent_publishes,
-    google_project_iam_member.trigger_receives_events,
-    google_project_iam_member.builder,
   ]
 }

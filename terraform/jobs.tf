@@ -1,8 +1,9 @@
 # Every Cloud Run job, from ONE map. Each key is a folder jobs/<key>/ built into the image
 # <region>-docker.pkg.dev/<project>/zipkku/<key with hyphens>:<image_tag> (scripts/package.py writes its build
 # context, Cloud Build pushes it); the job is named with hyphens. tests/test_infra.py checks map == folders.
-#   generate_interior  started by Cloud Tasks (the queue calls the Cloud Run Admin API jobs.run with overrides)
-#   import_catalog     started by on_catalog_uploaded (jobs.run with overrides)
+#   generate_interior  started by Cloud Tasks and the sweep schedule (jobs.run WITHOUT overrides: it claims the
+#                      interiors queued in Mongo)
+#   import_catalog     started by on_catalog_uploaded (jobs.run with overrides: the catalog file)
 # The jobs claim work with leases in Mongo, so a retried or duplicated run never duplicates work.
 locals {
   jobs = {
@@ -12,17 +13,23 @@ locals {
       timeout     = "1800s"
       max_retries = 1
       parallelism = 1
-      secrets     = ["mongodb_uri", "qdrant_api_key", "replicate_api_token", "detector_api_key"]
+      # runtime account: generation only, so it cannot read the import's Qdrant manage key
+      service_account = "worker"
+      secrets         = ["mongodb_uri", "qdrant_read_key", "replicate_api_token", "detector_api_key"]
     }
     import_catalog = {
-      cpu         = "1"
-      memory      = "2Gi"
-      timeout     = "3600s"
-      max_retries = 2
-      parallelism = 1
-      secrets     = ["mongodb_uri", "qdrant_api_key", "detector_api_key"]
+      cpu             = "1"
+      memory          = "2Gi"
+      timeout         = "3600s"
+      max_retries     = 2
+      parallelism     = 1
+      service_account = "importer"
+      secrets         = ["mongodb_uri", "qdrant_manage_key", "detector_api_key"]
     }
   }
+
+  # What the queue's routing (messaging.tf) and GENERATE_JOB_NAME name; the job is deployed under it.
+  generate_job_name = replace("generate_interior", "_", "-")
 
   image_repository = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
 }
@@ -62,7 +69,7 @@ resource "google_cloud_run_v2_job" "this" {
     parallelism = each.value.parallelism
 
     template {
-      service_account = google_service_account.this["worker"].email
+      service_account = data.google_service_account.this[each.value.service_account].email
       timeout         = each.value.timeout
       max_retries     = each.value.max_retries
 
@@ -84,7 +91,7 @@ resource "google_cloud_run_v2_job" "this" {
 
         dynamic "env" {
           # V4 signed URLs (the photo link sent to Replicate) are signed through IAM signBlob as the job's identity.
-          for_each = merge(local.common_env, { SIGNING_SERVICE_ACCOUNT = google_service_account.this["worker"].email })
+          for_each = merge(local.common_env, { SIGNING_SERVICE_ACCOUNT = data.google_service_account.this[each.value.service_account].email })
           content {
             name  = env.key
             value = env.value
@@ -94,7 +101,7 @@ resource "google_cloud_run_v2_job" "this" {
         dynamic "env" {
           for_each = toset(each.value.secrets)
           content {
-            name = upper(env.value)
+            name = lookup(local.secret_env, env.value, upper(env.value))
             value_source {
               secret_key_ref {
                 secret  = google_secret_manager_secret.this[env.value].secret_id

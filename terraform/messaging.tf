@@ -21,6 +21,27 @@ resource "google_cloud_tasks_queue" "generate" {
     sampling_ratio = 1.0
   }
 
+  # Queue-level routing: whatever a task says, it is sent to generate-interior's jobs.run with a token of the
+  # tasks account. Whoever creates tasks (the api account) needs no actAs on that account and cannot send its
+  # token anywhere else; the tasks account may only run the job as it is (roles/run.invoker, iam.tf), so a task
+  # body carrying overrides is refused by Cloud Run. The run claims queued interiors from Mongo.
+  http_target {
+    http_method = "POST"
+    uri_override {
+      scheme = "HTTPS"
+      host   = "run.googleapis.com"
+      path_override {
+        # the job's name, not a reference to the job: the job's environment names this queue
+        path = "/v2/projects/${var.project_id}/locations/${var.region}/jobs/${local.generate_job_name}:run"
+      }
+      uri_override_enforce_mode = "ALWAYS"
+    }
+    oauth_token {
+      service_account_email = data.google_service_account.this["tasks"].email
+      scope                 = "https://www.googleapis.com/auth/cloud-platform"
+    }
+  }
+
   depends_on = [google_project_service.this]
 }
 

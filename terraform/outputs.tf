@@ -1,6 +1,6 @@
 output "function_urls" {
-  description = "Deployed function name => HTTPS URL: the map the frontend is configured with."
-  value       = { for name, function in module.function : function.name => function.uri if local.function_specs[name].trigger.type == "http" }
+  description = "Deployed function name => HTTPS URL: the map the frontend is configured with (load balancer off; with it on the functions refuse direct requests and the frontend uses api_base_url)."
+  value       = var.enable_load_balancer ? {} : { for name, function in module.function : function.name => function.uri if local.function_specs[name].trigger.type == "http" }
 }
 
 output "api_base_url" {

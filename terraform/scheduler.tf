@@ -20,9 +20,9 @@ resource "google_cloud_scheduler_job" "generation_sweep" {
     body        = base64encode("{}")
     headers     = { "Content-Type" = "application/json" }
 
-    # The same identity the queue uses: it may run this job (job_runner on generate-interior) and nothing else.
+    # The same identity the queue uses: it may run this job as it is (roles/run.invoker on it) and nothing else.
     oauth_token {
-      service_account_email = google_service_account.this["tasks"].email
+      service_account_email = data.google_service_account.this["tasks"].email
       scope                 = "https://www.googleapis.com/auth/cloud-platform"
     }
   }

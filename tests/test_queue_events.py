@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from lib import cloudrun, db, errors, events, quota, tasks
+from lib import cloudrun, db, errors, events, interiors, quota, tasks
 from lib.config import get_settings
 from lib.local import job_runner
 from scripts.localstack import PubSubEmulator, TasksEmulator
@@ -129,6 +129,26 @@ def test_cloud_tasks_dispatches_a_cloud_run_jobs_run_request(cloud_tasks):
     assert run["path"] == f"/v2/projects/{s.gcp_project}/locations/{s.gcp_region}/jobs/generate-interior:run"
     assert run["body"] == {"overrides": {"containerOverrides": [
         {"args": ["--interior", "xyz"], "env": [{"name": "TRACE", "value": "1"}]}]}}
+
+
+def test_a_generation_task_can_only_start_the_job_as_it_is(env, tmp_path):
+    """A generation request asks for nothing but a run of generate-interior: no arguments, no environment, so
+    the identity the queue starts it with needs only run.jobs.run (roles/run.invoker on the job) and code in a
+    public function cannot start the worker with chosen settings. The run claims queued interiors from Mongo."""
+    settings = get_settings()
+    emulator = TasksEmulator(settings.gcp_project, settings.gcp_region, settings.tasks_queue_name,
+                             log_path=tmp_path / "tasks.log").start()
+    cloud_run = CloudRunDouble(overrides_allowed=False).start()
+    try:
+        env(task_queue="cloudtasks", tasks_emulator_host=emulator.host, cloud_run_api_url=cloud_run.url)
+        interiors.enqueue({"_id": "int-42"})
+        assert cloud_run.received.wait(15), "the emulator never dispatched the task"
+        run = cloud_run.runs[0]
+        assert run["path"].endswith("/jobs/generate-interior:run")
+        assert run["body"] == {}, "a generation task must not carry overrides"
+    finally:
+        cloud_run.stop()
+        emulator.stop()
 
 
 def test_cloud_tasks_task_definition_and_queue_retry_policy(cloud_tasks, env):

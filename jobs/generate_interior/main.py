@@ -1,7 +1,11 @@
 """Cloud Run Job `generate-interior`: run the generation pipeline (lib.generation) for queued interiors.
 
-    python jobs/generate_interior/main.py --interior ID [--interior ID ...]   # what a Cloud Task starts
-    python jobs/generate_interior/main.py                                      # sweep: every claimable one
+    python jobs/generate_interior/main.py                                      # every claimable interior
+    python jobs/generate_interior/main.py --interior ID [--interior ID ...]   # only these (operators, tests)
+
+Cloud Tasks (one task per interior) and the Cloud Scheduler sweep both start it without arguments: a run takes
+the interiors queued in Mongo and those whose lease expired, so the identity that starts it needs no override
+permission and a task cannot choose what the worker does.
 
 With several shards per execution (Cloud Run's tasks: CLOUD_RUN_TASK_INDEX of CLOUD_RUN_TASK_COUNT), each
 shard takes its own share of the interiors. Prints a JSON summary line; exits 0 unless the job itself could not

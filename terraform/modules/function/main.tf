@@ -1,5 +1,6 @@
 # One Cloud Run function (gen2) from its source archive, with how it is invoked:
-#   http     public (allUsers) or private, ingress from anywhere
+#   http     public (allUsers) or private; ingress from anywhere, or only through the load balancer (and internal
+#            traffic) when behind_load_balancer, so its rate limits cannot be bypassed
 #   storage  an Eventarc trigger on object finalize in one bucket, internal ingress
 #   pubsub   a push subscription (OIDC) with retries and a dead-letter topic, internal ingress. A subscription
 #            of our own rather than an Eventarc Pub/Sub trigger, because Eventarc's managed subscription cannot
@@ -36,7 +37,7 @@ resource "google_cloudfunctions2_function" "this" {
     min_instance_count               = var.min_instances
     max_instance_count               = var.max_instances
     max_instance_request_concurrency = var.concurrency
-    ingress_settings                 = local.is_http ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
+    ingress_settings                 = local.is_http ? (var.behind_load_balancer ? "ALLOW_INTERNAL_AND_GCLB" : "ALLOW_ALL") : "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision   = true
     service_account_email            = var.service_account_email
     environment_variables            = var.env

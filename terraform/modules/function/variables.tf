@@ -46,6 +46,12 @@ variable "public" {
   default     = false
 }
 
+variable "behind_load_balancer" {
+  description = "HTTP only: accept requests from the external load balancer (and internal traffic) only."
+  type        = bool
+  default     = false
+}
+
 variable "memory" {
   type    = string
   default = "512Mi"
