@@ -88,6 +88,8 @@ class GenerationSweep:
                 log.exception("generation sweep could not run")
                 continue
             result = job_runner.summary(execution) or {}
+            if self._stop.is_set():  # stopped with the stack: nothing to report
+                return
             if not execution.succeeded:
                 log.warning("generation sweep %s failed (exit %s); see %s", execution.id,
                             ",".join(map(str, execution.exit_codes)), shown_path(execution.log_path))

@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import os
 import pty
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -118,15 +120,19 @@ class Terminal:
             signal.signal(signal.SIGHUP, signal.SIG_DFL)
             os.execve(argv[0], argv, full_env)  # noqa: S606 - our own argv, no shell wanted
         self.output = b""
+        self._closing = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.returncode: int | None = None
 
     def _read(self) -> None:
-        while True:
+        # select with a timeout, not a blocking read: a read in progress would keep the terminal open after close()
+        while not self._closing.is_set():
+            if not select.select([self.fd], [], [], 0.1)[0]:
+                continue
             try:
                 chunk = os.read(self.fd, 4096)
-            except OSError:  # EIO once the terminal is gone
+            except OSError:  # EIO: the other side is gone
                 return
             if not chunk:
                 return
@@ -146,6 +152,11 @@ class Terminal:
         os.write(self.fd, keys)
 
     def close(self) -> None:
+        """Close the terminal (its window): the last descriptor of the master side goes, and the kernel hangs up."""
+        if self._closing.is_set():
+            return
+        self._closing.set()
+        self._reader.join(timeout=5)
         with contextlib.suppress(OSError):
             os.close(self.fd)
 
@@ -332,7 +343,11 @@ def test_the_sweep_finishes_a_generation_whose_job_was_killed(tmp_path):
             interior = journey.call("GET", "interiors-get", 200, params={"id": interior_id}).json()["interior"]
         assert interior["status"] == "done", interior
         assert len(replicate.creates) == 2  # the sweep ran it again, through the provider
-        assert "generation sweep" in (local_dir / "run_local.log").read_text()
+        # and said so in the terminal
+        deadline = time.monotonic() + 60
+        while not re.search(r"generation sweep \S+: done 1", (local_dir / "run_local.log").read_text()):
+            assert time.monotonic() < deadline, (local_dir / "run_local.log").read_text()[-3000:]
+            time.sleep(0.5)
 
         # make forwards SIGTERM to the process group it already signalled: two SIGTERMs in a row
         children = descendants(proc.pid)
