@@ -677,7 +677,11 @@ class LocalStack:
 
     def _add(self, component) -> None:
         component.pid_dir = self.pid_dir
-        component.start()
+        try:
+            component.start()
+        except BaseException:  # e.g. its port answered but its set-up (buckets, topics) failed
+            component.stop()
+            raise
         self.components.append(component)
         self.env.update(component.env())
 
