@@ -501,14 +501,26 @@ class GcsServer(ChildServer):
             for name in self.buckets:
                 self.create_bucket(name)
             self.front_proc = spawn(self.front_argv(), self.log_path)
+            if self.front_pidfile is not None:
+                write_pidfile(self.front_pidfile, "Cloud Storage front", self.front_proc)
             wait_for_port(self.front_port, self.front_proc, timeout=self.start_timeout, name="gcs_front.py")
         except BaseException:
             self.stop()
             raise
         return self
 
+    @property
+    def front_pidfile(self) -> Path | None:
+        return self.pid_dir / "gcs-front.pid" if self.pid_dir is not None else None
+
+    @property
+    def address(self) -> str:
+        return f"{self.front_url} (front), emulator 127.0.0.1:{self.port}"
+
     def stop(self) -> None:
         stop_process(self.front_proc)
+        if self.front_pidfile is not None:
+            self.front_pidfile.unlink(missing_ok=True)
         super().stop()
 
     def create_bucket(self, name: str) -> None:

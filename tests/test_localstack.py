@@ -244,7 +244,7 @@ def test_sigkill_of_the_runner_takes_every_component_with_it(tmp_path):
         wait_ready(proc, port, local_dir)
         children = descendants(proc.pid)
         names = " ".join(cmdlines(children))
-        assert "secantusd" in names and "qdrant_local.py" in names and "fake-gcs-server" in names
+        assert all(name in names for name in ("secantusd", "qdrant_local.py", "fake-gcs-server", "gcs_front.py"))
         os.kill(proc.pid, signal.SIGKILL)  # no handler of ours runs
         proc.wait(timeout=30)
         assert wait_until_gone(children) == {}, cmdlines(still_running(children))
