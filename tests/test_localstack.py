@@ -348,6 +348,14 @@ def test_the_sweep_finishes_a_generation_whose_job_was_killed(tmp_path):
         while not re.search(r"generation sweep \S+: done 1", (local_dir / "run_local.log").read_text()):
             assert time.monotonic() < deadline, (local_dir / "run_local.log").read_text()[-3000:]
             time.sleep(0.5)
+        terminal = (local_dir / "run_local.log").read_text()  # not a terminal here: Cloud Logging's JSON lines
+        # what runs where, the seed's progress, the task's job starting and dying, the requests without colours
+        assert re.search(r"SecantusDB +127\.0\.0\.1:\d+ +\S*logs/mongo\.log", terminal)
+        assert "generation sweep  every 2 s" in terminal
+        assert "demo catalog: embedding and importing" in terminal
+        assert re.search(rf"job generate-interior-\w+ started: --interior {interior_id}", terminal)
+        assert re.search(r"job generate-interior-\w+ failed after [\d.]+ s \(exit -9\)", terminal)
+        assert "POST /interiors-generate -> 202" in terminal and "\\u001b" not in terminal
 
         # make forwards SIGTERM to the process group it already signalled: two SIGTERMs in a row
         children = descendants(proc.pid)
