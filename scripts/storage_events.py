@@ -129,7 +129,7 @@ class StorageEventBridge:
             self._drain()
         self._thread = threading.Thread(target=self._run, name="storage-events", daemon=True)
         self._thread.start()
-        log.info("storage event bridge (%s) routing %s", self.mode, self.routes)
+        log.debug("storage event bridge (%s) routing %s", self.mode, self.routes)  # make run prints it in its block
         return self
 
     def stop(self) -> None:

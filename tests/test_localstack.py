@@ -199,6 +199,24 @@ def test_a_component_that_cannot_start_shows_the_end_of_its_own_log(tmp_path):
     assert not list((tmp_path / "pids").glob("*.pid"))  # nothing recorded as running
 
 
+def test_make_run_says_why_secantusdb_cannot_start(tmp_path):
+    """The failure people met: a SecantusDB nobody tracks (here started by hand) holds the data folder; the
+    stack's own SecantusDB exits at once, and the reason, in its log, must reach the terminal."""
+    local_dir = tmp_path / "stack"
+    (local_dir / "mongo").mkdir(parents=True)
+    squatter = spawn([str(Path(sys.executable).parent / "secantusd-py"), "--host", "127.0.0.1", "--port",
+                      str(squatter_port := free_port()), "--storage-path", str(local_dir / "mongo")])
+    try:
+        wait_for_port(squatter_port, squatter, timeout=60, name="SecantusDB")
+        argv, base_env = local_server_command(local_dir, free_port())
+        result = subprocess.run(argv, env={**base_env, **QUICK}, capture_output=True, text=True, timeout=180)
+    finally:
+        stop_process(squatter)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "SecantusDB exited with 1 before listening" in result.stdout
+    assert "logs/mongo.log" in result.stdout and "already being managed by another process" in result.stdout
+
+
 def test_a_second_stack_on_a_busy_folder_refuses_and_names_the_holder(tmp_path):
     local_dir = tmp_path / "stack"
     lock = StackLock(local_dir).acquire()  # this test process plays the running stack
