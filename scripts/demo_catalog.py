@@ -27,6 +27,7 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -360,11 +361,14 @@ def _dims_doc(dims: tuple[float, float, float]) -> dict[str, float]:
     return {"width_cm": float(dims[0]), "depth_cm": float(dims[1]), "height_cm": float(dims[2])}
 
 
-def seed(per_label: int = 90, labels: list[str] | None = None, workers: int = 8) -> dict:
-    """Upload and write the whole demo catalog; returns counts and timings."""
+def seed(per_label: int = 90, labels: list[str] | None = None, workers: int = 8,
+         progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Upload and write the whole demo catalog; returns counts and timings. `progress(stage, done, total)` is
+    called as it goes (stages: draw, upload, import)."""
     from lib import catalog, catalog_import, db, storage
     from lib.config import get_settings
 
+    report = progress or (lambda stage, done, total: None)
     started = time.perf_counter()
     bucket = get_settings().catalog_bucket
     labels = labels or list(LABELS)
@@ -372,6 +376,7 @@ def seed(per_label: int = 90, labels: list[str] | None = None, workers: int = 8)
     image_names = [f"{PRODUCT_PREFIX}{p.label}/{p.slug}.jpg" for p in products]
     image_refs = [storage.ref(bucket, name) for name in image_names]
     with ThreadPoolExecutor(max_workers=workers) as pool:
+        report("draw", 0, len(products))
         images = list(pool.map(draw_product, products))
         drawn = time.perf_counter()
         uploads = [(name, data, "image/jpeg") for name, data in zip(image_names, images, strict=True)]
@@ -379,6 +384,7 @@ def seed(per_label: int = 90, labels: list[str] | None = None, workers: int = 8)
         uploads += [(f"{STYLE_PREFIX}{sid}.jpg", data, "image/jpeg") for sid, data in style_images.items()]
         models = {label: make_model(label) for label in labels}
         uploads += [(f"{MODEL_PREFIX}{label}.glb", data, "model/gltf-binary") for label, data in models.items()]
+        report("upload", 0, len(uploads))
         list(pool.map(lambda u: storage.upload_bytes(bucket, *u), uploads))
     uploaded = time.perf_counter()
 
@@ -405,7 +411,14 @@ def seed(per_label: int = 90, labels: list[str] | None = None, workers: int = 8)
         "brand": p.brand, "currency": "EUR", "styles": p.styles,
         "description": f"{p.material.capitalize()} {p.label} in {p.colour}.",
     }, None) for line, (p, ref) in enumerate(zip(products, image_refs, strict=True), start=2)]
-    result = catalog_import.import_records(records, source=SOURCE, import_id=f"demo-v{VERSION}",
+
+    def counted(rows: list) -> Iterator:
+        for done, row in enumerate(rows):  # read a batch ahead of the embedding: close enough for a progress line
+            report("import", done, len(rows))
+            yield row
+        report("import", len(rows), len(rows))
+
+    result = catalog_import.import_records(counted(records), source=SOURCE, import_id=f"demo-v{VERSION}",
                                            fetch=by_url.__getitem__)
     imported = time.perf_counter()
     db.collection("catalog_meta").replace_one({"_id": SOURCE}, {
@@ -419,7 +432,7 @@ def seed(per_label: int = 90, labels: list[str] | None = None, workers: int = 8)
     }
 
 
-def seed_if_needed(per_label: int = 90) -> dict | None:
+def seed_if_needed(per_label: int = 90, progress: Callable[[str, int, int], None] | None = None) -> dict | None:
     """Seed unless this version is already there (Mongo marker and a populated vector collection)."""
     from lib import db, vectors
 
@@ -428,7 +441,7 @@ def seed_if_needed(per_label: int = 90) -> dict | None:
         with contextlib.suppress(Exception):  # an unreadable vector store means: seed again
             if vectors.count() >= meta.get("products", 0) > 0:
                 return None
-    return seed(per_label)
+    return seed(per_label, progress=progress)
 
 
 def write_files(out: Path, per_label: int) -> Path:

@@ -3,12 +3,18 @@
 Functions are discovered by lib.discovery (functions/*/main.py, the folder name is the entry point), so a new
 function needs no registration. Each is loaded exactly as Cloud Run loads it, through functions-framework's
 create_app, and mounted with werkzeug's DispatcherMiddleware.
+
+Logs: in a terminal one readable line per record (`HH:MM:SS LEVEL logger: message`), elsewhere (files, CI) the
+same Cloud Logging JSON as production; LOCAL_LOG_FORMAT=text|json chooses. Both are redacted by lib.log's filter.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -50,12 +56,56 @@ def build_app(root: Path = ROOT, names: Iterable[str] | None = None):
     return DispatcherMiddleware(_not_found, mounts), sorted(mounts)
 
 
+def configure_logging(fmt: str | None = None) -> str:
+    """Route this process's logs (see the module doc); returns the format chosen."""
+    from lib import log
+
+    fmt = fmt or os.environ.get("LOCAL_LOG_FORMAT") or ("text" if sys.stdout.isatty() else "json")
+    log.setup_logging()  # the JSON handler every function installs; replaced below for a terminal
+    if fmt == "text":
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if type(handler).__name__ == "StructuredLogHandler":
+                root.removeHandler(handler)
+        handler = logging.StreamHandler(sys.stdout)
+        handler.addFilter(log.RedactingFilter())
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+        root.addHandler(handler)
+    return fmt
+
+
+def _request_handler():
+    from werkzeug.serving import WSGIRequestHandler
+    from werkzeug.urls import uri_to_iri
+
+    class RequestLog(WSGIRequestHandler):
+        """One line per request, `GET /path -> 200 (12 ms)`: werkzeug's own line carries ANSI colour codes
+        (escaped into noise inside JSON) and a second timestamp."""
+
+        def handle_one_request(self) -> None:
+            self._started = time.monotonic()
+            super().handle_one_request()
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            try:
+                line = f"{self.command} {uri_to_iri(self.path)}"
+            except AttributeError:  # no path: the request line was bad
+                line = self.requestline
+            line = line.translate(self._control_char_table)
+            took = (time.monotonic() - getattr(self, "_started", time.monotonic())) * 1000
+            logging.getLogger("werkzeug").info("%s -> %s (%.0f ms)", line, code, took)
+
+    return RequestLog
+
+
 def serve(host: str, port: int) -> None:
-    from werkzeug.serving import run_simple
+    """Serve every function until interrupted (KeyboardInterrupt returns)."""
+    from werkzeug.serving import make_server
 
     app, paths = build_app()
+    server = make_server(host, port, app, threaded=True, request_handler=_request_handler())
     print(f"zipkku dev server on http://{host}:{port} with {len(paths)} functions: {' '.join(paths)}", flush=True)
-    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    server.serve_forever()  # werkzeug's: returns on KeyboardInterrupt, closing the socket
 
 
 if __name__ == "__main__":
@@ -63,4 +113,5 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args()
+    configure_logging()
     serve(args.host, args.port)

@@ -3,11 +3,18 @@
 Every component is started as a child process, waited for until its port answers, and stopped by its PID.
 `env()` gives the variables that point our code (lib.config) at it, so production and local runs share
 every code path. Used by scripts/run_local.py (`make run`) and tests/conftest.py.
+
+Nothing outlives its stack: every child gets the parent-death signal (lib/local/process.py), so it ends with the
+process that started it whatever ends that (even SIGKILL); one stack at a time holds a local folder
+(`stack.lock`); every child is recorded in `<local folder>/pids/`, so a start after a crash on a machine without
+the parent-death signal stops what the last stack left; and a component that fails to start says why with the
+last lines of its own log.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -23,6 +30,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from lib.local.process import die_with_parent  # noqa: E402
 
 
 def free_port() -> int:
@@ -58,17 +69,138 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
 
 def spawn(argv: list[str], log_path: Path | None = None, env: dict[str, str] | None = None,
           base_env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start a child in its own process group (so stop_process also ends anything it starts), with `env` on
-    top of `base_env` (this process's environment by default)."""
+    """Start a child in its own process group (so stop_process also ends anything it starts, and a Ctrl-C in
+    the terminal reaches only us, who stop it in order), with `env` on top of `base_env` (this process's
+    environment by default). It gets SIGTERM if this process dies (see lib/local/process.py: call from the
+    main thread, or from a thread that lives as long as the child)."""
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     try:
         return subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            env={**(os.environ if base_env is None else base_env), **(env or {})},
+            env={**(os.environ if base_env is None else base_env), **(env or {})}, preexec_fn=die_with_parent(),
         )
     finally:
         if log_path:
             out.close()  # the child has its own copy of the descriptor
+
+
+def log_tail(path: Path | None, lines: int = 15) -> str:
+    """The last `lines` lines of a log file ("" if there is none)."""
+    if path is None:
+        return ""
+    try:
+        with open(path, "rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - 16384))
+            text = file.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def shown_path(path: Path) -> str:
+    """`path` relative to the working directory when it is below it (what a person at the terminal types)."""
+    with contextlib.suppress(ValueError):
+        return str(path.resolve().relative_to(Path.cwd()))
+    return str(path)
+
+
+# --- one stack per local folder; pidfiles so the next start can clear what a dead one left -------------------
+
+class StackBusy(RuntimeError):
+    """Another live stack holds this local folder."""
+
+
+class StackLock:
+    """An exclusive flock on `<local_dir>/stack.lock`, held while a stack runs. The kernel releases it however
+    the holder ends (even SIGKILL), so a lock that is taken always means a live stack; the file names its PID."""
+
+    def __init__(self, local_dir: Path) -> None:
+        self.path = local_dir / "stack.lock"
+        self._file = None
+
+    def acquire(self) -> StackLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        file = open(self.path, "a+")  # noqa: SIM115 - held open as the lock until release()
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "unknown"
+            file.close()
+            raise StackBusy(
+                f"another local stack (PID {holder}) is running on {self.path.parent}: stop it (Ctrl-C in its "
+                f"terminal, or kill {holder}) or give this one another folder (LOCAL_DIR=...)") from None
+        file.seek(0)
+        file.truncate()
+        file.write(f"{os.getpid()}\n")
+        file.flush()
+        self._file = file
+        return self
+
+    def release(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.truncate(0)
+            self._file.close()  # closing the descriptor releases the flock
+            self._file = None
+
+
+def process_start_time(pid: int) -> str | None:
+    """When a live process started (/proc/PID/stat field 22, clock ticks since boot); None if it is gone, a
+    zombie, or this is not Linux. A PID plus its start time names one process: a reused PID never matches."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # after "(comm)", which may hold spaces: state is field 3
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def write_pidfile(path: Path, name: str, proc: subprocess.Popen) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"name": name, "pid": proc.pid, "start_time": process_start_time(proc.pid),
+                                "argv": [str(a) for a in proc.args]}) + "\n")
+
+
+def terminate_pid(pid: int, timeout: float = 10.0) -> None:
+    """Stop a process that is not our child (and its process group if it leads one): SIGTERM, then SIGKILL."""
+    started = process_start_time(pid)
+
+    def send(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
+
+    send(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process_start_time(pid) != started:
+            return
+        time.sleep(0.05)
+    send(signal.SIGKILL)
+
+
+def clear_leftovers(pid_dir: Path) -> list[str]:
+    """Stop the processes a previous stack on this folder left running (it died before it could stop them) and
+    remove its pidfiles. A pidfile's process is stopped only if its PID still names the same process (same
+    start time). Returns one sentence per process stopped."""
+    cleared = []
+    for path in sorted(pid_dir.glob("*.pid")):
+        try:
+            record = json.loads(path.read_text())
+            pid, started = int(record["pid"]), record.get("start_time")
+        except (OSError, ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)
+            continue
+        if started and process_start_time(pid) == started:
+            terminate_pid(pid)
+            cleared.append(f"stopped {record.get('name', path.stem)} (PID {pid}), left running by a previous stack")
+        path.unlink(missing_ok=True)
+    return cleared
 
 
 # --- secrets ---------------------------------------------------------------------------------------------
@@ -90,9 +222,16 @@ def ensure_local_secrets(local_dir: Path) -> dict[str, str]:
 
 # --- the shape every component shares -----------------------------------------------------------------------
 
+class ComponentFailed(RuntimeError):
+    """A component did not come up; the message carries the last lines of its log."""
+
+
 class ChildServer:
     """A server run as our child process on 127.0.0.1:`port`: `prepare()`, spawn `argv()`, wait until the port
-    answers; stopped by its PID. Subclasses say how to run it (`argv`) and how our code finds it (`env`)."""
+    answers; stopped by its PID. Subclasses say how to run it (`argv`) and how our code finds it (`env`).
+
+    Its log starts fresh at each start (the previous run's is kept as `<log>.1`). With `pid_dir` (the stack sets
+    it) its PID is recorded there while it runs."""
 
     name = "server"
     start_timeout = 30.0
@@ -101,6 +240,17 @@ class ChildServer:
         self.log_path = log_path
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
+        self.pid_dir: Path | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pidfile(self) -> Path | None:
+        if self.pid_dir is None:
+            return None
+        return self.pid_dir / ("-".join(self.name.lower().replace("/", " ").split()) + ".pid")
 
     def prepare(self) -> None:
         """Work before the process starts (folders, topics)."""
@@ -116,12 +266,24 @@ class ChildServer:
 
     def start(self):
         self.prepare()
+        if self.log_path is not None and self.log_path.exists() and self.log_path.stat().st_size:
+            self.log_path.replace(self.log_path.with_name(self.log_path.name + ".1"))
         self.proc = spawn(self.argv(), self.log_path, env=self.child_env())
-        wait_for_port(self.port, self.proc, timeout=self.start_timeout, name=self.name)
+        if self.pidfile is not None:
+            write_pidfile(self.pidfile, self.name, self.proc)
+        try:
+            wait_for_port(self.port, self.proc, timeout=self.start_timeout, name=self.name)
+        except (RuntimeError, TimeoutError) as exc:
+            self.stop()
+            tail = log_tail(self.log_path)
+            where = f"; last lines of {shown_path(self.log_path)}:\n{tail}" if tail else ""
+            raise ComponentFailed(f"{exc}{where}") from None
         return self
 
     def stop(self) -> None:
         stop_process(self.proc)
+        if self.pidfile is not None:
+            self.pidfile.unlink(missing_ok=True)
 
 
 def _send_json(url: str, method: str, body: dict) -> None:
@@ -212,6 +374,12 @@ class PubSubEmulator(ChildServer):
         if binary is None:
             raise RuntimeError("the Pub/Sub emulator is not installed (google-cloud-cli-pubsub-emulator)")
         return [str(binary), "--host=127.0.0.1", f"--port={self.port}"]
+
+    def child_env(self) -> dict[str, str]:
+        # Its HTTP adapter logs every forwarded header of every pull at INFO (~11 MB an hour while the storage
+        # bridge polls): java.util.logging at WARNING for those, start-up lines kept.
+        config = ROOT / "scripts" / "pubsub-logging.properties"
+        return {"JAVA_OPTS": f"{os.environ.get('JAVA_OPTS', '')} -Djava.util.logging.config.file={config}".strip()}
 
     def _put(self, path: str, body: dict | None = None) -> None:
         _send_json(f"http://{self.host}/v1/projects/{self.project}/{path}", "PUT", body or {})
@@ -333,14 +501,26 @@ class GcsServer(ChildServer):
             for name in self.buckets:
                 self.create_bucket(name)
             self.front_proc = spawn(self.front_argv(), self.log_path)
+            if self.front_pidfile is not None:
+                write_pidfile(self.front_pidfile, "Cloud Storage front", self.front_proc)
             wait_for_port(self.front_port, self.front_proc, timeout=self.start_timeout, name="gcs_front.py")
         except BaseException:
             self.stop()
             raise
         return self
 
+    @property
+    def front_pidfile(self) -> Path | None:
+        return self.pid_dir / "gcs-front.pid" if self.pid_dir is not None else None
+
+    @property
+    def address(self) -> str:
+        return f"{self.front_url} (front), emulator 127.0.0.1:{self.port}"
+
     def stop(self) -> None:
         stop_process(self.front_proc)
+        if self.front_pidfile is not None:
+            self.front_pidfile.unlink(missing_ok=True)
         super().stop()
 
     def create_bucket(self, name: str) -> None:
@@ -421,6 +601,13 @@ _STACK_VARIABLES = ("MONGODB_URI", "MONGODB_DB", "STORAGE_EMULATOR_HOST", "SIGNI
                     "LOCAL_STORAGE_EVENTS_SUBSCRIPTION", "LOCAL_DIR", "JWT_SECRET", "LOCAL_EVENTS_PUSH_URL")
 
 
+def local_server_command(local_dir: Path, port: int) -> tuple[list[str], dict[str, str]]:
+    """argv and base environment of scripts/run_local.py on `port` and `local_dir`, started from a process that
+    may itself point at another stack (whose variables it must not inherit)."""
+    argv = [sys.executable, str(ROOT / "scripts" / "run_local.py"), "--port", str(port), "--local-dir", str(local_dir)]
+    return argv, {k: v for k, v in os.environ.items() if k not in _STACK_VARIABLES}
+
+
 @contextlib.contextmanager
 def run_local_server(local_dir: Path, env: dict[str, str] | None = None, timeout: float = 300.0):
     """scripts/run_local.py (what `make run` starts) on a free port with its own fresh local folder and
@@ -430,9 +617,8 @@ def run_local_server(local_dir: Path, env: dict[str, str] | None = None, timeout
     local_dir.mkdir(parents=True)
     port = free_port()
     log_path = local_dir / "run_local.log"
-    proc = spawn([sys.executable, str(ROOT / "scripts" / "run_local.py"), "--port", str(port),
-                  "--local-dir", str(local_dir)], log_path, env=env,
-                 base_env={k: v for k, v in os.environ.items() if k not in _STACK_VARIABLES})
+    argv, base_env = local_server_command(local_dir, port)
+    proc = spawn(argv, log_path, env=env, base_env=base_env)
     try:
         wait_for_port(port, proc, timeout=timeout, name="run_local.py")
         yield f"http://127.0.0.1:{port}"
@@ -457,9 +643,17 @@ class LocalStack:
         self.persistent = persistent
         self.components: list = []
         self.env: dict[str, str] = {}
+        self.lock = StackLock(local_dir)
+        self.cleared: list[str] = []  # what a previous stack on this folder had left running (sentences)
+
+    @property
+    def pid_dir(self) -> Path:
+        return self.local_dir / "pids"
 
     def start(self) -> LocalStack:
         self.local_dir.mkdir(parents=True, exist_ok=True)
+        self.lock.acquire()  # StackBusy (naming the holder's PID) if another stack runs on this folder
+        self.cleared = clear_leftovers(self.pid_dir)
         logs = self.local_dir / "logs"
         logs.mkdir(exist_ok=True)
         self.env.update(ensure_local_secrets(self.local_dir))
@@ -494,13 +688,25 @@ class LocalStack:
                             cors_origins=settings.cors_origins, bucket_methods=methods))
 
     def _add(self, component) -> None:
-        component.start()
+        component.pid_dir = self.pid_dir
+        try:
+            component.start()
+        except BaseException:  # e.g. its port answered but its set-up (buckets, topics) failed
+            component.stop()
+            raise
         self.components.append(component)
         self.env.update(component.env())
 
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(name, address, log file) of every running component: the start-up block of `make run`."""
+        return [(c.name, c.address, shown_path(c.log_path) if c.log_path else "-") for c in self.components]
+
     def stop(self) -> None:
-        while self.components:
-            self.components.pop().stop()
+        try:
+            while self.components:
+                self.components.pop().stop()
+        finally:
+            self.lock.release()
 
     def __enter__(self) -> LocalStack:
         return self.start()

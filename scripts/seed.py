@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import time
+
 
 def prepare_local(stack) -> None:
     from lib import db
 
     db.ensure_all_indexes()
     _seed_demo_catalog()
+
+
+class SeedProgress:
+    """Progress lines for the first seed (~40 s on a busy 2-core machine): one when a stage starts, then at most
+    one every `every` seconds while it runs."""
+
+    _what = {"draw": "drawing {} product images", "upload": "uploading {} objects",
+             "import": "embedding and importing {} products"}
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.every = every
+        self._stage: str | None = None
+        self._last = 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if stage == self._stage and now - self._last < self.every:
+            return
+        self._stage, self._last = stage, now
+        print(f"demo catalog: {self._what.get(stage, stage + ' {}').format(f'{done}/{total}')}", flush=True)
 
 
 def _seed_demo_catalog() -> None:
@@ -23,8 +45,9 @@ def _seed_demo_catalog() -> None:
         return
     print(f"demo catalog: checking ({per_label} products per label; the first run draws, uploads and embeds "
           "them, about half a minute)", flush=True)
-    result = demo_catalog.seed_if_needed(per_label)
+    started = time.monotonic()
+    result = demo_catalog.seed_if_needed(per_label, progress=SeedProgress())
     if result is None:
         print("demo catalog: already seeded", flush=True)
     else:
-        print(f"demo catalog seeded: {json.dumps(result)}", flush=True)
+        print(f"demo catalog seeded in {time.monotonic() - started:.0f} s: {json.dumps(result)}", flush=True)

@@ -102,6 +102,11 @@ class StorageEventBridge:
     def mode(self) -> str:
         return "pubsub" if self.pubsub_host and self.subscription else "polling"
 
+    def describe(self) -> tuple[str, str]:
+        """(how events arrive, where they go), for the start-up block of `make run`."""
+        how = "Pub/Sub notifications" if self.mode == "pubsub" else f"polling every {self.poll_interval:g} s"
+        return how, "-> " + " ".join(self.routes.values())
+
     @classmethod
     def from_env(cls, base_url: str, root: Path = discovery.ROOT) -> StorageEventBridge:
         """The bridge for the running local stack (its env is in os.environ): Pub/Sub if it has the emulator."""
@@ -124,7 +129,7 @@ class StorageEventBridge:
             self._drain()
         self._thread = threading.Thread(target=self._run, name="storage-events", daemon=True)
         self._thread.start()
-        log.info("storage event bridge (%s) routing %s", self.mode, self.routes)
+        log.debug("storage event bridge (%s) routing %s", self.mode, self.routes)  # make run prints it in its block
         return self
 
     def stop(self) -> None:

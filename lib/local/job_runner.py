@@ -4,14 +4,18 @@
 environment variables Cloud Run sets (CLOUD_RUN_JOB, CLOUD_RUN_EXECUTION, CLOUD_RUN_TASK_INDEX,
 CLOUD_RUN_TASK_COUNT). Non-blocking: a background thread waits for a slot (at most
 settings.local_job_concurrency executions at once, the rest queue in order), runs the shards and records the
-exit codes; logs go to <local_dir>/logs/jobs/<execution>.log. Running children are stopped by PID when this
-process exits. `wait(execution_id)` lets tests and scripts block until an execution finished.
+exit codes; logs go to <local_dir>/logs/jobs/<execution>.log, and one line when an execution starts and one
+when it ends go to this process's log (the `make run` terminal). Running children are stopped by PID when this
+process exits, and get SIGTERM from the kernel if it dies without the chance (lib/local/process.py).
+`wait(execution_id)` lets tests and scripts block until an execution finished.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import json
+import logging
 import os
 import subprocess
 import sys
@@ -23,8 +27,10 @@ from pathlib import Path
 
 from lib import discovery
 from lib.config import get_settings
+from lib.local.process import die_with_parent
 
 ROOT = discovery.ROOT
+log = logging.getLogger("zipkku.jobs")
 
 
 @dataclass
@@ -55,8 +61,9 @@ def _slot() -> threading.Semaphore:
         return _slots.setdefault(limit, threading.Semaphore(limit))
 
 
-def run_job(job_name: str, args: list[str], env: dict[str, str], shard_count: int) -> str:
-    """Start `shard_count` subprocesses of the job in the background; returns the execution id."""
+def run_job(job_name: str, args: list[str], env: dict[str, str], shard_count: int, *, announce: bool = True) -> str:
+    """Start `shard_count` subprocesses of the job in the background; returns the execution id. With
+    `announce`, its start and end are logged (the local sweep announces only the runs that found work)."""
     script = discovery.job_script(job_name)
     if not script.is_file():
         raise FileNotFoundError(f"no job at {script.relative_to(ROOT)}")
@@ -74,19 +81,59 @@ def run_job(job_name: str, args: list[str], env: dict[str, str], shard_count: in
     slot = _slot()
 
     def supervise() -> None:
-        with slot, open(execution.log_path, "ab") as log:
+        with slot, open(execution.log_path, "ab") as out:
             execution.started_at = time.monotonic()
+            if announce:
+                log.info("job %s started%s (log: %s)", execution_id, f": {' '.join(args)}" if args else "",
+                         _shown(execution.log_path))
             for index in range(shard_count):
+                # this thread waits for the child, so the parent-death signal fires only if the process dies
                 execution.procs.append(subprocess.Popen(
-                    [sys.executable, str(script), *args], cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT,
+                    [sys.executable, str(script), *args], cwd=str(ROOT), stdout=out, stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL, env={**base_env, "CLOUD_RUN_TASK_INDEX": str(index)},
+                    preexec_fn=die_with_parent(),
                 ))
             execution.exit_codes = [proc.wait() for proc in execution.procs]
             execution.finished_at = time.monotonic()
+        if announce:
+            _announce_end(execution)
         execution.done.set()
 
     threading.Thread(target=supervise, name=f"job-{execution_id}", daemon=True).start()
     return execution_id
+
+
+def _shown(path: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
+
+
+def summary(execution: LocalExecution) -> dict | None:
+    """The JSON summary line a job prints last (jobs/*/main.py), from its log; None if there is none."""
+    try:
+        with open(execution.log_path, "rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - 8192))
+            lines = file.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        with contextlib.suppress(ValueError):
+            value = json.loads(line)
+            if isinstance(value, dict) and "job" in value:
+                return value
+    return None
+
+
+def _announce_end(execution: LocalExecution) -> None:
+    seconds = (execution.finished_at or 0) - (execution.started_at or 0)
+    if all(code == 0 for code in execution.exit_codes):
+        result = summary(execution) or {}
+        counts = ", ".join(f"{k} {v}" for k, v in result.items() if isinstance(v, int) and not isinstance(v, bool))
+        log.info("job %s finished in %.1f s%s", execution.id, seconds, f": {counts}" if counts else "")
+    else:
+        log.warning("job %s failed after %.1f s (exit %s); see %s", execution.id, seconds,
+                    ",".join(map(str, execution.exit_codes)), _shown(execution.log_path))
 
 
 def wait(execution_id: str, timeout: float | None = None) -> LocalExecution:
