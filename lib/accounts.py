@@ -8,7 +8,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 from pymongo.errors import DuplicateKeyError
 
-from lib import auth, db, errors, throttle
+from lib import auth, db, errors, interiors, notifications, throttle
+from lib.contract import Answer, Timestamp
+from lib.interiors import InteriorSummary
+from lib.notifications import Notification
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
 # A display name: surrounding blanks dropped, then 1-100 characters (so an all-blank name is refused).
@@ -51,6 +54,13 @@ class LoginBody(BaseModel):
         return data
 
 
+class LoginForm(BaseModel):
+    """The OAuth2 password form (application/x-www-form-urlencoded): what an OAuth2 client library sends."""
+    model_config = ConfigDict(extra="ignore")
+    username: str = Field(min_length=1, max_length=254, description="The account's email")
+    password: str = Field(min_length=1, max_length=PASSWORD_MAX)
+
+
 class ProfileUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Name | None = None
@@ -71,8 +81,40 @@ class DeleteAccountBody(BaseModel):
     current_password: str = Field(min_length=1, max_length=PASSWORD_MAX)
 
 
-def public_user(user: dict[str, Any]) -> dict[str, Any]:
-    return {"id": user["_id"], "email": user["email"], "name": user["name"], "created_at": user["created_at"]}
+class User(Answer):
+    id: str
+    email: str
+    name: str
+    created_at: Timestamp
+
+
+class UserAnswer(Answer):
+    user: User
+
+
+class ProfileAnswer(Answer):
+    user: User
+    tokens: auth.TokenPair | None = Field(default=None, description=(
+        "Only after a password change: a fresh pair for this session (every other session is signed out)"))
+
+
+class Usage(Answer):
+    """The generation quota of the current period."""
+    used: int = Field(description="Generations taken this period")
+    limit: int = Field(description="Generations allowed per period")
+    resets_at: Timestamp | None = Field(description="When the period ends; null before the first generation")
+
+
+class MeAnswer(Answer):
+    user: User
+    usage: Usage
+    recent_saved: list[InteriorSummary] = Field(description="Up to 6 saved designs, newest first")
+    notifications: list[Notification] = Field(description="The 20 newest, newest first")
+    unread_notifications: int = Field(description="How many notifications are unread (for a badge)")
+
+
+def public_user(user: dict[str, Any]) -> User:
+    return User(id=user["_id"], email=user["email"], name=user["name"], created_at=user["created_at"])
 
 
 def signup(body: SignupBody) -> dict[str, Any]:
@@ -169,7 +211,7 @@ def deactivate(user: dict[str, Any], body: DeleteAccountBody) -> None:
     The data goes first and every step is idempotent, so when one fails (storage down) the account is still
     active and the person can simply retry. The account record stays, so the email stays reserved, but keeps
     only what that and refusing the account need: its name and password hash are removed."""
-    from lib import interiors, notifications, uploads
+    from lib import uploads
 
     def delete_personal_data() -> None:
         uploads.delete_all_for_user(user["_id"])

@@ -17,14 +17,15 @@ import hashlib
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
-from lib import cursors, db, errors, quota
+from lib import catalog, cursors, db, errors, quota
 from lib.config import get_settings
+from lib.contract import Answer, Timestamp
 from lib.text import PlainText
 
 log = logging.getLogger("zipkku.interiors")
@@ -79,6 +80,84 @@ class DeleteBody(BaseModel):
     interior_id: str = Field(min_length=1, max_length=64)
 
 
+# --- answers ------------------------------------------------------------------------------------------------
+
+# Why an interior failed (tests keep this equal to the codes the providers, the job and `enqueue` use).
+FailureReason = Literal[
+    "PROVIDER_REJECTED_PROMPT", "PROVIDER_REJECTED_INPUT", "PROVIDER_BILLING", "PROVIDER_AUTH", "PROVIDER_RATE_LIMIT",
+    "PROVIDER_UNAVAILABLE", "PROVIDER_TIMEOUT", "PROVIDER_FAILED", "PROVIDER_BAD_RESPONSE", "INVALID_IMAGE",
+    "ATTEMPTS_EXHAUSTED", "GENERATION_FAILED", "ENQUEUE_FAILED",
+]
+
+
+class Progress(Answer):
+    stage: str = Field(description="queued, then the job's steps (generating, detecting, matching, finishing), "
+                                   "then done or failed")
+    percent: float = Field(ge=0, le=100, description="0-100")
+
+
+class Box(Answer):
+    """Where a part is in its variant's image, in pixels of that image, from its top-left corner."""
+    x: float = Field(description="Left edge in pixels from the image's left")
+    y: float = Field(description="Top edge in pixels from the image's top")
+    width: float = Field(description="Width in pixels")
+    height: float = Field(description="Height in pixels")
+
+
+class DetectedPart(Answer):
+    id: str
+    label: str = Field(description="What the detector saw (sofa, bed, ...); products and AR objects share it")
+    confidence: float = Field(description="The detector's confidence, 0..1 (1 = certain)")
+    box: Box
+    products: list[catalog.Product] = Field(description="Matching products, best first, each with `score`")
+    ar_objects: list[catalog.ArObject]
+
+
+class Variant(Answer):
+    index: int = Field(description="0-based, in the order generated")
+    image_url: str = Field(description="The generated image (a signed, short-lived URL)")
+    detected_parts: list[DetectedPart] = Field(description="Empty until the interior is done")
+
+
+class _InteriorFields(Answer):
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    progress: Progress | None
+    room_type: str
+    style: str
+    prompt: str
+    variants_requested: int
+    strength: float | None = Field(description="How far the design may depart from the photo, 0..1")
+    saved: bool
+    original_image_url: str | None = Field(description="The uploaded photo (a signed, short-lived URL)")
+    created_at: Timestamp
+    updated_at: Timestamp | None
+    finished_at: Timestamp | None
+    timings: dict[str, float] | None = Field(default=None, description=(
+        "Only when done: seconds spent per stage of the finishing attempt (diagnostics)"))
+    reason: FailureReason | None = Field(default=None, description="Only when failed: why")
+    reason_message: str | None = Field(default=None, description="Only when failed: why, in words")
+
+
+class InteriorSummary(_InteriorFields):
+    """An interior in a list (interiors-list, me.recent_saved): no variants, a thumbnail."""
+    thumbnail_url: str | None = Field(description="The first variant's image, else the photo (signed, short-lived)")
+
+
+class Interior(_InteriorFields):
+    """An interior with its results (interiors-get, -generate, -save)."""
+    variants: list[Variant] = Field(description="The variants stored so far")
+
+
+class InteriorAnswer(Answer):
+    interior: Interior
+
+
+class InteriorPage(Answer):
+    interiors: list[InteriorSummary]
+    next_cursor: str | None = Field(description="Pass back as `cursor` for the next page; null on the last page")
+
+
 # --- catalog lookups (the catalog's collections belong to lib.catalog; we only read them) ------------------
 
 def _by_id_or_name(collection: str, value: str) -> dict[str, Any] | None:
@@ -93,16 +172,18 @@ def resolve_style(style: str, room_type: str) -> tuple[dict[str, Any], dict[str,
     style_doc = _by_id_or_name("styles", style)
     if style_doc is None:
         raise errors.Unprocessable(f"Unknown style '{style}'.", code="UNKNOWN_STYLE",
-                                   details=[{"field": "style", "message": "no such style"}])
+                                   details=[{"field": "style", "message": "no such style", "type": "unknown_style"}])
     room_doc = _by_id_or_name("room_types", room_type)
     if room_doc is None:
         raise errors.Unprocessable(f"Unknown room type '{room_type}'.", code="UNKNOWN_ROOM_TYPE",
-                                   details=[{"field": "room_type", "message": "no such room type"}])
+                                   details=[{"field": "room_type", "message": "no such room type",
+                                             "type": "unknown_room_type"}])
     fits = style_doc.get("room_types")
     if fits and room_doc["_id"] not in fits and room_doc.get("name") not in fits:
         raise errors.Unprocessable(
             f"The style '{style_doc.get('name', style)}' is not offered for a {room_doc.get('name', room_type)}.",
-            code="STYLE_ROOM_MISMATCH", details=[{"field": "style", "message": "does not fit the room type"}])
+            code="STYLE_ROOM_MISMATCH", details=[{"field": "style", "message": "does not fit the room type",
+                                                           "type": "style_room_mismatch"}])
     return style_doc, room_doc
 
 
@@ -236,31 +317,26 @@ def _url(ref: str | None) -> str | None:
     return storage.client_url(ref) if ref else None
 
 
-def _product_view(match: dict[str, Any]) -> dict[str, Any]:
-    from lib import catalog
-
+def _product_view(match: dict[str, Any]) -> catalog.Product:
     if "product" not in match:  # a design generated before products were stored whole (old local data)
-        return {**match, "image_url": _url(match.get("image_url"))}
+        return catalog.Product.model_validate({**match, "image_url": _url(match.get("image_url"))})
     return catalog.public_product(match["product"], match["score"])
 
 
-def _ar_view(stored: dict[str, Any]) -> dict[str, Any]:
-    from lib import catalog
-
+def _ar_view(stored: dict[str, Any]) -> catalog.ArObject:
     return catalog.public_ar_object(stored["model"], stored.get("typical"))
 
 
-def _part_view(part: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": part["id"], "label": part["label"], "confidence": part["confidence"], "box": part["box"],
-        "products": [_product_view(p) for p in part.get("products", [])],
-        "ar_objects": [_ar_view(a) for a in part.get("ar_objects", [])],
-    }
+def _part_view(part: dict[str, Any]) -> DetectedPart:
+    return DetectedPart(
+        id=part["id"], label=part["label"], confidence=part["confidence"], box=Box.model_validate(part["box"]),
+        products=[_product_view(p) for p in part.get("products", [])],
+        ar_objects=[_ar_view(a) for a in part.get("ar_objects", [])],
+    )
 
 
-def view(doc: dict[str, Any], *, summary: bool = False) -> dict[str, Any]:
-    """The API shape of an interior; `summary` (lists) leaves out detected parts."""
-    out: dict[str, Any] = {
+def _common_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {
         "id": doc["_id"], "status": doc["status"], "progress": doc.get("progress"),
         "room_type": doc["room_type"], "style": doc["style"], "prompt": doc.get("prompt", ""),
         "variants_requested": doc.get("variants_requested", 1), "strength": doc.get("strength"),
@@ -269,21 +345,34 @@ def view(doc: dict[str, Any], *, summary: bool = False) -> dict[str, Any]:
         "updated_at": doc.get("updated_at"), "finished_at": doc.get("finished_at"),
     }
     if doc["status"] == "done":
-        out["timings"] = doc.get("timings")  # seconds per stage of the finishing attempt (diagnostics)
+        fields["timings"] = doc.get("timings")  # seconds per stage of the finishing attempt (diagnostics)
     if doc["status"] == "failed":
-        out["reason"] = doc.get("reason")
-        out["reason_message"] = doc.get("reason_message")
-    variants = [v for v in doc.get("variants") or [] if v.get("image")]
-    if summary:
-        out["thumbnail_url"] = _url(variants[0]["image"]) if variants else out["original_image_url"]
-        return out
+        fields["reason"] = doc.get("reason")
+        fields["reason_message"] = doc.get("reason_message")
+    return fields
+
+
+def _stored_variants(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [v for v in doc.get("variants") or [] if v.get("image")]
+
+
+def view(doc: dict[str, Any]) -> Interior:
+    """The API shape of an interior, with its stored variants (and their detected parts once done)."""
     show_parts = doc["status"] == "done"
-    out["variants"] = [
-        {"index": v["index"], "image_url": _url(v["image"]),
-         "detected_parts": [_part_view(p) for p in v.get("detected_parts") or []] if show_parts else []}
-        for v in variants
+    variants = [
+        Variant(index=v["index"], image_url=_url(v["image"]) or "",
+                detected_parts=[_part_view(p) for p in v.get("detected_parts") or []] if show_parts else [])
+        for v in _stored_variants(doc)
     ]
-    return out
+    return Interior.model_validate({**_common_fields(doc), "variants": variants})
+
+
+def summary_view(doc: dict[str, Any]) -> InteriorSummary:
+    """An interior in a list: no variants; the first variant's image (else the photo) as thumbnail."""
+    fields = _common_fields(doc)
+    variants = _stored_variants(doc)
+    fields["thumbnail_url"] = _url(variants[0]["image"]) if variants else fields["original_image_url"]
+    return InteriorSummary.model_validate(fields)
 
 
 # --- list with a stable cursor ---------------------------------------------------------------------------
