@@ -8,8 +8,9 @@ STAMP := $(VENV)/.installed
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 HCL_STAMP := scripts/infra-tools/node_modules/.installed
+CONTRACT_STAMP := scripts/contract-tools/node_modules/.installed
 
-.PHONY: run test lint venv clean infra-tools infra-check package
+.PHONY: run test lint venv clean infra-tools infra-check contract-tools package
 
 $(STAMP): requirements.txt requirements-local.txt scripts/requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,11 +44,19 @@ infra-tools: $(INFRA_STAMP) $(HCL_STAMP)
 infra-check: $(STAMP) infra-tools
 	$(PY) scripts/check_infra.py
 
+# Typed-client checks of the OpenAPI document (tests/test_contract.py): Redocly CLI, openapi-typescript,
+# openapi-fetch and TypeScript 5, pinned by package-lock.json, into a git-ignored node_modules.
+$(CONTRACT_STAMP): scripts/contract-tools/package.json scripts/contract-tools/package-lock.json
+	npm ci --prefix scripts/contract-tools --no-audit --no-fund --silent
+	touch $(CONTRACT_STAMP)
+
+contract-tools: $(CONTRACT_STAMP)
+
 # Reproducible deploy artifacts in dist/: one zip per function, one container build context per job.
 package: $(STAMP)
 	$(PY) scripts/package.py --out dist
 
-test: lint infra-check
+test: lint infra-check contract-tools
 	$(PY) -m pytest
 
 # The generation journey against a fresh local stack; writes .local/demo/report.html and prints its path.
@@ -56,4 +65,4 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 clean:
-	rm -rf $(VENV) $(INFRA_VENV) scripts/infra-tools/node_modules dist .local .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(INFRA_VENV) scripts/infra-tools/node_modules scripts/contract-tools/node_modules dist .local .pytest_cache .ruff_cache

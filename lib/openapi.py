@@ -121,27 +121,28 @@ class _Schemas:
         return schema
 
     def _register(self, name: str, definition: dict[str, Any], mode: str) -> None:
-        if mode == "validation":
-            definition = _request_schema(definition)
+        definition = _properties_without_defaults(definition, note=mode == "validation")
         existing = self.schemas.setdefault(name, definition)
         if existing != definition:
             raise ValueError(f"two different models are both named {name}; rename one")
 
 
-def _request_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """A request body's schema as typed clients should read it: a property with a default is one the client may
-    leave out, but openapi-typescript (default options) makes it required, so the default goes into the
-    description (and `x-default`) instead of `default`."""
+def _properties_without_defaults(schema: dict[str, Any], *, note: bool) -> dict[str, Any]:
+    """A model's schema as typed clients should read it. A property with a default is one a client may leave
+    out of a request (and one an answer may leave out), but openapi-typescript (default options) makes every
+    property with a `default` required. So `default` goes: into the description and `x-default` for requests
+    (`note`), and away for answers, where it only meant "absent". Property titles (pydantic's "Upload Id")
+    say nothing the name does not."""
     properties = schema.get("properties")
     if not properties:
         return schema
     out = {**schema, "properties": {}}
     for name, prop in properties.items():
-        if "default" in prop:
-            prop = {k: v for k, v in prop.items() if k != "default"}
+        prop = {k: v for k, v in prop.items() if k not in ("default", "title")}
+        if note and "default" in schema["properties"][name]:
             prop["x-default"] = schema["properties"][name]["default"]
-            note = f"Optional; default {json.dumps(prop['x-default'])}."
-            prop["description"] = f"{prop['description']} {note}" if prop.get("description") else note
+            text = f"Optional; default {json.dumps(prop['x-default'])}."
+            prop["description"] = f"{prop['description']} {text}" if prop.get("description") else text
         out["properties"][name] = prop
     return out
 
