@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 from pymongo.errors import DuplicateKeyError
 
 from lib import auth, db, errors, interiors, notifications, throttle
-from lib.contract import Answer, Timestamp
+from lib.answers import Answer, Timestamp
 from lib.interiors import InteriorSummary
 from lib.notifications import Notification
 

@@ -30,8 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pymongo import ReturnDocument
 
 from lib import db, errors
+from lib.answers import Answer
 from lib.config import get_settings
-from lib.contract import Answer
 
 audit = logging.getLogger("zipkku.audit")
 

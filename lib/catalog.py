@@ -25,7 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pymongo.errors import DuplicateKeyError
 
 from lib import cursors, db, errors, storage
-from lib.contract import Answer
+from lib.answers import Answer
 from lib.text import PlainText
 from lib.vectors import DIMENSION_KEYS as DIMENSIONS  # one list of dimension fields for Mongo and Qdrant
 

@@ -33,8 +33,8 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from lib import errors
+from lib.answers import Answer, iso_timestamp
 from lib.config import get_settings
-from lib.contract import Answer, iso_timestamp
 from lib.log import setup_logging
 
 log = logging.getLogger("zipkku.http")

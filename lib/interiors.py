@@ -24,8 +24,8 @@ from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from lib import catalog, cursors, db, errors, quota
+from lib.answers import Answer, Timestamp
 from lib.config import get_settings
-from lib.contract import Answer, Timestamp
 from lib.text import PlainText
 
 log = logging.getLogger("zipkku.interiors")

@@ -15,7 +15,7 @@ from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from lib import db
-from lib.contract import Answer, Timestamp
+from lib.answers import Answer, Timestamp
 
 COLLECTION = "notifications"
 

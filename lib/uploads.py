@@ -30,8 +30,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from lib import db, errors, images, throttle
+from lib.answers import Answer, Timestamp
 from lib.config import get_settings
-from lib.contract import Answer, Timestamp
 
 log = logging.getLogger("zipkku.uploads")
 

@@ -101,3 +101,67 @@ def test_caching_outages_and_retry_after_are_documented(fn):
     first = fn("styles_list").get("/")
     again = fn("styles_list").get("/", headers={"If-None-Match": first.headers["ETag"]})
     assert again.status_code == 304 and "304" in doc["paths"]["/styles-list"]["get"]["responses"]
+
+
+def _schemas_in(node):
+    """Every schema object in a document fragment (walking properties, items, unions...)."""
+    if isinstance(node, dict):
+        if "type" in node or "$ref" in node or "anyOf" in node or "oneOf" in node:
+            yield node
+        for value in node.values():
+            yield from _schemas_in(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _schemas_in(value)
+
+
+def test_what_typed_clients_need_is_declared():
+    doc = openapi.document()
+    assert doc["servers"] and doc["tags"]
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            assert operation["tags"], (path, method)
+            public = operation["security"] == []
+            assert public or operation["security"] == [{"bearer": []}], (path, method)
+            assert public == ("401" not in operation["responses"] or path in ("/auth-login", "/auth-refresh"))
+    for schema in _schemas_in(doc):  # every object says what it holds, every array what its items are
+        if schema.get("type") == "object" or "object" in (schema.get("type") or []):
+            assert "properties" in schema or "additionalProperties" in schema, schema
+        if schema.get("type") == "array":
+            assert "items" in schema, schema
+    for name, schema in doc["components"]["schemas"].items():  # a default would make the field required
+        assert not any("default" in prop for prop in schema.get("properties", {}).values()), name
+    generate = doc["paths"]["/interiors-generate"]["post"]["responses"]
+    assert "Idempotent-Replayed" in generate["202"]["headers"] and "Retry-After" in generate["429"]["headers"]
+    assert "ETag" in doc["paths"]["/styles-list"]["get"]["responses"]["200"]["headers"]
+    login = doc["paths"]["/auth-login"]["post"]
+    form = login["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert set(doc["components"]["schemas"][form]["required"]) == {"username", "password"}
+    assert "access token" not in login["responses"]["401"]["description"]
+    assert "access token" not in doc["paths"]["/auth-refresh"]["post"]["responses"]["401"]["description"]
+    detail = doc["components"]["schemas"]["ErrorDetail"]
+    assert set(detail["required"]) == {"field", "message", "type"}
+    read = doc["components"]["schemas"]["ReadBody"]["oneOf"]
+    assert [option["required"] for option in read] == [["ids"], ["all"]]
+
+
+def test_units_and_meaning_are_documented():
+    schemas = openapi.document()["components"]["schemas"]
+    assert "pixels" in schemas["Box"]["description"]
+    assert all("cm" in prop["description"] for prop in schemas["Dimensions"]["properties"].values())
+    assert "cosine" in schemas["Product"]["properties"]["score"]["description"]
+    assert "0..1" in schemas["DetectedPart"]["properties"]["confidence"]["description"]
+    ar = schemas["ArObject"]["properties"]
+    assert "meters" in ar["position"]["description"] and "degrees" in ar["rotation"]["description"]
+    assert "multiply" in ar["scale"]["description"] and "cm" in ar["width"]["description"]
+
+
+def test_answers_are_the_declared_models():
+    """A builder cannot add a field its model does not declare (the model is the answer's shape)."""
+    import pytest
+    from pydantic import ValidationError
+
+    from lib import catalog
+
+    with pytest.raises(ValidationError):
+        catalog.RoomType(id="kitchen", name="Kitchen", secret="x")
