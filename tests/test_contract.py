@@ -28,8 +28,11 @@ NODE_ENV = {**os.environ, "REDOCLY_TELEMETRY": "off", "REDOCLY_SUPPRESS_UPDATE_N
 
 def _tool(name: str) -> str:
     path = BIN / name
-    if not path.exists():  # a failure, not a skip: CI must run these checks
-        pytest.fail(f"{path} is missing: run `make contract-tools` (npm ci in scripts/contract-tools)")
+    if not path.exists():
+        message = f"{path} is missing: run `make contract-tools` (`make test` does; CI never skips)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     return str(path)
 
 
