@@ -62,6 +62,7 @@ class LoginForm(BaseModel):
 
 
 class ProfileUpdate(BaseModel):
+    """Send at least one of name, email, new_password; changing email or password needs current_password."""
     model_config = ConfigDict(extra="forbid")
     name: Name | None = None
     email: EmailStr | None = Field(default=None, max_length=254)

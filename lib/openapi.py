@@ -141,7 +141,7 @@ def _properties_without_defaults(schema: dict[str, Any], *, note: bool) -> dict[
         prop = {k: v for k, v in prop.items() if k not in ("default", "title")}
         if note and "default" in schema["properties"][name]:
             prop["x-default"] = schema["properties"][name]["default"]
-            text = f"Optional; default {json.dumps(prop['x-default'])}."
+            text = "Optional." if prop["x-default"] is None else f"Optional; default {json.dumps(prop['x-default'])}."
             prop["description"] = f"{prop['description']} {text}" if prop.get("description") else text
         out["properties"][name] = prop
     return out
