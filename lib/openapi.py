@@ -14,16 +14,14 @@ import functools
 import importlib.util
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from lib import discovery
 from lib.errors import ErrorEnvelope
 from lib.http import Contract, Operation
 
-ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS_DIR = ROOT / "functions"
 REF = "#/components/schemas/{model}"
 
 TAGS = {
@@ -75,16 +73,12 @@ class OpenApiDocument(BaseModel):
 
 # --- what the functions declare --------------------------------------------------------------------------
 
-def url_path(function: str) -> str:
-    return "/" + function.replace("_", "-")
-
-
 def _load(name: str) -> Any:
     """The function object of functions/<name>/main.py, loaded under a name of its own."""
     module_name = f"zipkku_functions.{name}"
     module = sys.modules.get(module_name)
     if module is None:
-        spec = importlib.util.spec_from_file_location(module_name, FUNCTIONS_DIR / name / "main.py")
+        spec = importlib.util.spec_from_file_location(module_name, discovery.function_source(name))
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
@@ -95,10 +89,10 @@ def _load(name: str) -> Any:
 def contracts() -> dict[str, Contract]:
     """function name -> its declared contract, for every HTTP function in functions/ (CloudEvent ones have none)."""
     found = {}
-    for main in sorted(FUNCTIONS_DIR.glob("*/main.py")):
-        contract = getattr(_load(main.parent.name), "contract", None)
+    for name in discovery.function_names():
+        contract = getattr(_load(name), "contract", None)
         if isinstance(contract, Contract):
-            found[main.parent.name] = contract
+            found[name] = contract
     return found
 
 
@@ -246,8 +240,8 @@ def _generated() -> str:
     paths: dict[str, Any] = {}
     for function, contract in contracts().items():
         for method, op in sorted(contract.operations.items()):
-            paths.setdefault(url_path(function), {})[method.lower()] = _operation(function, method, op, contract,
-                                                                                   schemas)
+            operation = _operation(function, method, op, contract, schemas)
+            paths.setdefault(discovery.url_path(function), {})[method.lower()] = operation
     used_tags = {tag for ops in paths.values() for op in ops.values() for tag in op["tags"]}
     doc = {
         "openapi": "3.1.0",
