@@ -2,18 +2,17 @@
 
 Each `functions/<name>/main.py` declares its methods on `@http_function` (lib.http.Operation): the pydantic
 models that validate its body and query, the model of its answer, its status, auth, errors and headers. This
-module reads those declarations (the `.contract` the decorator attaches) and turns them into the document, so
-the models that validate requests and build answers are the contract: nothing here restates a shape.
+module turns those declarations (the `.contract` the decorator attaches; the openapi function collects them,
+lib never loads a function) into the document, so the models that validate requests and build answers are the
+contract: nothing here restates a shape.
 tests/test_fuzz.py checks the running stack's answers against the document, and tests/test_contract.py checks
 what typed clients generate from it.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
-import sys
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -72,29 +71,6 @@ class OpenApiDocument(BaseModel):
 
 
 # --- what the functions declare --------------------------------------------------------------------------
-
-def _load(name: str) -> Any:
-    """The function object of functions/<name>/main.py, loaded under a name of its own."""
-    module_name = f"zipkku_functions.{name}"
-    module = sys.modules.get(module_name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(module_name, discovery.function_source(name))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return getattr(module, name)
-
-
-def contracts() -> dict[str, Contract]:
-    """function name -> its declared contract, for every HTTP function in functions/ (CloudEvent ones have none)."""
-    found = {}
-    for name in discovery.function_names():
-        contract = getattr(_load(name), "contract", None)
-        if isinstance(contract, Contract):
-            found[name] = contract
-    return found
-
 
 # --- schemas ---------------------------------------------------------------------------------------------
 
@@ -232,13 +208,13 @@ def _operation(function: str, method: str, op: Operation, contract: Contract, sc
     return doc
 
 
-@functools.cache
-def _generated() -> str:
+def document(contracts: Mapping[str, Contract], server_url: str | None = None) -> dict[str, Any]:
+    """The document for these functions (name -> declared contract); `server_url` replaces the local server."""
     schemas = _Schemas()
     schemas.add(ErrorEnvelope, "serialization")
     schemas.schemas["Error"] = schemas.schemas.pop("ErrorEnvelope")
     paths: dict[str, Any] = {}
-    for function, contract in contracts().items():
+    for function, contract in sorted(contracts.items()):
         for method, op in sorted(contract.operations.items()):
             operation = _operation(function, method, op, contract, schemas)
             paths.setdefault(discovery.url_path(function), {})[method.lower()] = operation
@@ -263,12 +239,6 @@ def _generated() -> str:
                                            "description": "The access_token of /auth-login or /auth-refresh"}},
         },
     }
-    return json.dumps(doc)
-
-
-def document(server_url: str | None = None) -> dict[str, Any]:
-    """The document (a fresh copy); `server_url` replaces the local server in `servers`."""
-    doc = json.loads(_generated())
     if server_url:
         doc["servers"] = [{"url": server_url}]
     return doc

@@ -83,10 +83,12 @@ def function_entries(root: Path, name: str) -> dict[str, bytes]:
 
 
 def openapi_document(root: Path) -> bytes:
-    """The OpenAPI document lib.openapi generates from the tree at `root` (in a child process: it imports
-    every function of that tree)."""
-    script = ("import json, sys; from lib import openapi; "
-              "sys.stdout.write(json.dumps(openapi.document(), sort_keys=True))")
+    """The OpenAPI document the openapi function generates from the tree at `root` (in a child process: it
+    imports every function of that tree)."""
+    script = ("import importlib.util, json, sys\n"
+              "spec = importlib.util.spec_from_file_location('openapi_function', 'functions/openapi/main.py')\n"
+              "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+              "sys.stdout.write(json.dumps(module.current_document(), sort_keys=True))")
     result = subprocess.run([sys.executable, "-c", script], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
                             capture_output=True, check=False, timeout=120)
     if result.returncode != 0:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from lib import openapi
 from tests import photos
+from tests.api_document import api_document
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / "scripts" / "contract-tools"
@@ -45,7 +45,7 @@ def _run(args: list[str], cwd: Path, timeout: int = 300, env: dict[str, str] | N
 @pytest.fixture
 def document_file(tmp_path: Path) -> Path:
     path = tmp_path / "openapi.json"
-    path.write_text(json.dumps(openapi.document(), indent=1))
+    path.write_text(json.dumps(api_document(), indent=1))
     return path
 
 
@@ -64,7 +64,7 @@ def test_python_client_generates_every_operation_without_warning(document_file, 
                            str(tmp_path / "client"), "--meta", "none", "--config", str(config)], cwd=tmp_path)
     assert result.returncode == 0 and "Warning" not in output and "Unable" not in output, output
     generated = {p.stem for p in (tmp_path / "client" / "api").rglob("*.py") if p.stem != "__init__"}
-    operations = {op["operationId"] for ops in openapi.document()["paths"].values() for op in ops.values()}
+    operations = {op["operationId"] for ops in api_document()["paths"].values() for op in ops.values()}
     assert generated == operations
     styles = (tmp_path / "client" / "api" / "catalog" / "styles_list_get.py").read_text()
     assert "StylesAnswer" in styles and "StyleAnswer" in styles  # both shapes of styles-list, typed
@@ -99,7 +99,7 @@ await api.POST("/interiors-generate", { body: { room_type: "living-room", style:
 await api.POST("/notifications-read", { body: { all: false } });
 await api.POST("/interiors-save", { body: { interior_id: "x", saved: "yes" } });
 """
-    project = _typescript_project(tmp_path, openapi.document(), wrong)
+    project = _typescript_project(tmp_path, api_document(), wrong)
     result, output = _type_check(project)
     assert result.returncode != 0
     assert "journey.ts(4," in output and "journey.ts(5," in output and "journey.ts(6," in output, output

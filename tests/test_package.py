@@ -164,13 +164,13 @@ def test_the_openapi_function_ships_the_document_generated_from_every_function(t
     from them at package time, the same document the local stack generates."""
     import json
 
-    from lib import openapi
+    from tests.api_document import api_document
 
     package.build(ROOT, tmp_path / "dist", ["openapi"])
     with zipfile.ZipFile(tmp_path / "dist" / "functions" / "openapi.zip") as archive:
         shipped = json.loads(archive.read("openapi.json"))
         archive.extractall(tmp_path / "unpacked")  # noqa: S202 - the archive was just built from our own tree
-    assert shipped == openapi.document() and "/interiors-generate" in shipped["paths"]
+    assert shipped == api_document() and "/interiors-generate" in shipped["paths"]
     script = ("import json, main, flask; app = flask.Flask('t')\n"
               "with app.test_request_context('/'): print(main.openapi(flask.request).get_data(as_text=True))")
     env = {**os.environ, "PYTHONPATH": "", "JWT_SECRET": "x" * 40}
