@@ -8,8 +8,9 @@ STAMP := $(VENV)/.installed
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 HCL_STAMP := scripts/infra-tools/node_modules/.installed
+CONTRACT_STAMP := scripts/contract-tools/node_modules/.installed
 
-.PHONY: run test lint venv clean infra-tools infra-check package lock
+.PHONY: run test lint venv clean infra-tools infra-check contract-tools package lock
 
 $(STAMP): requirements.txt requirements-local.txt scripts/requirements-dev.txt scripts/requirements-emulator.txt
 	$(PYTHON) -m venv $(VENV)
@@ -74,11 +75,19 @@ lock: $(LOCK_STAMP)
 	  echo "    $$($(LOCK_VENV)/bin/pip hash $(LOCK_VENV)/emulator/* | grep -- --hash)"; \
 	} > scripts/requirements-emulator.lock
 
+# Typed-client checks of the OpenAPI document (tests/test_contract.py): Redocly CLI, openapi-typescript,
+# openapi-fetch and TypeScript 5, pinned by package-lock.json, into a git-ignored node_modules.
+$(CONTRACT_STAMP): scripts/contract-tools/package.json scripts/contract-tools/package-lock.json
+	npm ci --prefix scripts/contract-tools --no-audit --no-fund --silent
+	touch $(CONTRACT_STAMP)
+
+contract-tools: $(CONTRACT_STAMP)
+
 # Reproducible deploy artifacts in dist/: one zip per function, one container build context per job.
 package: $(STAMP)
 	$(PY) scripts/package.py --out dist
 
-test: lint infra-check
+test: lint infra-check contract-tools
 	$(PY) -m pytest
 
 # The generation journey against a fresh local stack; writes .local/demo/report.html and prints its path.
@@ -87,4 +96,4 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 clean:
-	rm -rf $(VENV) $(INFRA_VENV) $(LOCK_VENV) scripts/infra-tools/node_modules dist .local .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(INFRA_VENV) $(LOCK_VENV) scripts/infra-tools/node_modules scripts/contract-tools/node_modules dist .local .pytest_cache .ruff_cache

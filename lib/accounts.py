@@ -10,7 +10,10 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 from pymongo import ASCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
-from lib import auth, db, errors, throttle
+from lib import auth, db, errors, interiors, notifications, throttle
+from lib.answers import Answer, Timestamp
+from lib.interiors import InteriorSummary
+from lib.notifications import Notification
 
 USERS = db.declare("users", [IndexModel([("email", ASCENDING)], unique=True, name="email_unique")])
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
@@ -54,7 +57,15 @@ class LoginBody(BaseModel):
         return data
 
 
+class LoginForm(BaseModel):
+    """The OAuth2 password form (application/x-www-form-urlencoded): what an OAuth2 client library sends."""
+    model_config = ConfigDict(extra="ignore")
+    username: str = Field(min_length=1, max_length=254, description="The account's email")
+    password: str = Field(min_length=1, max_length=PASSWORD_MAX)
+
+
 class ProfileUpdate(BaseModel):
+    """Send at least one of name, email, new_password; changing email or password needs current_password."""
     model_config = ConfigDict(extra="forbid")
     name: Name | None = None
     email: EmailStr | None = Field(default=None, max_length=254)
@@ -74,8 +85,40 @@ class DeleteAccountBody(BaseModel):
     current_password: str = Field(min_length=1, max_length=PASSWORD_MAX)
 
 
-def public_user(user: dict[str, Any]) -> dict[str, Any]:
-    return {"id": user["_id"], "email": user["email"], "name": user["name"], "created_at": user["created_at"]}
+class User(Answer):
+    id: str
+    email: str
+    name: str
+    created_at: Timestamp
+
+
+class UserAnswer(Answer):
+    user: User
+
+
+class ProfileAnswer(Answer):
+    user: User
+    tokens: auth.TokenPair | None = Field(default=None, description=(
+        "Only after a password change: a fresh pair for this session (every other session is signed out)"))
+
+
+class Usage(Answer):
+    """The generation quota of the current period."""
+    used: int = Field(description="Generations taken this period")
+    limit: int = Field(description="Generations allowed per period")
+    resets_at: Timestamp | None = Field(description="When the period ends; null before the first generation")
+
+
+class MeAnswer(Answer):
+    user: User
+    usage: Usage
+    recent_saved: list[InteriorSummary] = Field(description="Up to 6 saved designs, newest first")
+    notifications: list[Notification] = Field(description="The 20 newest, newest first")
+    unread_notifications: int = Field(description="How many notifications are unread (for a badge)")
+
+
+def public_user(user: dict[str, Any]) -> User:
+    return User(id=user["_id"], email=user["email"], name=user["name"], created_at=user["created_at"])
 
 
 def find_user(user_id: str, *, active: bool = False) -> dict[str, Any] | None:
@@ -180,7 +223,7 @@ def delete_account(user: dict[str, Any], body: DeleteAccountBody) -> None:
     The data goes first and every step is idempotent, so when one fails (storage down) the account is still
     active and the person can simply retry. The account record stays, so the email stays reserved, but keeps
     only what that and refusing the account need: its name and password hash are removed."""
-    from lib import interiors, notifications, uploads
+    from lib import uploads
 
     def delete_personal_data() -> None:
         uploads.delete_all_for_user(user["_id"])

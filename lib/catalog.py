@@ -28,6 +28,7 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
 from lib import cursors, db, errors, storage
+from lib.answers import Answer
 from lib.text import PlainText
 from lib.vectors import DIMENSION_KEYS as DIMENSIONS  # one list of dimension fields for Mongo and Qdrant
 
@@ -83,6 +84,105 @@ class SimilarQuery(_Query):
 
 class ArQuery(_Query):
     label: Label = Field(min_length=1, max_length=40)
+
+
+# --- answers ----------------------------------------------------------------------------------------------
+
+class Dimensions(Answer):
+    """Outer size in centimeters: width (left to right, facing the front), depth (front to back), height."""
+    width_cm: float | None = Field(default=None, description="Width in cm (left to right, seen from the front)")
+    depth_cm: float | None = Field(default=None, description="Depth in cm (front to back)")
+    height_cm: float | None = Field(default=None, description="Height in cm (floor to top)")
+
+
+class Style(Answer):
+    id: str
+    name: str
+    description: str
+    image_url: str | None = Field(description="A reference picture of the style (a signed, short-lived URL)")
+    room_types: list[str] = Field(description="Ids of the room types the style is offered for")
+    palette: list[str] = Field(description="The style's colours as CSS hex strings, e.g. #d9cbb4")
+
+
+class RoomType(Answer):
+    id: str
+    name: str
+
+
+class StylesAnswer(Answer):
+    """GET /styles-list without `name`: every style and room type."""
+    styles: list[Style]
+    room_types: list[RoomType]
+
+
+class StyleAnswer(Answer):
+    """GET /styles-list?name=...: that one style."""
+    style: Style
+
+
+# Two disjoint shapes (each refuses the other's fields): `styles` + `room_types` without `?name=`, `style` with it.
+StylesListAnswer = Annotated[StylesAnswer | StyleAnswer, Field(description=(
+    "Without `name`: StylesAnswer {styles, room_types}. With `name`: StyleAnswer {style}. Tell them apart by "
+    "which key is present (`'style' in answer`)."))]
+
+
+class Product(Answer):
+    """One shape wherever a product appears (search, similar, an interior's detected parts)."""
+    id: str
+    label: str = Field(description="What kind of furniture it is (sofa, bed, ...), as the detector names it")
+    name: str
+    brand: str
+    price: float | None = Field(description="Price in `currency`, major units (e.g. 499.0 EUR); null if unknown")
+    currency: str = Field(description="ISO 4217 code")
+    product_url: str | None = Field(description="The shop's page for the product")
+    image_url: str | None = Field(description="The first of image_urls, for a card; null without images")
+    image_urls: list[str] = Field(description="Product photos (signed, short-lived URLs or the shop's https URLs)")
+    dimensions: Dimensions
+    styles: list[str] = Field(description="Ids of the styles the product suits")
+    score: float | None = Field(default=None, description=(
+        "Present where results are ranked: cosine similarity of the image embeddings, -1..1 (1 = identical "
+        "look), rounded to 4 decimals; higher is more similar"))
+
+
+class ProductsPage(Answer):
+    products: list[Product]
+    next_cursor: str | None = Field(description="Pass back as `cursor` for the next page; null on the last page")
+
+
+class SimilarProducts(Answer):
+    product_id: str
+    products: list[Product] = Field(description="Nearest first, each with `score`; the product itself first")
+
+
+class Xyz(Answer):
+    x: float
+    y: float
+    z: float
+
+
+class ArObject(Answer):
+    """A 3D model (binary glTF, .glb) to place in the room with AR, sized for the products of its label."""
+    id: str
+    label: str
+    name: str
+    model_url: str = Field(description="The .glb file (a signed, short-lived URL): true to `model_dimensions`, in "
+                                       "meters (glTF's unit), +Y up, standing on y=0 and centred on x and z")
+    image_url: str | None
+    position: Xyz = Field(description="Where to put the model relative to the AR anchor, in meters (x right, y up, "
+                                      "z toward the viewer); 0,0,0 places it on the anchor")
+    rotation: Xyz = Field(description="Euler angles in degrees about x, y, z applied to the model; 0,0,0 faces "
+                                      "the viewer")
+    scale: Xyz = Field(description="Factors to multiply the model by on each axis so it measures width x height x "
+                                   "depth (x: width, y: height, z: depth); 1 keeps the model's own size")
+    width: float = Field(description="Width in cm the scaled model has: the median of the label's products")
+    depth: float = Field(description="Depth in cm the scaled model has")
+    height: float = Field(description="Height in cm the scaled model has")
+    model_dimensions: Dimensions = Field(description="The model's own size in cm, before `scale`")
+
+
+class ArObjects(Answer):
+    label: str
+    objects: list[ArObject]
 
 
 # --- signing on the way out --------------------------------------------------------------------------------
@@ -144,27 +244,29 @@ def style_for_room(style: str, room_type: str) -> tuple[dict, dict]:
     style_doc = resolve_style(style)
     if style_doc is None:
         raise errors.Unprocessable(f"Unknown style '{style}'.", code="UNKNOWN_STYLE",
-                                   details=[{"field": "style", "message": "no such style"}])
+                                   details=[{"field": "style", "message": "no such style", "type": "unknown_style"}])
     room_doc = resolve_room_type(room_type)
     if room_doc is None:
         raise errors.Unprocessable(f"Unknown room type '{room_type}'.", code="UNKNOWN_ROOM_TYPE",
-                                   details=[{"field": "room_type", "message": "no such room type"}])
+                                   details=[{"field": "room_type", "message": "no such room type",
+                                             "type": "unknown_room_type"}])
     fits = style_doc.get("room_types")
     if fits and room_doc["_id"] not in fits and room_doc.get("name") not in fits:
         raise errors.Unprocessable(
             f"The style '{style_doc.get('name', style)}' is not offered for a {room_doc.get('name', room_type)}.",
-            code="STYLE_ROOM_MISMATCH", details=[{"field": "style", "message": "does not fit the room type"}])
+            code="STYLE_ROOM_MISMATCH",
+            details=[{"field": "style", "message": "does not fit the room type", "type": "style_room_mismatch"}])
     return style_doc, room_doc
 
 
-def public_style(style: dict) -> dict:
-    return {"id": style["_id"], "name": style["name"], "description": style.get("description", ""),
-            "image_url": _sign(style.get("image_url")), "room_types": style.get("room_types", []),
-            "palette": style.get("palette", [])}
+def public_style(style: dict) -> Style:
+    return Style(id=style["_id"], name=style["name"], description=style.get("description", ""),
+                 image_url=_sign(style.get("image_url")), room_types=style.get("room_types", []),
+                 palette=style.get("palette", []))
 
 
-def public_room_type(room_type: dict) -> dict:
-    return {"id": room_type["_id"], "name": room_type["name"]}
+def public_room_type(room_type: dict) -> RoomType:
+    return RoomType(id=room_type["_id"], name=room_type["name"])
 
 
 # --- products ----------------------------------------------------------------------------------------------
@@ -174,18 +276,18 @@ def public_room_type(room_type: dict) -> dict:
 PRODUCT_FIELDS = ("label", "name", "brand", "price", "currency", "product_url", "image_urls", "dimensions", "styles")
 
 
-def public_product(product: dict, score: float | None = None) -> dict:
+def public_product(product: dict, score: float | None = None) -> Product:
     """The one shape of a product for clients; `image_url` is the first of `image_urls`, for cards."""
-    image_urls = [_sign(u) for u in product.get("image_urls") or [] if u]
-    out = {
-        "id": product["_id"], "label": product["label"], "name": product["name"],
-        "brand": product.get("brand") or "", "price": product.get("price"),
-        "currency": product.get("currency") or "EUR", "product_url": product.get("product_url"),
-        "image_url": image_urls[0] if image_urls else None, "image_urls": image_urls,
-        "dimensions": product.get("dimensions") or {}, "styles": product.get("styles") or [],
-    }
+    image_urls = [url for url in (_sign(u) for u in product.get("image_urls") or [] if u) if url]
+    out = Product(
+        id=product["_id"], label=product["label"], name=product["name"],
+        brand=product.get("brand") or "", price=product.get("price"),
+        currency=product.get("currency") or "EUR", product_url=product.get("product_url"),
+        image_url=image_urls[0] if image_urls else None, image_urls=image_urls,
+        dimensions=Dimensions.model_validate(product.get("dimensions") or {}), styles=product.get("styles") or [],
+    )
     if score is not None:
-        out["score"] = round(score, 4)
+        out.score = round(score, 4)
     return out
 
 
@@ -310,21 +412,21 @@ def ar_models_for(label: str) -> tuple[list[dict], dict[str, float] | None]:
     return models, typical_dimensions(label)
 
 
-def public_ar_object(model: dict, typical: dict[str, float] | None) -> dict:
+def public_ar_object(model: dict, typical: dict[str, float] | None) -> ArObject:
     own = model["dimensions"]
     dims = typical or own
     # the model is true-to-size for its own dimensions; scale it to the label's typical product
     scale = {axis: round(dims[key] / own[key], 4) if own.get(key) else 1.0
              for axis, key in (("x", "width_cm"), ("y", "height_cm"), ("z", "depth_cm"))}
-    return {
-        "id": model["_id"], "label": model["label"], "name": model.get("name", model["label"]),
-        "model_url": _sign(model["model_url"]), "image_url": _sign(model.get("image_url")),
-        "position": model.get("position", {"x": 0.0, "y": 0.0, "z": 0.0}),
-        "rotation": model.get("rotation", {"x": 0.0, "y": 0.0, "z": 0.0}),
-        "scale": scale,
-        "width": dims["width_cm"], "depth": dims["depth_cm"], "height": dims["height_cm"],
-        "model_dimensions": own,
-    }
+    return ArObject(
+        id=model["_id"], label=model["label"], name=model.get("name", model["label"]),
+        model_url=_sign(model["model_url"]) or "", image_url=_sign(model.get("image_url")),
+        position=Xyz.model_validate(model.get("position", {"x": 0.0, "y": 0.0, "z": 0.0})),
+        rotation=Xyz.model_validate(model.get("rotation", {"x": 0.0, "y": 0.0, "z": 0.0})),
+        scale=Xyz.model_validate(scale),
+        width=dims["width_cm"], depth=dims["depth_cm"], height=dims["height_cm"],
+        model_dimensions=Dimensions.model_validate(own),
+    )
 
 
 # --- writes used by the demo seed and operators ------------------------------------------------------------

@@ -7,6 +7,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorDetail(BaseModel):
+    """One thing wrong with the request; some codes add facts (e.g. QUOTA_EXCEEDED: used, limit, resets_at)."""
+    model_config = ConfigDict(extra="allow")
+    field: str = Field(description="The field at fault, dotted for nested ones (`body` for the whole body)")
+    message: str = Field(description="What is wrong with it, in words")
+    type: str = Field(description="A machine-readable kind, e.g. missing, string_too_short, value_error")
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$", description="UPPER_SNAKE, stable: branch on this")
+    message: str = Field(description="For people; may change")
+    details: list[ErrorDetail] = Field(description="One entry per invalid field for VALIDATION_ERROR; may be empty")
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error answer: {"error": {code, message, details}}."""
+    error: ErrorBody
+
 
 class ApiError(Exception):
     status = 400

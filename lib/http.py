@@ -1,11 +1,14 @@
-"""The HTTP conventions every function follows (see DESIGN.md), in one decorator and a few helpers.
+"""The HTTP conventions every function follows, in one decorator and a few helpers.
 
-    @http_function(methods=["POST"], auth=True)
-    def interiors_save(request, user):
-        body = parse_json(request, SaveBody)          # parse
-        interior = interiors.set_saved(user["_id"], body.interior_id, body.saved)   # authorize + lib
-        return json_response({"interior": interior})  # reply
+    @http_function(methods=["POST"], auth=True, body=interiors.SaveBody, response=interiors.InteriorAnswer,
+                   errors=(404,), summary="Save an interior to the library (or unsave it)", tags=["interiors"])
+    def interiors_save(request, user, body):
+        doc = interiors.set_saved(user["_id"], body.interior_id, body.saved)   # authorize + lib
+        return json_response(interiors.InteriorAnswer(interior=interiors.view(doc)))   # reply
 
+What the decorator declares is the contract: it validates the declared `body` (JSON, or also a form with
+`form=True`) and `query` with their models and hands them to the handler, and lib.openapi builds the OpenAPI
+document from the same declarations (a function with several methods declares one `Operation` per method).
 The decorator answers CORS preflight, refuses other methods with 405 + Allow, bounds the body size, checks
 the bearer token (401) and turns every ApiError, validation error and dependency outage into the error
 envelope. Anything else becomes a logged 500 that reveals nothing.
@@ -14,12 +17,14 @@ envelope. Anything else becomes a logged 500 that reveals nothing.
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, TypeVar
 
 import flask
@@ -28,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from lib import errors
+from lib.answers import Answer, iso_timestamp
 from lib.config import get_settings
 from lib.log import setup_logging
 
@@ -37,13 +43,16 @@ Model = TypeVar("Model", bound=BaseModel)
 
 ALLOWED_REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, If-None-Match"
 EXPOSED_RESPONSE_HEADERS = "ETag, Retry-After, Idempotent-Replayed"
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 # --- replies ---------------------------------------------------------------------------------------------
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return iso_timestamp(value)
+    if isinstance(value, Answer):
+        return value.to_json()
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
@@ -72,8 +81,6 @@ def cached_json_response(
     """A cacheable read: `ETag` from `etag_basis` (the stored data the reply is made of, NOT the reply itself,
     which may hold freshly signed URLs that differ on every call), `Cache-Control: public, max-age`, and a
     bodiless 304 when If-None-Match matches, in which case `build()` (signing, serialising) is skipped."""
-    import hashlib
-
     digest = hashlib.sha256(json.dumps(etag_basis, sort_keys=True, default=_json_default).encode()).hexdigest()
     etag = f'"{digest[:32]}"'
     headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}"}
@@ -105,7 +112,7 @@ def validate(model: type[Model], data: Any) -> Model:
 def parse_json(request: flask.Request, model: type[Model], *, allow_form: bool = False) -> Model:
     """The body as `model`: 415 for another content type, 400 for malformed JSON or invalid fields."""
     mimetype = request.mimetype or ""
-    if allow_form and mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+    if allow_form and mimetype in FORM_TYPES:
         return validate(model, request.form.to_dict())
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise errors.UnsupportedMediaType("Send the body as application/json.")
@@ -192,15 +199,68 @@ def _http_exception(exc: HTTPException) -> errors.ApiError:
     return errors.ApiError(exc.description or exc.name, code=code, status=status)
 
 
+@dataclass(frozen=True)
+class Operation:
+    """What one method of a function takes and answers: the source of its validation and of its OpenAPI entry."""
+
+    summary: str
+    response: Any = None  # the success body: a model (or a union of models); None: no body (204)
+    status: int = 200
+    body: type[BaseModel] | None = None  # validated from the JSON body, handed to the handler as `body`
+    form: type[BaseModel] | None = None  # the body may also come as a urlencoded form, validated by this too
+    query: type[BaseModel] | None = None  # validated from the query string, handed to the handler as `query`
+    multipart_file: str | None = None  # a multipart/form-data body with this one file part (the handler reads it)
+    headers: Mapping[str, type[BaseModel]] = field(default_factory=dict)  # optional request header -> its model
+    response_headers: tuple[str, ...] = ()  # headers a success may carry (names in lib.openapi.RESPONSE_HEADERS)
+    # statuses it may answer besides the ones every function may; (status, text) where the usual text misleads
+    errors: tuple[int | tuple[int, str], ...] = ()
+    description: str = ""
+    cached: bool = False  # answers carry ETag + Cache-Control; a matching If-None-Match gets 304
+    offline: bool = False  # needs no database or other dependency, so it never answers 503
+
+
+@dataclass(frozen=True)
+class Contract:
+    """Everything a function declares about itself, attached to it as `.contract` for lib.openapi."""
+
+    operations: Mapping[str, Operation]  # method -> operation
+    auth: bool
+    tags: tuple[str, ...]
+
+
 def http_function(
     *,
-    methods: Iterable[str],
+    methods: Iterable[str] | Mapping[str, Operation],
     auth: bool = False,
+    tags: Iterable[str] = (),
     max_body_bytes: int | None = None,
+    summary: str = "",
+    response: Any = None,
+    status: int = 200,
+    body: type[BaseModel] | None = None,
+    form: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    multipart_file: str | None = None,
+    headers: Mapping[str, type[BaseModel]] | None = None,
+    response_headers: tuple[str, ...] = (),
+    errors: tuple[int | tuple[int, str], ...] = (),
+    description: str = "",
+    cached: bool = False,
+    offline: bool = False,
 ) -> Callable[[Callable[..., flask.Response]], Callable[[flask.Request], flask.Response]]:
-    """Wrap `handler(request)` (or `handler(request, user)` with auth=True) as a functions-framework
-    HTTP function that follows every convention in DESIGN.md."""
-    allowed = tuple(sorted({m.upper() for m in methods}))
+    """Wrap `handler(request[, user][, body=][, query=])` (user with auth=True; body and query when declared)
+    as a functions-framework HTTP function that follows every convention above. `methods` is a list of methods
+    sharing the operation described by the other keywords, or a mapping method -> Operation."""
+    if isinstance(methods, Mapping):
+        operations = {m.upper(): op for m, op in methods.items()}
+    else:
+        shared = Operation(
+            summary=summary, response=response, status=status, body=body, form=form, query=query,
+            multipart_file=multipart_file, headers=headers or {}, response_headers=response_headers,
+            errors=errors, description=description, cached=cached, offline=offline)
+        operations = {m.upper(): replace(shared) for m in methods}
+    allowed = tuple(sorted(operations))
+    contract = Contract(operations=operations, auth=auth, tags=tuple(tags))
     setup_logging()
 
     def decorate(handler: Callable[..., flask.Response]) -> Callable[[flask.Request], flask.Response]:
@@ -210,7 +270,7 @@ def http_function(
             if request.method == "OPTIONS":
                 response = no_content()
             else:
-                response = _handle(handler, request, allowed, auth, max_body_bytes)
+                response = _handle(handler, request, contract, max_body_bytes)
                 if auth:  # one person's data (and signed URLs), errors included: never for shared caches
                     response.headers.setdefault("Cache-Control", "private, no-store")
             response.headers.extend(cors)
@@ -219,20 +279,41 @@ def http_function(
             response.vary.add("Origin")
             return response
 
-        return functions_framework.http(entry)
+        wrapped = functions_framework.http(entry)
+        wrapped.contract = contract  # type: ignore[attr-defined]
+        return wrapped
 
     return decorate
+
+
+def _inputs(request: flask.Request, operation: Operation) -> dict[str, BaseModel]:
+    """The declared body and query, validated (400/415 otherwise)."""
+    inputs: dict[str, BaseModel] = {}
+    if operation.query is not None:
+        inputs["query"] = parse_query(request, operation.query)
+    if operation.body is not None:
+        if request.method == "DELETE" and not request.get_data(cache=True):
+            # a bare DELETE (no body at all) is told which field it misses, not which content type to send
+            inputs["body"] = validate(operation.body, {})
+        elif operation.form is not None and request.mimetype in FORM_TYPES:
+            form = request.form.to_dict()
+            validate(operation.form, form)
+            inputs["body"] = validate(operation.body, form)
+        else:
+            inputs["body"] = parse_json(request, operation.body)
+    return inputs
 
 
 def _handle(
     handler: Callable[..., flask.Response],
     request: flask.Request,
-    allowed: tuple[str, ...],
-    auth: bool,
+    contract: Contract,
     max_body_bytes: int | None,
 ) -> flask.Response:
+    allowed = tuple(sorted(contract.operations))
     try:
-        if request.method not in allowed and not (request.method == "HEAD" and "GET" in allowed):
+        operation = contract.operations.get("GET" if request.method == "HEAD" else request.method)
+        if operation is None:
             raise errors.ApiError(
                 f"{request.method} is not allowed here; use {', '.join(allowed)}.",
                 code="METHOD_NOT_ALLOWED", status=405, headers={"Allow": ", ".join((*allowed, "OPTIONS"))},
@@ -242,12 +323,12 @@ def _handle(
             raise errors.PayloadTooLarge(f"The body is larger than {limit} bytes.")
         if request.content_length is None and request.environ.get("wsgi.input_terminated"):
             _buffer_streamed_body(request, limit)
-        if auth:
+        if contract.auth:
             from lib import auth as auth_lib  # jwt + argon2 only for functions that need them
 
             user = auth_lib.authenticate(bearer_token(request))
-            return handler(request, user)
-        return handler(request)
+            return handler(request, user, **_inputs(request, operation))
+        return handler(request, **_inputs(request, operation))
     except errors.ApiError as exc:
         if exc.status >= 500:
             log.warning("%s %s -> %s %s", request.method, request.path, exc.status, exc.code)

@@ -7,7 +7,7 @@ the interior `queued` and enqueues the generation job through lib.tasks, named a
 fail_exhausted, announcements) is here too; lib.generation runs the pipeline steps and calls it for every
 state change.
 
-Document: `Interior` below (variants -> detected parts -> product matches and AR objects, each a named type).
+Document: `StoredInterior` below (variants -> detected parts -> product matches and AR objects, each a named type).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from lib import catalog, cursors, db, errors, quota, uploads
+from lib.answers import Answer, Timestamp
 from lib.config import get_settings
 from lib.text import PlainText
 
@@ -50,12 +51,12 @@ ATTEMPTS_EXHAUSTED = "ATTEMPTS_EXHAUSTED"
 Status = Literal["queued", "running", "done", "failed"]
 
 
-class Progress(TypedDict):
+class StoredProgress(TypedDict):
     stage: str  # queued, generating, detecting, matching, finishing, done
     percent: int
 
 
-class Box(TypedDict):
+class StoredBox(TypedDict):
     """Where a part is in its variant's picture, in pixels."""
     x: float
     y: float
@@ -90,25 +91,25 @@ class StoredArObject(TypedDict):
     typical: dict[str, float] | None
 
 
-class DetectedPart(TypedDict):
+class StoredDetectedPart(TypedDict):
     id: str  # "<variant index>-<n>"
     label: str
     confidence: float
-    box: Box
+    box: StoredBox
     embedding: NotRequired[list[float] | None]  # only until products are matched; removed when done
     products: NotRequired[list[ProductMatch]]
     ar_objects: NotRequired[list[StoredArObject]]
 
 
-class Variant(TypedDict):
+class StoredVariant(TypedDict):
     index: int
     seed: int
     image: str  # gs:// in the images bucket
     generator: str
-    detected_parts: NotRequired[list[DetectedPart]]  # absent until detection ran on this variant
+    detected_parts: NotRequired[list[StoredDetectedPart]]  # absent until detection ran on this variant
 
 
-class Interior(TypedDict):
+class StoredInterior(TypedDict):
     _id: str
     user_id: str
     upload_id: str
@@ -119,8 +120,8 @@ class Interior(TypedDict):
     variants_requested: int
     strength: float
     status: Status
-    progress: Progress
-    variants: list[Variant]
+    progress: StoredProgress
+    variants: list[StoredVariant]
     saved: bool
     quota_period: datetime  # the quota window the unit was taken from (a refund goes back there)
     attempts: int
@@ -181,6 +182,84 @@ class SaveBody(BaseModel):
 class DeleteBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     interior_id: str = Field(min_length=1, max_length=64)
+
+
+# --- answers ------------------------------------------------------------------------------------------------
+
+# Why an interior failed (tests keep this equal to the codes the providers, the job and `enqueue` use).
+FailureReason = Literal[
+    "PROVIDER_REJECTED_PROMPT", "PROVIDER_REJECTED_INPUT", "PROVIDER_BILLING", "PROVIDER_AUTH", "PROVIDER_RATE_LIMIT",
+    "PROVIDER_UNAVAILABLE", "PROVIDER_TIMEOUT", "PROVIDER_FAILED", "PROVIDER_BAD_RESPONSE", "INVALID_IMAGE",
+    "ATTEMPTS_EXHAUSTED", "GENERATION_FAILED", "ENQUEUE_FAILED",
+]
+
+
+class Progress(Answer):
+    stage: str = Field(description="queued, then the job's steps (generating, detecting, matching, finishing), "
+                                   "then done or failed")
+    percent: float = Field(ge=0, le=100, description="0-100")
+
+
+class Box(Answer):
+    """Where a part is in its variant's image, in pixels of that image, from its top-left corner."""
+    x: float = Field(description="Left edge in pixels from the image's left")
+    y: float = Field(description="Top edge in pixels from the image's top")
+    width: float = Field(description="Width in pixels")
+    height: float = Field(description="Height in pixels")
+
+
+class DetectedPart(Answer):
+    id: str
+    label: str = Field(description="What the detector saw (sofa, bed, ...); products and AR objects share it")
+    confidence: float = Field(description="The detector's confidence, 0..1 (1 = certain)")
+    box: Box
+    products: list[catalog.Product] = Field(description="Matching products, best first, each with `score`")
+    ar_objects: list[catalog.ArObject]
+
+
+class Variant(Answer):
+    index: int = Field(description="0-based, in the order generated")
+    image_url: str = Field(description="The generated image (a signed, short-lived URL)")
+    detected_parts: list[DetectedPart] = Field(description="Empty until the interior is done")
+
+
+class _InteriorFields(Answer):
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    progress: Progress | None
+    room_type: str
+    style: str
+    prompt: str
+    variants_requested: int
+    strength: float | None = Field(description="How far the design may depart from the photo, 0..1")
+    saved: bool
+    original_image_url: str | None = Field(description="The uploaded photo (a signed, short-lived URL)")
+    created_at: Timestamp
+    updated_at: Timestamp | None
+    finished_at: Timestamp | None
+    timings: dict[str, float] | None = Field(default=None, description=(
+        "Only when done: seconds spent per stage of the finishing attempt (diagnostics)"))
+    reason: FailureReason | None = Field(default=None, description="Only when failed: why")
+    reason_message: str | None = Field(default=None, description="Only when failed: why, in words")
+
+
+class InteriorSummary(_InteriorFields):
+    """An interior in a list (interiors-list, me.recent_saved): no variants, a thumbnail."""
+    thumbnail_url: str | None = Field(description="The first variant's image, else the photo (signed, short-lived)")
+
+
+class Interior(_InteriorFields):
+    """An interior with its results (interiors-get, -generate, -save)."""
+    variants: list[Variant] = Field(description="The variants stored so far")
+
+
+class InteriorAnswer(Answer):
+    interior: Interior
+
+
+class InteriorPage(Answer):
+    interiors: list[InteriorSummary]
+    next_cursor: str | None = Field(description="Pass back as `cursor` for the next page; null on the last page")
 
 
 # --- create ----------------------------------------------------------------------------------------------
@@ -266,7 +345,7 @@ def enqueue(doc: dict[str, Any]) -> None:
 
 
 def fail(interior_id: str, reason: str, message: str, *, only_status: tuple[str, ...] = ("queued", "running"),
-         lease_owner: str | None = None) -> Interior | None:
+         lease_owner: str | None = None) -> StoredInterior | None:
     """Mark failed with a reason code and refund its quota unit, exactly once (the status guards it)."""
     query: dict[str, Any] = {"_id": interior_id, "status": {"$in": list(only_status)}}
     if lease_owner is not None:
@@ -297,7 +376,7 @@ def _unheld(now: datetime) -> list[dict[str, Any]]:
     return [{"status": "queued"}, {"status": "running", "lease_expires_at": {"$lte": now}}]
 
 
-def claim(interior_id: str, owner: str, task: str | None = None) -> Interior | None:
+def claim(interior_id: str, owner: str, task: str | None = None) -> StoredInterior | None:
     """queued (or running under an expired lease, or `task`'s own crashed attempt's) -> running, leased to owner.
     `task` is the Cloud Run task identity: a retry of a crashed attempt carries the same one."""
     settings = get_settings()
@@ -320,7 +399,7 @@ def claimable_ids() -> list[str]:
     return [d["_id"] for d in docs]
 
 
-def fail_exhausted(interior_id: str) -> Interior | None:
+def fail_exhausted(interior_id: str) -> StoredInterior | None:
     """An interior whose attempts are used up and that nobody holds any more: failed + refunded."""
     settings = get_settings()
     doc = db.collection(COLLECTION).find_one(
@@ -331,7 +410,7 @@ def fail_exhausted(interior_id: str) -> Interior | None:
                 f"The generation failed after {doc['attempts']} attempts.", lease_owner=doc.get("lease_owner"))
 
 
-def checkpoint(doc: Interior, owner: str, changes: dict[str, Any]) -> None:
+def checkpoint(doc: StoredInterior, owner: str, changes: dict[str, Any]) -> None:
     """Persist `changes` and renew the lease, only while we hold it."""
     now = db.utcnow()
     changes = {**changes, "updated_at": now,
@@ -343,7 +422,7 @@ def checkpoint(doc: Interior, owner: str, changes: dict[str, Any]) -> None:
     doc.update(changes)  # type: ignore[typeddict-item]
 
 
-def release(doc: Interior, owner: str, reason: str) -> None:
+def release(doc: StoredInterior, owner: str, reason: str) -> None:
     """Give the interior back to the queue for another attempt (remembering why this one failed)."""
     db.collection(COLLECTION).update_one(
         {"_id": doc["_id"], "status": "running", "lease_owner": owner},
@@ -351,7 +430,7 @@ def release(doc: Interior, owner: str, reason: str) -> None:
                   "last_error": reason, "updated_at": db.utcnow()}})
 
 
-def finish(doc: Interior, owner: str, timings: dict[str, float]) -> Interior:
+def finish(doc: StoredInterior, owner: str, timings: dict[str, float]) -> StoredInterior:
     """Mark done, keeping this attempt's seconds per stage (a resumed attempt reports only its own work)."""
     for variant in doc["variants"]:
         for part in variant.get("detected_parts") or []:
@@ -376,7 +455,7 @@ def mark_announced(interior_id: str) -> None:
     db.collection(COLLECTION).update_one({"_id": interior_id}, {"$set": {"announced_at": db.utcnow()}})
 
 
-def unannounced(finished_before: datetime) -> list[Interior]:
+def unannounced(finished_before: datetime) -> list[StoredInterior]:
     """Finished interiors whose interior.finished was never published ({_id, user_id, status, reason})."""
     return list(db.collection(COLLECTION).find(
         {"status": {"$in": ["done", "failed"]}, "announced_at": None, "finished_at": {"$lte": finished_before},
@@ -404,31 +483,26 @@ def _url(ref: str | None) -> str | None:
     return storage.client_url(ref) if ref else None
 
 
-def _product_view(match: dict[str, Any]) -> dict[str, Any]:
-    from lib import catalog
-
+def _product_view(match: dict[str, Any]) -> catalog.Product:
     if "product" not in match:  # a design generated before products were stored whole (old local data)
-        return {**match, "image_url": _url(match.get("image_url"))}
+        return catalog.Product.model_validate({**match, "image_url": _url(match.get("image_url"))})
     return catalog.public_product(match["product"], match["score"])
 
 
-def _ar_view(stored: dict[str, Any]) -> dict[str, Any]:
-    from lib import catalog
-
+def _ar_view(stored: dict[str, Any]) -> catalog.ArObject:
     return catalog.public_ar_object(stored["model"], stored.get("typical"))
 
 
-def _part_view(part: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": part["id"], "label": part["label"], "confidence": part["confidence"], "box": part["box"],
-        "products": [_product_view(p) for p in part.get("products", [])],
-        "ar_objects": [_ar_view(a) for a in part.get("ar_objects", [])],
-    }
+def _part_view(part: dict[str, Any]) -> DetectedPart:
+    return DetectedPart(
+        id=part["id"], label=part["label"], confidence=part["confidence"], box=Box.model_validate(part["box"]),
+        products=[_product_view(p) for p in part.get("products", [])],
+        ar_objects=[_ar_view(a) for a in part.get("ar_objects", [])],
+    )
 
 
-def view(doc: dict[str, Any], *, summary: bool = False) -> dict[str, Any]:
-    """The API shape of an interior; `summary` (lists) leaves out detected parts."""
-    out: dict[str, Any] = {
+def _common_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {
         "id": doc["_id"], "status": doc["status"], "progress": doc.get("progress"),
         "room_type": doc["room_type"], "style": doc["style"], "prompt": doc.get("prompt", ""),
         "variants_requested": doc.get("variants_requested", 1), "strength": doc.get("strength"),
@@ -437,21 +511,34 @@ def view(doc: dict[str, Any], *, summary: bool = False) -> dict[str, Any]:
         "updated_at": doc.get("updated_at"), "finished_at": doc.get("finished_at"),
     }
     if doc["status"] == "done":
-        out["timings"] = doc.get("timings")  # seconds per stage of the finishing attempt (diagnostics)
+        fields["timings"] = doc.get("timings")  # seconds per stage of the finishing attempt (diagnostics)
     if doc["status"] == "failed":
-        out["reason"] = doc.get("reason")
-        out["reason_message"] = doc.get("reason_message")
-    variants = [v for v in doc.get("variants") or [] if v.get("image")]
-    if summary:
-        out["thumbnail_url"] = _url(variants[0]["image"]) if variants else out["original_image_url"]
-        return out
+        fields["reason"] = doc.get("reason")
+        fields["reason_message"] = doc.get("reason_message")
+    return fields
+
+
+def _stored_variants(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [v for v in doc.get("variants") or [] if v.get("image")]
+
+
+def view(doc: dict[str, Any]) -> Interior:
+    """The API shape of an interior, with its stored variants (and their detected parts once done)."""
     show_parts = doc["status"] == "done"
-    out["variants"] = [
-        {"index": v["index"], "image_url": _url(v["image"]),
-         "detected_parts": [_part_view(p) for p in v.get("detected_parts") or []] if show_parts else []}
-        for v in variants
+    variants = [
+        Variant(index=v["index"], image_url=_url(v["image"]) or "",
+                detected_parts=[_part_view(p) for p in v.get("detected_parts") or []] if show_parts else [])
+        for v in _stored_variants(doc)
     ]
-    return out
+    return Interior.model_validate({**_common_fields(doc), "variants": variants})
+
+
+def summary_view(doc: dict[str, Any]) -> InteriorSummary:
+    """An interior in a list: no variants; the first variant's image (else the photo) as thumbnail."""
+    fields = _common_fields(doc)
+    variants = _stored_variants(doc)
+    fields["thumbnail_url"] = _url(variants[0]["image"]) if variants else fields["original_image_url"]
+    return InteriorSummary.model_validate(fields)
 
 
 # --- list with a stable cursor ---------------------------------------------------------------------------

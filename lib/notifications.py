@@ -8,13 +8,14 @@ lost) insert nothing new: the unique _id makes recording idempotent without a se
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from lib import db, interiors
+from lib.answers import Answer, Timestamp
 
 COLLECTION = db.declare("notifications", [
     IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING)], name="user_created"),
@@ -22,9 +23,21 @@ COLLECTION = db.declare("notifications", [
 ])
 
 
+def _ids_or_all(schema: dict[str, Any]) -> None:
+    """Documented as what it accepts: {ids} or {all: true}, never both (the validator below refuses that)."""
+    ids = schema["properties"]["ids"]["anyOf"][0]
+    schema.clear()
+    schema.update({"description": "Which notifications the person has seen: these ids, or all of them.", "oneOf": [
+        {"title": "ReadIds", "type": "object", "required": ["ids"], "additionalProperties": False,
+         "properties": {"ids": ids}},
+        {"title": "ReadAll", "type": "object", "required": ["all"], "additionalProperties": False,
+         "properties": {"all": {"type": "boolean", "const": True}}},
+    ]})
+
+
 class ReadBody(BaseModel):
     """Which notifications the person has seen: these ids, or all of them."""
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_ids_or_all)
 
     ids: list[str] | None = Field(default=None, min_length=1, max_length=100)
     all: StrictBool = False
@@ -34,6 +47,22 @@ class ReadBody(BaseModel):
         if (self.ids is None) == (not self.all):
             raise ValueError("give either ids or all: true")
         return self
+
+
+class Notification(Answer):
+    id: str
+    kind: Literal["interior.finished"]
+    interior_id: str | None
+    status: str | None = Field(description="The interior's final status: done or failed")
+    reason: str | None = Field(description="Why it failed (an interior failure reason), else null")
+    message: str | None = Field(description="What to show, in words")
+    read: bool
+    created_at: Timestamp
+
+
+class ReadAnswer(Answer):
+    updated: int = Field(description="How many notifications this request marked read")
+    unread: int = Field(description="How many are still unread")
 
 
 def record_interior_finished(message_id: str, payload: dict[str, Any]) -> str:
@@ -62,12 +91,12 @@ def record_interior_finished(message_id: str, payload: dict[str, Any]) -> str:
     return "recorded"
 
 
-def recent(user_id: str, limit: int = 20) -> list[dict[str, Any]]:
+def recent(user_id: str, limit: int = 20) -> list[Notification]:
     docs = db.collection(COLLECTION).find({"user_id": user_id}).sort([("created_at", DESCENDING)]).limit(limit)
     return [
-        {"id": d["_id"], "kind": d["kind"], "interior_id": d.get("interior_id"), "status": d.get("status"),
-         "reason": d.get("reason"), "message": d.get("message"), "read": d.get("read", False),
-         "created_at": d["created_at"]}
+        Notification(id=d["_id"], kind=d["kind"], interior_id=d.get("interior_id"), status=d.get("status"),
+                     reason=d.get("reason"), message=d.get("message"), read=d.get("read", False),
+                     created_at=d["created_at"])
         for d in docs
     ]
 

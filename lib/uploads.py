@@ -25,12 +25,13 @@ import contextlib
 import logging
 import re
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from lib import db, errors, images, throttle
+from lib.answers import Answer, Timestamp
 from lib.config import get_settings
 
 log = logging.getLogger("zipkku.uploads")
@@ -63,6 +64,39 @@ class GetQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, max_length=64)
+
+
+# Why an upload was rejected (tests keep this equal to the codes lib.images and this module use).
+RejectionReason = Literal["empty", "corrupt", "truncated", "not_an_image", "too_large", "too_many_pixels",
+                          "decoded_too_large", "too_small", "too_narrow", "content_type_mismatch", "not_received"]
+
+
+class Upload(Answer):
+    id: str
+    status: Literal["pending", "ready", "rejected"]
+    content_type: str | None
+    size_bytes: int | None = Field(description="The size in bytes the client declared (signed) or sent (direct)")
+    created_at: Timestamp | None
+    updated_at: Timestamp | None
+    reason: RejectionReason | None = Field(default=None, description="Only when rejected: why")
+    reason_message: str | None = Field(default=None, description="Only when rejected: why, in words")
+    image_url: str | None = Field(default=None, description=(
+        "Only when ready: the normalized photo (sRGB JPEG, long edge <= 2048 px; a signed, short-lived URL)"))
+    thumbnail_url: str | None = Field(default=None, description="Only when ready: a thumbnail (signed, short-lived)")
+    width: int | None = Field(default=None, description="Only when ready: the normalized photo's width in pixels")
+    height: int | None = Field(default=None, description="Only when ready: its height in pixels")
+
+
+class UploadAnswer(Answer):
+    upload: Upload
+
+
+class PendingUpload(Answer):
+    """A new signed upload: PUT the photo to `put_url` with exactly `headers`."""
+    upload: Upload
+    put_url: str = Field(description="A V4 signed URL for one PUT of the photo")
+    headers: dict[str, str] = Field(description="Send exactly these headers with the PUT (the signature binds them)")
+    expires_at: Timestamp = Field(description="When put_url stops working")
 
 
 def _collection():
@@ -154,7 +188,7 @@ def _settle_if_never_received(doc: dict[str, Any]) -> dict[str, Any]:
     return _collection().find_one({"_id": doc["_id"]}) or doc
 
 
-def public_upload(doc: dict[str, Any]) -> dict[str, Any]:
+def public_upload(doc: dict[str, Any]) -> Upload:
     """What a client sees: status, the reason if rejected, signed URLs of the normalized image when ready."""
     from lib import storage
 
@@ -171,12 +205,12 @@ def public_upload(doc: dict[str, Any]) -> dict[str, Any]:
             "thumbnail_url": storage.client_url(doc.get("thumbnail")),
             "width": doc.get("width"), "height": doc.get("height"),
         })
-    return reply
+    return Upload.model_validate(reply)
 
 
 # --- signed uploads -----------------------------------------------------------------------------------------
 
-def create_pending(user_id: str, body: CreateBody) -> dict[str, Any]:
+def create_pending(user_id: str, body: CreateBody) -> PendingUpload:
     """A pending upload and the signed PUT the browser uses: {upload, put_url, headers, expires_at}."""
     from lib import storage
 
@@ -196,7 +230,7 @@ def create_pending(user_id: str, body: CreateBody) -> dict[str, Any]:
         "created_at": now, "updated_at": now,
     }
     _collection().insert_one(doc)
-    return {"upload": public_upload(doc), "put_url": put_url, "headers": headers, "expires_at": expires_at}
+    return PendingUpload(upload=public_upload(doc), put_url=put_url, headers=headers, expires_at=expires_at)
 
 
 def _parse_raw_name(name: str) -> tuple[str, str] | None:

@@ -5,6 +5,8 @@
 - functions/<name>/ -> dist/functions/<name>.zip: the folder's files at the root (main.py there, as Cloud Run
   functions expect), lib/ (without lib/local/, the local stand-ins) and requirements.txt (requirements.lock: the
   runtime pins with their hashes, without the stand-ins' requirements-local.txt). Uploaded by Cloud Build to gs://<sources>/sources/<sha>/.
+  The `openapi` function also gets openapi.json: the document generated from every function's declarations,
+  which its zip alone does not hold.
 - jobs/<name>/ -> dist/jobs/<name>.tar.gz: a container build context (Dockerfile, requirements.txt, lib/,
   jobs/<name>/) for `docker build - < dist/jobs/<name>.tar.gz`.
 - dist/manifest.json: every artifact with its sha256, so two builds can be compared at a glance.
@@ -20,6 +22,8 @@ import gzip
 import hashlib
 import io
 import json
+import os
+import subprocess
 import sys
 import tarfile
 import zipfile
@@ -73,7 +77,23 @@ def function_entries(root: Path, name: str) -> dict[str, bytes]:
     folder = root / "functions" / name
     entries = {path.relative_to(folder).as_posix(): path.read_bytes() for path in files_under(folder)}
     entries.update(_shared(root))
+    if name == "openapi":
+        entries["openapi.json"] = openapi_document(root)
     return entries
+
+
+def openapi_document(root: Path) -> bytes:
+    """The OpenAPI document the openapi function generates from the tree at `root` (in a child process: it
+    imports every function of that tree)."""
+    script = ("import importlib.util, json, sys\n"
+              "spec = importlib.util.spec_from_file_location('openapi_function', 'functions/openapi/main.py')\n"
+              "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+              "sys.stdout.write(json.dumps(module.current_document(), sort_keys=True))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                            capture_output=True, check=False, timeout=120)
+    if result.returncode != 0:
+        raise SystemExit(f"could not generate the OpenAPI document:\n{result.stderr.decode()[-2000:]}")
+    return result.stdout
 
 
 def job_entries(root: Path, name: str) -> dict[str, bytes]:

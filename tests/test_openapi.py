@@ -7,7 +7,7 @@ from pathlib import Path
 
 from openapi_spec_validator import validate
 
-from lib import openapi
+from tests.api_document import api_document
 
 FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
 
@@ -22,25 +22,26 @@ def _http_methods() -> dict[str, set[str]]:
             for decorator in node.decorator_list:
                 if isinstance(decorator, ast.Call) and getattr(decorator.func, "id", "") == "http_function":
                     methods = next(k.value for k in decorator.keywords if k.arg == "methods")
-                    found[main.parent.name] = {elt.value for elt in methods.elts}
+                    names = methods.keys if isinstance(methods, ast.Dict) else methods.elts
+                    found[main.parent.name] = {elt.value for elt in names}
     return found
 
 
 def test_document_is_valid_openapi_3_1():
-    validate(openapi.document(server_url="http://127.0.0.1:8080"))
+    validate(api_document())
 
 
 def test_every_http_function_and_method_is_documented_and_nothing_else():
     declared = _http_methods()
-    documented: dict[str, set[str]] = {}
-    for op in openapi.OPERATIONS:
-        documented.setdefault(op.function, set()).add(op.method)
+    doc = api_document()
+    documented = {path.lstrip("/").replace("-", "_"): {method.upper() for method in ops}
+                  for path, ops in doc["paths"].items()}
     assert declared, "no HTTP functions found"
     assert documented == declared
 
 
 def test_request_schemas_come_from_the_validating_models():
-    doc = openapi.document()
+    doc = api_document()
     signup = doc["paths"]["/auth-signup"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     schema = doc["components"]["schemas"][signup["$ref"].rsplit("/", 1)[1]]
     assert set(schema["required"]) == {"email", "password", "name"}
@@ -50,7 +51,7 @@ def test_request_schemas_come_from_the_validating_models():
     key = next(p for p in doc["paths"]["/interiors-generate"]["post"]["parameters"] if p["name"] == "Idempotency-Key")
     assert key["in"] == "header" and key["schema"]["maxLength"] == 128
     assert doc["paths"]["/me"]["get"]["security"] == [{"bearer": []}]
-    assert "security" not in doc["paths"]["/auth-login"]["post"]
+    assert doc["paths"]["/auth-login"]["post"]["security"] == []
 
 
 def test_served_with_etag(fn):
@@ -62,7 +63,7 @@ def test_served_with_etag(fn):
 
 
 def test_deleting_the_account_documents_its_current_password_body():
-    doc = openapi.document()
+    doc = api_document()
     delete = doc["paths"]["/me"]["delete"]
     ref = delete["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
@@ -73,15 +74,16 @@ def test_deleting_the_account_documents_its_current_password_body():
 def test_documented_reasons_are_the_codes_the_code_uses():
     import re
     from pathlib import Path
+    from typing import get_args
 
-    from lib import generation, interiors, openapi_schemas, providers
+    from lib import generation, interiors, providers, uploads
 
     lib = Path(__file__).resolve().parent.parent / "lib"
     rejections = set(re.findall(r'ImageRejected\(\s*"([a-z_]+)"', "".join(p.read_text() for p in lib.rglob("*.py"))))
-    assert set(openapi_schemas.UPLOAD_REJECTION_REASONS) == rejections | {"not_received"}
+    assert set(get_args(uploads.RejectionReason)) == rejections | {"not_received"}
     failures = {v for k, v in vars(providers).items() if k.isupper() and isinstance(v, str)}
     failures |= {interiors.ATTEMPTS_EXHAUSTED, generation.GENERATION_FAILED, interiors.ENQUEUE_FAILED}
-    assert set(openapi_schemas.INTERIOR_FAILURE_REASONS) == failures
+    assert set(get_args(interiors.FailureReason)) == failures
 
 
 def test_caching_outages_and_retry_after_are_documented(fn):
@@ -99,3 +101,67 @@ def test_caching_outages_and_retry_after_are_documented(fn):
     first = fn("styles_list").get("/")
     again = fn("styles_list").get("/", headers={"If-None-Match": first.headers["ETag"]})
     assert again.status_code == 304 and "304" in doc["paths"]["/styles-list"]["get"]["responses"]
+
+
+def _schemas_in(node):
+    """Every schema object in a document fragment (walking properties, items, unions...)."""
+    if isinstance(node, dict):
+        if "type" in node or "$ref" in node or "anyOf" in node or "oneOf" in node:
+            yield node
+        for value in node.values():
+            yield from _schemas_in(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _schemas_in(value)
+
+
+def test_what_typed_clients_need_is_declared():
+    doc = api_document()
+    assert doc["servers"] and doc["tags"]
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            assert operation["tags"], (path, method)
+            public = operation["security"] == []
+            assert public or operation["security"] == [{"bearer": []}], (path, method)
+            assert public == ("401" not in operation["responses"] or path in ("/auth-login", "/auth-refresh"))
+    for schema in _schemas_in(doc):  # every object says what it holds, every array what its items are
+        if schema.get("type") == "object" or "object" in (schema.get("type") or []):
+            assert "properties" in schema or "additionalProperties" in schema, schema
+        if schema.get("type") == "array":
+            assert "items" in schema, schema
+    for name, schema in doc["components"]["schemas"].items():  # a default would make the field required
+        assert not any("default" in prop for prop in schema.get("properties", {}).values()), name
+    generate = doc["paths"]["/interiors-generate"]["post"]["responses"]
+    assert "Idempotent-Replayed" in generate["202"]["headers"] and "Retry-After" in generate["429"]["headers"]
+    assert "ETag" in doc["paths"]["/styles-list"]["get"]["responses"]["200"]["headers"]
+    login = doc["paths"]["/auth-login"]["post"]
+    form = login["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert set(doc["components"]["schemas"][form]["required"]) == {"username", "password"}
+    assert "access token" not in login["responses"]["401"]["description"]
+    assert "access token" not in doc["paths"]["/auth-refresh"]["post"]["responses"]["401"]["description"]
+    detail = doc["components"]["schemas"]["ErrorDetail"]
+    assert set(detail["required"]) == {"field", "message", "type"}
+    read = doc["components"]["schemas"]["ReadBody"]["oneOf"]
+    assert [option["required"] for option in read] == [["ids"], ["all"]]
+
+
+def test_units_and_meaning_are_documented():
+    schemas = api_document()["components"]["schemas"]
+    assert "pixels" in schemas["Box"]["description"]
+    assert all("cm" in prop["description"] for prop in schemas["Dimensions"]["properties"].values())
+    assert "cosine" in schemas["Product"]["properties"]["score"]["description"]
+    assert "0..1" in schemas["DetectedPart"]["properties"]["confidence"]["description"]
+    ar = schemas["ArObject"]["properties"]
+    assert "meters" in ar["position"]["description"] and "degrees" in ar["rotation"]["description"]
+    assert "multiply" in ar["scale"]["description"] and "cm" in ar["width"]["description"]
+
+
+def test_answers_are_the_declared_models():
+    """A builder cannot add a field its model does not declare (the model is the answer's shape)."""
+    import pytest
+    from pydantic import ValidationError
+
+    from lib import catalog
+
+    with pytest.raises(ValidationError):
+        catalog.RoomType(id="kitchen", name="Kitchen", secret="x")

@@ -162,6 +162,27 @@ def test_every_real_function_packages_and_imports_on_its_own(tmp_path):
     assert result.stdout.strip() == "me"
 
 
+def test_the_openapi_function_ships_the_document_generated_from_every_function(tmp_path):
+    """Deployed alone, /openapi cannot read the other functions' declarations: it serves the document built
+    from them at package time, the same document the local stack generates."""
+    import json
+
+    from tests.api_document import api_document
+
+    package.build(ROOT, tmp_path / "dist", ["openapi"])
+    with zipfile.ZipFile(tmp_path / "dist" / "functions" / "openapi.zip") as archive:
+        shipped = json.loads(archive.read("openapi.json"))
+        archive.extractall(tmp_path / "unpacked")  # noqa: S202 - the archive was just built from our own tree
+    assert shipped == api_document() and "/interiors-generate" in shipped["paths"]
+    script = ("import json, main, flask; app = flask.Flask('t')\n"
+              "with app.test_request_context('/'): print(main.openapi(flask.request).get_data(as_text=True))")
+    env = {**os.environ, "PYTHONPATH": "", "JWT_SECRET": "x" * 40}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path / "unpacked", env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == shipped
+
+
 def test_cli_prints_the_manifest(tree, tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "package.py"), "--root", str(tree),
                              "--out", str(tmp_path / "dist")], capture_output=True, text=True, timeout=60,

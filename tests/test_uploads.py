@@ -471,7 +471,7 @@ def test_lib_get_for_user_is_what_generation_reads(fn, make_user):
     assert doc["status"] == "ready" and doc["image"].startswith("gs://")
     with pytest.raises(errors.NotFound):
         uploads.get_for_user(stranger["user"]["id"], upload_id)
-    public = uploads.public_upload(doc)
+    public = uploads.public_upload(doc).to_json()
     assert public["image_url"].startswith("http") and "user_id" not in public and "raw" not in public
 
 

@@ -134,9 +134,9 @@ def test_bridge_retries_until_the_function_answers(stack, make_user):
 
         created = uploads.create_pending(user["user"]["id"], uploads.CreateBody(content_type="image/jpeg",
                                                                                 size_bytes=100_000))
-        upload_id = created["upload"]["id"]
+        upload_id = created.upload.id
         data = photos.image_bytes("JPEG", 400, 300)
-        assert requests.put(created["put_url"], data=data, headers=created["headers"], timeout=30).ok
+        assert requests.put(created.put_url, data=data, headers=created.headers, timeout=30).ok
         time.sleep(0.5)  # the bridge has seen the object and failed to deliver it a few times
         assert uploads.get_for_user(user["user"]["id"], upload_id)["status"] == "pending"
         url, stop = start_dev_server(port)
@@ -183,19 +183,19 @@ def test_a_photo_that_arrived_while_the_stack_was_down_is_processed_at_the_next_
     arrived, never_sent = (uploads.create_pending(user["user"]["id"], uploads.CreateBody(
         content_type="image/jpeg", size_bytes=100_000)) for _ in range(2))
     data = photos.image_bytes("JPEG", 400, 300)
-    assert requests.put(arrived["put_url"], data=data, headers=arrived["headers"], timeout=30).ok
+    assert requests.put(arrived.put_url, data=data, headers=arrived.headers, timeout=30).ok
     backlog = pending_upload_objects()
-    assert [obj["name"].rsplit("/", 1)[1] for obj in backlog] == [arrived["upload"]["id"]]
+    assert [obj["name"].rsplit("/", 1)[1] for obj in backlog] == [arrived.upload.id]
 
     url, stop = start_dev_server()
     bridge = StorageEventBridge(url, default_routes(), poll_interval=0.05).start(backlog=backlog)
     try:
         deadline = time.monotonic() + 20
-        while uploads.get_for_user(user["user"]["id"], arrived["upload"]["id"])["status"] == "pending":
+        while uploads.get_for_user(user["user"]["id"], arrived.upload.id)["status"] == "pending":
             assert time.monotonic() < deadline, "the backlog was never delivered"
             time.sleep(0.1)
-        assert uploads.get_for_user(user["user"]["id"], arrived["upload"]["id"])["status"] == "ready"
-        assert uploads.get_for_user(user["user"]["id"], never_sent["upload"]["id"])["status"] == "pending"
+        assert uploads.get_for_user(user["user"]["id"], arrived.upload.id)["status"] == "ready"
+        assert uploads.get_for_user(user["user"]["id"], never_sent.upload.id)["status"] == "pending"
         assert pending_upload_objects() == []
     finally:
         bridge.stop()

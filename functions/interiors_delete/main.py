@@ -1,14 +1,16 @@
 """DELETE /interiors-delete?id= (or POST {interior_id}) -> 204; removes the interior and its stored images."""
 
 from lib import interiors
-from lib.http import http_function, no_content, parse_json, parse_query
+from lib.http import Operation, http_function, no_content
 
 
-@http_function(methods=["DELETE", "POST"], auth=True)
-def interiors_delete(request, user):
-    if request.method == "POST":
-        interior_id = parse_json(request, interiors.DeleteBody).interior_id
-    else:
-        interior_id = parse_query(request, interiors.GetQuery).id
+@http_function(auth=True, tags=["interiors"], methods={
+    "DELETE": Operation("Delete an interior and its stored images (?id=)", query=interiors.GetQuery, status=204,
+                        errors=(404,)),
+    "POST": Operation("Delete an interior and its stored images", body=interiors.DeleteBody, status=204,
+                      errors=(404,)),
+})
+def interiors_delete(request, user, body=None, query=None):
+    interior_id = body.interior_id if body is not None else query.id
     interiors.delete(user["_id"], interior_id)
     return no_content()

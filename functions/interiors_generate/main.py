@@ -6,16 +6,23 @@ queue cannot take it the interior is failed, the unit refunded and the answer is
 """
 
 from lib import interiors
-from lib.http import http_function, json_response, parse_json, validate
+from lib.http import http_function, json_response, validate
 
 
-@http_function(methods=["POST"], auth=True)
-def interiors_generate(request, user):
-    body = parse_json(request, interiors.GenerateBody)
+@http_function(methods=["POST"], auth=True, body=interiors.GenerateBody, response=interiors.InteriorAnswer,
+               status=202, headers={"Idempotency-Key": interiors.IdempotencyKey},
+               response_headers=("Idempotent-Replayed",), errors=(404, 409, 422, 429), tags=["interiors"],
+               summary="Request a redesign of an uploaded room photo",
+               description="Answers at once with the queued {interior}; poll /interiors-get?id=. An Idempotency-Key "
+                           "header makes retries return the same interior (with Idempotent-Replayed: true); the "
+                           "same key with a different request is 422 IDEMPOTENCY_KEY_REUSED. 404 UPLOAD_NOT_FOUND, "
+                           "409 UPLOAD_NOT_READY, 422 UNKNOWN_STYLE / UNKNOWN_ROOM_TYPE / STYLE_ROOM_MISMATCH, "
+                           "429 QUOTA_EXCEEDED with Retry-After, 503 ENQUEUE_FAILED (the unit is refunded).")
+def interiors_generate(request, user, body):
     key = request.headers.get("Idempotency-Key")
     if key is not None:
         key = validate(interiors.IdempotencyKey, {"key": key}).key
     doc, created = interiors.create(user, body, key)
     # No Location header: each function has its own URL in production, so a path would point at this one.
     headers = {} if created else {"Idempotent-Replayed": "true"}
-    return json_response({"interior": interiors.view(doc)}, 202, headers)
+    return json_response(interiors.InteriorAnswer(interior=interiors.view(doc)), 202, headers)

@@ -1,31 +1,38 @@
 """/me: GET the caller's account (with generation usage, recent saved designs and notifications),
 PATCH it {name?, email?, new_password + current_password?}, DELETE it {current_password}."""
 
-from lib import accounts
-from lib.http import http_function, json_response, no_content, parse_json, validate
+from lib import accounts, auth, interiors, notifications, quota, storage
+from lib.http import Operation, http_function, json_response, no_content
 
 
-@http_function(methods=["GET", "PATCH", "DELETE"], auth=True)
-def me(request, user):
+@http_function(auth=True, tags=["accounts"], methods={
+    "GET": Operation("The caller's account, usage, saved designs and notifications", response=accounts.MeAnswer),
+    "PATCH": Operation(
+        "Change name, email or password", body=accounts.ProfileUpdate, response=accounts.ProfileAnswer,
+        errors=(403, 409, 429),
+        description="Email and password changes need current_password (403 CURRENT_PASSWORD_REQUIRED; wrong ones "
+                    "are throttled: 429 PASSWORD_THROTTLED). A password change returns a fresh token pair in "
+                    "`tokens` and signs out every other session. 409 EMAIL_TAKEN."),
+    "DELETE": Operation(
+        "Delete the account (photos, designs, notifications) and deactivate it", body=accounts.DeleteAccountBody,
+        status=204, errors=(403, 429),
+        description="Needs current_password (403 CURRENT_PASSWORD_REQUIRED; wrong ones are throttled: 429 "
+                    "PASSWORD_THROTTLED). 503 when a deletion fails: nothing is deactivated yet, retry."),
+})
+def me(request, user, body=None):
     if request.method == "PATCH":
-        body = parse_json(request, accounts.ProfileUpdate)
         updated, tokens = accounts.update_profile(user, body)
-        reply = {"user": accounts.public_user(updated)}
+        reply = accounts.ProfileAnswer(user=accounts.public_user(updated))
         if tokens is not None:
-            reply["tokens"] = tokens
+            reply.tokens = auth.TokenPair.model_validate(tokens)
         return json_response(reply)
     if request.method == "DELETE":
-        # A bare DELETE (no body at all) is told which field it misses, not which content type to send.
-        raw = request.get_data(cache=True)
-        body = parse_json(request, accounts.DeleteAccountBody) if raw else validate(accounts.DeleteAccountBody, {})
         accounts.delete_account(user, body)
         return no_content()
-    from lib import interiors, notifications, quota, storage  # generation's view of the account
-
     saved = interiors.recent_saved(user["_id"], 6)
-    return json_response({
-        "user": accounts.public_user(user), "usage": quota.usage(user["_id"]),
-        "recent_saved": storage.signed_links(lambda: [interiors.view(d, summary=True) for d in saved]),
-        "notifications": notifications.recent(user["_id"]),
-        "unread_notifications": notifications.unread_count(user["_id"]),
-    })
+    return json_response(accounts.MeAnswer(
+        user=accounts.public_user(user), usage=accounts.Usage.model_validate(quota.usage(user["_id"])),
+        recent_saved=storage.signed_links(lambda: [interiors.summary_view(d) for d in saved]),
+        notifications=notifications.recent(user["_id"]),
+        unread_notifications=notifications.unread_count(user["_id"]),
+    ))

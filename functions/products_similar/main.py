@@ -3,16 +3,18 @@ embedding (one vector query, same label as the product unless ?label= says other
 
 from lib import catalog, storage
 from lib.config import get_settings
-from lib.http import cached_json_response, http_function, parse_query
+from lib.http import cached_json_response, http_function
 
 
-@http_function(methods=["GET"])
-def products_similar(request):
-    query = parse_query(request, catalog.SimilarQuery)
+@http_function(methods=["GET"], query=catalog.SimilarQuery, response=catalog.SimilarProducts, errors=(404, 409),
+               cached=True, tags=["catalog"], summary="Products that look like a product",
+               description="409 NOT_EMBEDDED while the product has no vector yet (its import is still running).")
+def products_similar(request, query):
     results = catalog.similar_products(query)
     return cached_json_response(
         request, [[(p, round(s, 6)) for p, s in results], catalog.signing_epoch()],
-        lambda: {"product_id": query.product_id,
-                 "products": storage.signed_links(lambda: [catalog.public_product(p, s) for p, s in results])},
+        lambda: catalog.SimilarProducts(product_id=query.product_id,
+                                        products=storage.signed_links(
+                                            lambda: [catalog.public_product(p, s) for p, s in results])),
         max_age=get_settings().catalog_cache_seconds,
     )

@@ -9,7 +9,10 @@ from lib.http import http_function, json_response
 MULTIPART_OVERHEAD = 64 * 1024
 
 
-@http_function(methods=["POST"], auth=True, max_body_bytes=get_settings().max_upload_bytes + MULTIPART_OVERHEAD)
+@http_function(methods=["POST"], auth=True, max_body_bytes=get_settings().max_upload_bytes + MULTIPART_OVERHEAD,
+               multipart_file="file", response=uploads.UploadAnswer, status=201, errors=(400, 413, 415, 422, 429),
+               tags=["uploads"], summary="Upload a photo as multipart `file`, processed synchronously",
+               description="429 UPLOAD_RATE_LIMITED over UPLOADS_PER_HOUR new uploads per user.")
 def uploads_direct(request, user):
     if request.mimetype != "multipart/form-data":
         raise errors.UnsupportedMediaType("Send the photo as multipart/form-data with a 'file' part.")
@@ -20,4 +23,4 @@ def uploads_direct(request, user):
             details=[{"field": "file", "message": "a 'file' part is required", "type": "missing"}],
         )
     doc = uploads.create_direct(user["_id"], part.read(), part.mimetype)
-    return json_response({"upload": uploads.public_upload(doc)}, 201)
+    return json_response(uploads.UploadAnswer(upload=uploads.public_upload(doc)), 201)
