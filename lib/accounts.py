@@ -4,7 +4,7 @@ hashing live in lib.auth."""
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 from pymongo import ASCENDING, IndexModel
@@ -96,9 +96,18 @@ class UserAnswer(Answer):
     user: User
 
 
+# What signing in (login, refresh, a password change) answers. Declared here, not in lib.auth, because lib.auth
+# reads users through this module: a class attribute naming lib.auth would make the two modules' import order matter.
+class TokenPair(Answer):
+    access_token: str = Field(description="Send as 'Authorization: Bearer <access_token>'")
+    refresh_token: str = Field(description="Single use: exchange it at /auth-refresh for a new pair")
+    token_type: Literal["bearer"]
+    expires_in: int = Field(description="Seconds until the access token expires")
+
+
 class ProfileAnswer(Answer):
     user: User
-    tokens: auth.TokenPair | None = Field(default=None, description=(
+    tokens: TokenPair | None = Field(default=None, description=(
         "Only after a password change: a fresh pair for this session (every other session is signed out)"))
 
 

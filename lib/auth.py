@@ -21,7 +21,7 @@ import logging
 import secrets
 import uuid
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
 import jwt
 from argon2 import PasswordHasher, Type
@@ -30,7 +30,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 
 from lib import accounts, db, errors
-from lib.answers import Answer
 from lib.config import get_settings
 
 REFRESH_TOKENS = db.declare("refresh_tokens", [
@@ -152,13 +151,6 @@ def authenticate(token: str) -> dict[str, Any]:
 
 
 # --- refresh tokens --------------------------------------------------------------------------------------
-
-class TokenPair(Answer):
-    access_token: str = Field(description="Send as 'Authorization: Bearer <access_token>'")
-    refresh_token: str = Field(description="Single use: exchange it at /auth-refresh for a new pair")
-    token_type: Literal["bearer"]
-    expires_in: int = Field(description="Seconds until the access token expires")
-
 
 class RefreshTokenBody(BaseModel):
     """The body of /auth-refresh and /auth-logout."""

@@ -1,11 +1,11 @@
 """POST /auth-login {email, password} (or OAuth2 form username/password) -> 200 {access_token, ...}."""
 
-from lib import accounts, auth
+from lib import accounts
 from lib.http import http_function, json_response
 
 
 @http_function(
-    methods=["POST"], body=accounts.LoginBody, form=accounts.LoginForm, response=auth.TokenPair,
+    methods=["POST"], body=accounts.LoginBody, form=accounts.LoginForm, response=accounts.TokenPair,
     errors=((401, "Wrong email or password (INVALID_CREDENTIALS)"), 429), tags=["accounts"],
     summary="Log in (JSON or OAuth2 password form)",
     description="One answer (401 INVALID_CREDENTIALS) for every wrong email and password. Also accepts "
@@ -14,4 +14,4 @@ from lib.http import http_function, json_response
 )
 def auth_login(request, body):
     tokens = accounts.login(body)
-    return json_response(auth.TokenPair.model_validate(tokens), headers={"Cache-Control": "no-store"})
+    return json_response(accounts.TokenPair.model_validate(tokens), headers={"Cache-Control": "no-store"})

@@ -1,7 +1,7 @@
 """/me: GET the caller's account (with generation usage, recent saved designs and notifications),
 PATCH it {name?, email?, new_password + current_password?}, DELETE it {current_password}."""
 
-from lib import accounts, auth, interiors, notifications, quota, storage
+from lib import accounts, interiors, notifications, quota, storage
 from lib.http import Operation, http_function, json_response, no_content
 
 
@@ -24,7 +24,7 @@ def me(request, user, body=None):
         updated, tokens = accounts.update_profile(user, body)
         reply = accounts.ProfileAnswer(user=accounts.public_user(updated))
         if tokens is not None:
-            reply.tokens = auth.TokenPair.model_validate(tokens)
+            reply.tokens = accounts.TokenPair.model_validate(tokens)
         return json_response(reply)
     if request.method == "DELETE":
         accounts.delete_account(user, body)
