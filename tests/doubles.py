@@ -421,3 +421,47 @@ class VertexEmbeddingDouble(_GoogleApiDouble):
         if planned == "short":
             vector = vector[: dim // 2]
         return 200, {}, {"predictions": [{"imageEmbedding": vector}], "deployedModelId": "0"}
+
+
+class CloudRunJobsDouble(_Server):
+    """The Cloud Run Admin API's `POST /v2/projects/P/locations/R/jobs/J:run` that really starts the job: each
+    execution runs `jobs/<J>/main.py` as subprocesses with the container overrides it was given (args, env,
+    taskCount) and the variables Cloud Run sets (lib.local.job_runner, the local stand-in of an execution).
+    Answers the long-running Operation whose metadata is the Execution; an unknown job is a 404 NOT_FOUND, a
+    body that is not a RunJobRequest a 400 INVALID_ARGUMENT. `executions` lists the started execution ids."""
+
+    def __init__(self, project: str, location: str) -> None:
+        super().__init__()
+        self.prefix = f"/v2/projects/{project}/locations/{location}/jobs/"
+        self.project, self.location = project, location
+        self.runs: list[dict[str, Any]] = []
+        self.executions: list[str] = []
+
+    def handle(self, method, path, headers, body):
+        from lib import discovery
+        from lib.local import job_runner
+
+        path = path.split("?")[0]
+        if method != "POST" or not path.startswith(self.prefix) or not path.endswith(":run"):
+            return google_error(404, "NOT_FOUND", f"{path} not found.")
+        job = path[len(self.prefix):-len(":run")]
+        if job.replace("-", "_") not in discovery.job_names():
+            return google_error(404, "NOT_FOUND", f"Resource 'projects/{self.project}/locations/{self.location}/"
+                                f"jobs/{job}' was not found")
+        try:
+            overrides = json.loads(body or b"{}").get("overrides") or {}
+            container = (overrides.get("containerOverrides") or [{}])[0]
+            args = [str(a) for a in container.get("args") or []]
+            env = {e["name"]: str(e.get("value", "")) for e in container.get("env") or []}
+            shards = int(overrides.get("taskCount") or 1)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return google_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+        with self.lock:
+            self.runs.append({"job": job, "args": args, "env": env, "shards": shards})
+        execution = job_runner.run_job(job, args, env, shards)
+        with self.lock:
+            self.executions.append(execution)
+        name = f"projects/{self.project}/locations/{self.location}/jobs/{job}"
+        return 200, {}, {"name": f"projects/{self.project}/locations/{self.location}/operations/{execution}",
+                         "metadata": {"@type": "type.googleapis.com/google.cloud.run.v2.Execution",
+                                      "name": f"{name}/executions/{execution}", "job": job, "taskCount": shards}}
