@@ -6,8 +6,9 @@ settings guard on): photo in, notification out, products and AR models attached.
                     the local storage front, which verifies every V4 signature as Cloud Storage does
     signing         IAM signBlob double (no key file; tokens from its token endpoint through ADC)
     upload trigger  fake-gcs-server notifications -> Pub/Sub emulator -> the Eventarc stand-in (storage_events)
-    TASK_QUEUE      cloudtasks: gcloud-tasks-emulator, dispatching jobs:run to ...
+    TASK_QUEUE      cloudtasks: gcloud-tasks-emulator, dispatching jobs:run (no overrides) to ...
     JOB_RUNNER      cloudrun: a double of the Cloud Run Admin API that starts the job with the overrides given
+                    (the import's --source), or as deployed
     EVENTS          pubsub: the Pub/Sub emulator, pushing interior-finished to on_interior_finished
     GENERATOR       replicate (its double); DETECTOR vision and EMBEDDER vertex (their doubles), the catalog
                     imported by the import job (started by on_catalog_uploaded) with the same embedder
@@ -88,7 +89,7 @@ def production(stack, settings_env, tmp_path):
             iam_credentials_url=iam.url, signing_service_account=SIGNER,
             google_application_credentials=iam.write_adc(tmp_path / "adc.json"),
             task_queue="cloudtasks", tasks_emulator_host=tasks.host, cloud_run_api_url=cloud_run.url,
-            tasks_service_account=f"tasks@{project}.iam.gserviceaccount.com", job_runner="cloudrun",
+            tasks_service_account="", job_runner="cloudrun",  # production: the queue's routing holds the token
             events="pubsub", interior_finished_topic=topic, pubsub_emulator_host=emulator.host,
             generator="replicate", replicate_api_url=f"{replicate.url}/v1", replicate_api_token=replicate.token,
             replicate_poll_seconds=0.05, detector="vision", vision_api_url=vision.url, embedder="vertex",
@@ -177,9 +178,9 @@ def test_photo_in_notification_out_with_every_production_adapter(production, sta
 
         interior = _wait(finished, 180, "the generation")
         assert interior["status"] == "done", interior
-        # Cloud Tasks -> jobs:run with the overrides the queue was given
+        # Cloud Tasks -> jobs:run without overrides (the job runs as deployed and claims the queued interior)
         run = next(r for r in production.cloud_run.runs if r["job"] == "generate-interior")
-        assert interior_id in run["args"]
+        assert (run["args"], run["env"]) == ([], {})
         # Replicate made each variant from a signed link to the photo
         assert [c["body"]["input"]["image"].startswith("http") for c in production.replicate.creates] == [True, True]
         assert len(production.vision.calls) == 2  # one object localization per variant
