@@ -3,11 +3,12 @@
     embedder = get_embedder()
     vectors = embedder.embed_images([jpeg_bytes, ...])   # unit-length lists of floats, len == embedder.dim
 
-- "http": the detector service's embedding endpoint (production). POST `settings.embedder_url` (default
+- "http": the embedding endpoint of a detector service of your own. POST `settings.embedder_url` (default
   `<detector_url>/embed`) with {"images": [base64, ...]} -> {"embeddings": [[float, ...], ...]}. Its name and
   dimension come from configuration because the vector collection is named after them before any call.
-- "vertex": Vertex AI `multimodalembedding@001` :predict (VertexEmbedder below): one image per request (the
-  model's limit), VERTEX_CONCURRENCY requests at once, VERTEX_EMBEDDING_DIM (128/256/512/1408) dimensions.
+- "vertex" (production's default): Vertex AI `multimodalembedding@001` :predict (VertexEmbedder below): one
+  image per request (the model's limit), VERTEX_CONCURRENCY requests at once, VERTEX_EMBEDDING_DIM
+  (128/256/512/1408) dimensions.
 - "local" (default): lib.local.embedder.LocalEmbedder, offline and deterministic (imported only when configured).
 """
 
