@@ -89,8 +89,10 @@ class Settings(BaseSettings):
 
     # --- AI providers -------------------------------------------------------------------------------------
     generator: Literal["local", "replicate"] = "local"
-    detector: Literal["local", "http"] = "local"
-    embedder: Literal["local", "http"] = "local"
+    # vision: Cloud Vision object localization (crops embedded by EMBEDDER); http: a detector service of your own
+    detector: Literal["local", "http", "vision"] = "local"
+    # vertex: Vertex AI multimodalembedding; http: the detector service's embedding endpoint
+    embedder: Literal["local", "http", "vertex"] = "local"
     replicate_api_url: str = "https://api.replicate.com/v1"
     replicate_api_token: SecretStr = SecretStr("")
     replicate_model: str = "adirik/interior-design"
@@ -103,6 +105,17 @@ class Settings(BaseSettings):
     embedder_url: str = ""
     embedder_name: str = "detector-clip"
     embedder_dim: int = Field(default=512, ge=2)
+    # Managed providers over REST with the runtime identity's token (Application Default Credentials).
+    vision_api_url: str = "https://vision.googleapis.com"
+    # Extra or overriding Vision object names -> catalog labels, JSON ({"Ottoman": "pouf"}; "" drops a name).
+    vision_label_map: str = ""
+    vertex_api_url: str = ""  # default https://<location>-aiplatform.googleapis.com
+    vertex_location: str = ""  # default GCP_REGION
+    vertex_embedding_dim: int = 512  # 128, 256, 512 or 1408 (the model's sizes)
+    vertex_concurrency: int = Field(default=8, ge=1, le=64)  # the model takes one image per request
+    google_api_timeout_seconds: float = Field(default=30.0, gt=0)
+    google_api_retries: int = Field(default=3, ge=0)
+    google_api_retry_backoff_seconds: float = Field(default=1.0, ge=0)
 
     # --- generation: queue, job, events, quota ------------------------------------------------------------
     task_queue: Literal["local", "cloudtasks"] = "local"
@@ -145,12 +158,26 @@ class Settings(BaseSettings):
 
     # --- local stack --------------------------------------------------------------------------------------
     local_dir: str = ".local"
+    # Tests that run the production configuration against emulators and doubles on this machine: the
+    # host:port of each, so ENVIRONMENT=production accepts exactly those loopback endpoints (and nothing else
+    # on this machine; a non-loopback entry is refused).
+    emulator_hosts: Annotated[list[str], NoDecode] = []
+    # Read by the Google client libraries themselves; declared so the production guard can check them.
+    storage_emulator_host: str = ""
+    pubsub_emulator_host: str = ""
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "emulator_hosts", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("vertex_embedding_dim")
+    @classmethod
+    def _vertex_sizes(cls, value: int) -> int:
+        if value not in (128, 256, 512, 1408):
+            raise ValueError("VERTEX_EMBEDDING_DIM must be 128, 256, 512 or 1408")
         return value
 
     @field_validator("mongodb_uri")
@@ -172,13 +199,46 @@ class Settings(BaseSettings):
                     if getattr(self, name) == "local"]
         if not self.qdrant_url:
             problems.append("QDRANT_URL is empty")
-        if any(host in self.mongodb_uri.get_secret_value() for host in ("127.0.0.1", "localhost")):
-            problems.append("MONGODB_URI points at this machine")
+        problems += _endpoints_off_the_cloud(self)
         if self.signing_key_file:
             problems.append("SIGNING_KEY_FILE is set (production signs URLs through IAM)")
         if problems:
             raise ValueError("production settings use local stand-ins: " + "; ".join(problems))
         return self
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def _endpoints_off_the_cloud(s: Settings) -> list[str]:
+    """Production endpoints must be the cloud's: an endpoint on this machine, or plain http, only when it is one
+    of EMULATOR_HOSTS (which may only name this machine, so it never admits anything elsewhere)."""
+    import urllib.parse
+
+    problems = [f"EMULATOR_HOSTS names {entry} (only 127.0.0.1 or localhost emulators may be named)"
+                for entry in s.emulator_hosts if entry.rsplit(":", 1)[0] not in _LOOPBACK]
+    allowed = {entry.lower() for entry in s.emulator_hosts}
+
+    def check(name: str, value: str, *, url: bool) -> None:
+        if not value:
+            return
+        parts = urllib.parse.urlsplit(value if "//" in value else f"//{value}")
+        hosts = parts.netloc.rsplit("@", 1)[-1].split(",")  # a MongoDB URI may list several hosts
+        local = [h for h in hosts if h.rsplit(":", 1)[0].lower() in _LOOPBACK or h.lower().startswith("[::1]")]
+        if any(h.lower() not in allowed for h in local):
+            problems.append(f"{name} points at this machine")
+        elif url and parts.scheme == "http" and not local:
+            problems.append(f"{name} is not https")
+
+    check("MONGODB_URI", s.mongodb_uri.get_secret_value(), url=False)
+    for name in ("qdrant_url", "iam_credentials_url", "cloud_run_api_url", "replicate_api_url", "vision_api_url",
+                 "vertex_api_url", "detector_url", "embedder_url"):
+        check(name.upper(), getattr(s, name), url=True)
+    for name in ("tasks_emulator_host", "storage_emulator_host", "pubsub_emulator_host"):
+        value = getattr(s, name)
+        if value and value.split("//")[-1].lower() not in allowed:
+            problems.append(f"{name.upper()} is set (an emulator) without being one of EMULATOR_HOSTS")
+    return problems
 
 
 @functools.cache

@@ -3,9 +3,12 @@
     embedder = get_embedder()
     vectors = embedder.embed_images([jpeg_bytes, ...])   # unit-length lists of floats, len == embedder.dim
 
-- "http": the detector service's embedding endpoint (production). POST `settings.embedder_url` (default
+- "http": the embedding endpoint of a detector service of your own. POST `settings.embedder_url` (default
   `<detector_url>/embed`) with {"images": [base64, ...]} -> {"embeddings": [[float, ...], ...]}. Its name and
   dimension come from configuration because the vector collection is named after them before any call.
+- "vertex" (production's default): Vertex AI `multimodalembedding@001` :predict (VertexEmbedder below): one
+  image per request (the model's limit), VERTEX_CONCURRENCY requests at once, VERTEX_EMBEDDING_DIM
+  (128/256/512/1408) dimensions.
 - "local" (default): lib.local.embedder.LocalEmbedder, offline and deterministic (imported only when configured).
 """
 
@@ -74,12 +77,88 @@ class HttpEmbedder:
         return [unit_vector(np.asarray(v, dtype=np.float32)).tolist() for v in vectors]
 
 
+class VertexEmbedder:
+    """Vertex AI multimodal embeddings (https://cloud.google.com/vertex-ai/generative-ai/docs/embeddings/
+    get-multimodal-embeddings): POST .../publishers/google/models/multimodalembedding@001:predict
+    {"instances": [{"image": {"bytesBase64Encoded"}}], "parameters": {"dimension"}} ->
+    {"predictions": [{"imageEmbedding": [...]}]}. The model resizes every image to 512x512, so larger images are
+    scaled down before sending. 400 INVALID_ARGUMENT (this image) is an EmbedError; quota, outage, auth and
+    malformed answers are EmbedUnavailable (no image is to blame)."""
+
+    name = "vertex-multimodalembedding-001"
+    MODEL = "multimodalembedding@001"
+    EDGE_PX = 512
+
+    def __init__(self) -> None:
+        settings = get_settings()
+        self.dim = settings.vertex_embedding_dim
+        location = settings.vertex_location or settings.gcp_region
+        base = (settings.vertex_api_url or f"https://{location}-aiplatform.googleapis.com").rstrip("/")
+        self.url = (f"{base}/v1/projects/{settings.gcp_project}/locations/{location}/publishers/google/models/"
+                    f"{self.MODEL}:predict")
+
+    def embed_images(self, images: list[bytes]) -> list[list[float]]:
+        if not images:
+            return []
+        if len(images) == 1:
+            return [self._embed_one(images[0])]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(images), get_settings().vertex_concurrency)) as pool:
+            return list(pool.map(self._embed_one, images))
+
+    def _embed_one(self, data: bytes) -> list[float]:
+        import numpy as np
+
+        from lib.providers.google_api import GoogleApiError, post_json, session
+
+        body = {"instances": [{"image": {"bytesBase64Encoded": base64.b64encode(_shrunk(data, self.EDGE_PX))
+                                         .decode("ascii")}}],
+                "parameters": {"dimension": self.dim}}
+        try:
+            answer = post_json(session(), self.url, body)
+        except GoogleApiError as exc:
+            if exc.status == 400:
+                raise EmbedError(f"the embedding model refused the image ({exc.reason}: {exc.message})") from None
+            raise EmbedUnavailable(f"the embedding model is unavailable ({exc})") from None
+        try:
+            vector = np.asarray(answer["predictions"][0]["imageEmbedding"], dtype=np.float32)
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise EmbedUnavailable("the embedding model answered without an imageEmbedding") from None
+        if vector.shape != (self.dim,) or not np.all(np.isfinite(vector)):
+            raise EmbedUnavailable(f"the embedding model answered {vector.shape} values, not {self.dim}")
+        return unit_vector(vector).tolist()
+
+
+def _shrunk(data: bytes, edge: int) -> bytes:
+    """A JPEG at most `edge` pixels on its long side (the bytes unchanged when they are already small enough, or
+    not an image Pillow reads: the model then says what is wrong with them)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(io.BytesIO(data))
+        if max(image.size) <= edge and image.format in ("JPEG", "PNG"):
+            return data
+        image.draft("RGB", (edge, edge))
+        image = image.convert("RGB")
+        image.thumbnail((edge, edge), Image.BILINEAR)
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=90)
+        return out.getvalue()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return data
+
+
 def embedder_identity() -> tuple[str, int]:
     """(name, dim) of the configured embedder WITHOUT creating it: the vector collection is named after them, and
     a search (products_similar) must not load the local embedder's ONNX model just to learn its name."""
     settings = get_settings()
     if settings.embedder == "http":
         return settings.embedder_name, settings.embedder_dim
+    if settings.embedder == "vertex":
+        return VertexEmbedder.name, settings.vertex_embedding_dim
     from lib.local.embedder import LocalEmbedder
 
     return LocalEmbedder.name, LocalEmbedder.dim
@@ -92,6 +171,8 @@ def get_embedder() -> Embedder:
         url = settings.embedder_url or (settings.detector_url.rstrip("/") + "/embed" if settings.detector_url else "")
         return HttpEmbedder(url, settings.embedder_name, settings.embedder_dim,
                             settings.detector_api_key.get_secret_value())
+    if settings.embedder == "vertex":
+        return VertexEmbedder()
     from lib.local.embedder import LocalEmbedder
 
     return clients.cached(("embedder", "local"), LocalEmbedder)

@@ -101,6 +101,12 @@ class IamDouble:
         path.chmod(0o600)
         return path
 
+    def accepts_token(self, token: str) -> bool:
+        """Whether `token` is an access token this double issued and has not expired: other doubles of Google
+        APIs (tests/doubles.py) check the caller's token with it, as Google's front ends check its tokens."""
+        with self.lock:
+            return self._tokens.get(token, 0) > time.monotonic()
+
     def expire_tokens(self) -> None:
         """Every token issued so far stops working (as when an access token expires)."""
         with self.lock:

@@ -1,5 +1,6 @@
 resource "google_project_service" "this" {
   for_each = toset([
+    "aiplatform.googleapis.com", # Vertex AI multimodal embeddings (EMBEDDER=vertex)
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
@@ -15,6 +16,7 @@ resource "google_project_service" "this" {
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
+    "vision.googleapis.com", # Cloud Vision object localization (DETECTOR=vision)
     "vpcaccess.googleapis.com",
   ])
 

@@ -126,7 +126,7 @@ resource "qdrant-cloud_accounts_cluster" "this" {
 # The one collection the application uses, named as lib/vectors.py collection_name() names it
 # ("<prefix>__<embedder name>__<dim>"); common_env passes the same three settings to the code.
 locals {
-  qdrant_collection = "${var.qdrant_collection_prefix}__${replace(var.embedder_name, "/[^A-Za-z0-9_-]/", "-")}__${var.embedder_dim}"
+  qdrant_collection = "${var.qdrant_collection_prefix}__${replace(local.embedder_identity.name, "/[^A-Za-z0-9_-]/", "-")}__${local.embedder_identity.dim}"
 }
 
 # Two database API keys, the least each user needs:

@@ -71,9 +71,10 @@ locals {
     GENERATOR                = "replicate"
     REPLICATE_MODEL          = var.replicate_model
     REPLICATE_VERSION        = var.replicate_version
-    DETECTOR                 = "http"
-    EMBEDDER                 = "http"
+    DETECTOR                 = var.detector
+    EMBEDDER                 = var.embedder
     DETECTOR_URL             = var.detector_url
+    VERTEX_EMBEDDING_DIM     = tostring(var.vertex_embedding_dim)
     TASK_QUEUE               = "cloudtasks"
     TASKS_QUEUE_NAME         = google_cloud_tasks_queue.generate.name
     GENERATE_JOB_NAME        = local.generate_job_name

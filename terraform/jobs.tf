@@ -99,7 +99,9 @@ resource "google_cloud_run_v2_job" "this" {
         }
 
         dynamic "env" {
-          for_each = toset(each.value.secrets)
+          # detector_api_key only for a detector service of your own: the managed providers need no key, and
+          # a secret without a version would stop the job from starting
+          for_each = toset([for key in each.value.secrets : key if key != "detector_api_key" || local.detector_service])
           content {
             name = lookup(local.secret_env, env.value, upper(env.value))
             value_source {

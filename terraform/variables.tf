@@ -57,9 +57,43 @@ variable "replicate_version" {
   default     = ""
 }
 
-variable "detector_url" {
-  description = "Base URL of the furniture detector / embedder service (DETECTOR_URL)."
+variable "detector" {
+  description = "Furniture detection (DETECTOR): vision (Cloud Vision object localization, nothing to run) or http (a detector service of your own at detector_url)."
   type        = string
+  default     = "vision"
+
+  validation {
+    condition     = contains(["vision", "http"], var.detector)
+    error_message = "detector is vision or http."
+  }
+}
+
+variable "embedder" {
+  description = "Image embeddings of the catalog and of detected furniture (EMBEDDER): vertex (Vertex AI multimodalembedding) or http (the detector service's /embed)."
+  type        = string
+  default     = "vertex"
+
+  validation {
+    condition     = contains(["vertex", "http"], var.embedder)
+    error_message = "embedder is vertex or http."
+  }
+}
+
+variable "vertex_embedding_dim" {
+  description = "VERTEX_EMBEDDING_DIM: size of Vertex AI's multimodal embeddings (128, 256, 512 or 1408; part of the collection name)."
+  type        = number
+  default     = 512
+
+  validation {
+    condition     = contains([128, 256, 512, 1408], var.vertex_embedding_dim)
+    error_message = "vertex_embedding_dim is 128, 256, 512 or 1408."
+  }
+}
+
+variable "detector_url" {
+  description = "Only with detector or embedder = http: base URL of your detector / embedder service (DETECTOR_URL)."
+  type        = string
+  default     = ""
 }
 
 # --- secrets -------------------------------------------------------------------------------------------------
@@ -135,13 +169,13 @@ variable "qdrant_collection_prefix" {
 }
 
 variable "embedder_name" {
-  description = "EMBEDDER_NAME of the detector service's embeddings (part of the collection name)."
+  description = "Only with embedder = http: EMBEDDER_NAME of the detector service's embeddings (part of the collection name)."
   type        = string
   default     = "detector-clip"
 }
 
 variable "embedder_dim" {
-  description = "EMBEDDER_DIM: length of the detector service's embeddings (part of the collection name)."
+  description = "Only with embedder = http: EMBEDDER_DIM, length of the detector service's embeddings (part of the collection name)."
   type        = number
   default     = 512
 }

@@ -44,13 +44,16 @@ def test_cors_origins_from_a_comma_separated_variable(monkeypatch):
 
 
 def test_production_with_terraforms_environment_is_valid():
-    """The literal values terraform gives every function and job (references become placeholders)."""
+    """The literal values terraform gives every function and job (references become placeholders; the AI
+    providers are the variables' defaults: the managed ones)."""
     placeholders = {"QDRANT_URL": "https://cluster.cloud.qdrant.io", "CORS_ORIGINS": "https://app.zipkku.com",
-                    "EMBEDDER_DIM": "512"}
+                    "EMBEDDER_DIM": "512", "DETECTOR": "vision", "EMBEDDER": "vertex", "DETECTOR_URL": "",
+                    "VERTEX_EMBEDDING_DIM": "512"}
     env = {key.lower(): placeholders.get(key, "resolved-by-terraform") if value.startswith("${") else value
            for key, value in LOCALS["common_env"].items()}
     settings = Settings(**env, jwt_secret=SECRET, mongodb_uri=ATLAS)
     assert settings.environment == "production" and settings.task_queue == "cloudtasks"
+    assert (settings.detector, settings.embedder, settings.detector_url) == ("vision", "vertex", "")
 
 
 @pytest.mark.parametrize(("change", "complaint"), [
@@ -67,7 +70,42 @@ def test_production_with_terraforms_environment_is_valid():
 def test_production_refuses_local_stand_ins(change, complaint):
     production = {"environment": "production", "task_queue": "cloudtasks", "events": "pubsub",
                   "job_runner": "cloudrun", "generator": "replicate", "detector": "http", "embedder": "http",
-                  "qdrant_url": "https://q.example", "mongodb_uri": ATLAS}
+                  "detector_url": "https://detector.example", "qdrant_url": "https://q.example", "mongodb_uri": ATLAS}
     with pytest.raises(ValidationError, match=complaint):
         Settings(**{**production, **change}, jwt_secret=SECRET)
 
+
+
+PRODUCTION = {"environment": "production", "task_queue": "cloudtasks", "events": "pubsub", "job_runner": "cloudrun",
+              "generator": "replicate", "detector": "vision", "embedder": "vertex",
+              "qdrant_url": "https://q.example", "mongodb_uri": ATLAS}
+
+
+@pytest.mark.parametrize(("change", "complaint"), [
+    ({"qdrant_url": "http://127.0.0.1:6333"}, "QDRANT_URL points at this machine"),
+    ({"vision_api_url": "http://vision.example"}, "VISION_API_URL is not https"),
+    ({"iam_credentials_url": "http://localhost:8099"}, "IAM_CREDENTIALS_URL points at this machine"),
+    ({"mongodb_uri": "mongodb://db.example:1,127.0.0.1:2/"}, "MONGODB_URI points at this machine"),
+    ({"storage_emulator_host": "http://127.0.0.1:4443"}, "STORAGE_EMULATOR_HOST is set"),
+    ({"pubsub_emulator_host": "127.0.0.1:8085"}, "PUBSUB_EMULATOR_HOST is set"),
+    ({"tasks_emulator_host": "127.0.0.1:8123"}, "TASKS_EMULATOR_HOST is set"),
+    ({"emulator_hosts": "db.example:27017"}, "EMULATOR_HOSTS names db.example:27017"),
+])
+def test_production_refuses_endpoints_off_the_cloud(change, complaint):
+    with pytest.raises(ValidationError, match=complaint):
+        Settings(**{**PRODUCTION, **change}, jwt_secret=SECRET)
+
+
+def test_production_accepts_exactly_the_emulators_it_is_told_about():
+    """The production journey runs against emulators and doubles on this machine, each named in EMULATOR_HOSTS;
+    one that is not named is still refused, and the list can admit nothing beyond this machine."""
+    local = {"mongodb_uri": "mongodb://127.0.0.1:27017/?retryWrites=false", "qdrant_url": "http://127.0.0.1:6333",
+             "storage_emulator_host": "http://127.0.0.1:4443", "pubsub_emulator_host": "127.0.0.1:8085",
+             "vision_api_url": "http://127.0.0.1:9001"}
+    hosts = "127.0.0.1:27017,127.0.0.1:6333,127.0.0.1:4443,127.0.0.1:8085,127.0.0.1:9001"
+    settings = Settings(**{**PRODUCTION, **local}, emulator_hosts=hosts, jwt_secret=SECRET)
+    assert settings.emulator_hosts[0] == "127.0.0.1:27017"
+    with pytest.raises(ValidationError, match="VISION_API_URL points at this machine"):
+        Settings(**{**PRODUCTION, **local}, emulator_hosts=hosts.replace(",127.0.0.1:9001", ""), jwt_secret=SECRET)
+    # outside production the list changes nothing
+    assert Settings(qdrant_url="http://127.0.0.1:6333", jwt_secret=SECRET).environment == "local"

