@@ -275,7 +275,11 @@ def test_an_interior_deleted_during_the_run_stops_the_job_and_leaves_no_images(r
 def test_sharding_splits_the_sweep_without_overlap(env, user):
     seed_mini_catalog()
     upload = ready_upload(user["id"])
-    ids = {queued_interior(user, upload)["_id"] for _ in range(8)}
+    ids: set[str] = set()
+    # ids are random: queue until both shards have some (8 random ids all land in one shard 1 time in 128)
+    while len(ids) < 8 or len({generation.in_shard(i, 0, 2) for i in ids}) < 2:
+        assert len(ids) < 64
+        ids.add(queued_interior(user, upload)["_id"])
     shard0, shard1 = set(generation.candidates(0, 2)), set(generation.candidates(1, 2))
     assert shard0 | shard1 == ids and not shard0 & shard1
     assert shard0 and shard1
