@@ -158,3 +158,76 @@ def test_request_logs_carry_the_trace_for_correlation(fn, make_user, captured):
     entry = [json.loads(line) for line in captured.getvalue().splitlines() if "logged in" in line][-1]
     assert entry["logging.googleapis.com/trace"] == f"projects/zipkku-test/traces/{trace_id}"
     assert entry["severity"] == "INFO"
+
+
+def _emit_through(handlers, emit):
+    logger = logging.getLogger("zipkku.shape")
+    logger.propagate, logger.level = False, logging.INFO
+    for handler in handlers:
+        logger.addHandler(handler)
+    try:
+        emit(logger)
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+        logger.propagate, logger.level = True, logging.NOTSET
+
+
+def _records(logger):
+    logger.info("plain %s with %d args", "text", 2)
+    logger.warning({"event": "dict message", "severity": "ignored", "count": 3})
+    logger.info('{"stage": "detecting", "duration_ms": 12}')
+    logger.info("with fields", extra={"json_fields": {"stage": "matching", "duration_ms": 5}})
+    logger.error("labelled", extra={"labels": {"interior": "abc"}})
+    logger.info("unicode: éè ✓ and \"quotes\"")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logger.exception("failed")
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+    {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "User-Agent": "probe/1"},
+    {"X-Cloud-Trace-Context": "105445aa7843bc8bf206b12000100000/1;o=1"},
+    {"X-Cloud-Trace-Context": "105445aa7843bc8bf206b12000100000"},
+    {"traceparent": "not a traceparent", "X-Cloud-Trace-Context": "abc/99999999999999999999999;o=0"},
+])
+def test_our_handler_writes_what_google_cloud_loggings_structured_handler_writes(headers):
+    """Cloud Logging reads these fields from stdout (severity, trace correlation, labels, source location,
+    httpRequest): our own handler (which spares every cold start google-cloud-logging's import) must write
+    exactly what the library's StructuredLogHandler writes, inside a request and outside one."""
+    import flask
+    import google.cloud.logging_v2
+    from google.cloud.logging.handlers import StructuredLogHandler
+
+    google.cloud.logging_v2._instrumentation_emitted = True  # its one-off diagnostic line is not a log entry
+    theirs, ours = io.StringIO(), io.StringIO()
+    handlers = [StructuredLogHandler(project_id="zipkku-test", stream=theirs),
+                log.StructuredJsonHandler(project_id="zipkku-test", stream=ours)]
+    app = flask.Flask("shape")
+    if headers:
+        with app.test_request_context("/interiors-get?id=1", headers=headers):
+            _emit_through(handlers, _records)
+    else:
+        _emit_through(handlers, _records)
+    expected = [json.loads(line) for line in theirs.getvalue().splitlines()]
+    written = [json.loads(line) for line in ours.getvalue().splitlines()]
+    assert len(written) == len(expected) == 7
+    for mine, reference in zip(written, expected, strict=True):
+        assert mine == reference
+    if "traceparent" in headers and headers["traceparent"].startswith("00-"):
+        assert written[0]["logging.googleapis.com/trace"] == \
+            "projects/zipkku-test/traces/4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def test_functions_load_without_google_cloud_logging():
+    """The log handler is ours: loading a function must not pull in google-cloud-logging (grpc, protobuf)."""
+    code = ("import sys, functions_framework\n"
+            "functions_framework.create_app(target='auth_login', source=sys.argv[1])\n"
+            "print(sorted(m for m in ('google.cloud.logging', 'grpc', 'google.protobuf') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(discovery.function_source("auth_login"))],
+                         capture_output=True, text=True, check=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT), "JWT_SECRET": "x" * 48})
+    assert out.stdout.strip().splitlines()[-1] == "[]"
