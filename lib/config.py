@@ -125,6 +125,8 @@ class Settings(BaseSettings):
     generate_job_name: str = "generate-interior"
     import_job_name: str = "import-catalog"
     local_job_concurrency: int = Field(default=2, ge=1)
+    # JOB_RUNNER=local: keep one warm worker process (imports and local models loaded) for jobs that ask for it
+    local_warm_jobs: bool = True
     # How lib.cloudrun starts Cloud Run Jobs: "cloudrun" (Admin API jobs:run) or "local" (a subprocess)
     job_runner: Literal["local", "cloudrun"] = "local"
     import_batch_size: int = Field(default=64, ge=1)

@@ -4,19 +4,25 @@ Starts a fresh local stack (scripts.localstack.run_local_server: run_local.py wi
 account and upload, then runs N generations one after another for each variant count, over HTTP like the
 frontend. For each it records: the 202's latency, request -> done as the client sees it (polling every 50 ms),
 and the job's own seconds per stage (generating, detecting, matching, finishing). The remainder of request ->
-done is queueing + job process start-up (a fresh Python process loading onnxruntime, as a Cloud Run Job
-execution would). Prints a JSON summary with medians.
+done is queueing + job process start-up. Prints a JSON summary with medians.
 
-    .venv/bin/python scripts/bench_generation.py --runs 3 --variants 1 2
+By default the local job runner hands each execution to a warm worker (imports and local models loaded ahead;
+lib/local/job_worker.py). `--compare-cold` starts a second stack with LOCAL_WARM_JOBS=0 (a fresh Python process
+per execution, loading onnxruntime and the models, as a Cloud Run Job execution would) and alternates the runs
+between the two, so both sides see the same machine load.
+
+    .venv/bin/python scripts/bench_generation.py --runs 3 --variants 1 2 [--compare-cold] [--pause 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -25,31 +31,49 @@ from scripts.journey import Journey, room_photo  # noqa: E402
 from scripts.localstack import run_local_server  # noqa: E402
 
 
+def _generate_once(journey: Journey, upload: dict, style: str, room_type: str, variants: int) -> dict:
+    journey.stages, journey.timings = {}, {}
+    interior = journey.generate(upload["id"], style, room_type, variants=variants)
+    job = interior.get("timings") or {}
+    total = journey.timings["generate_to_done_s"]
+    return {"request_s": journey.timings["generate_request_s"], "to_done_s": total, **job,
+            "queue_and_startup_s": round(total - sum(job.values()), 3)}
+
+
+def _summary(rows: list[dict]) -> dict:
+    keys = rows[0].keys()
+    return {"runs": len(rows), "median": {k: round(statistics.median(r[k] for r in rows), 3) for k in keys},
+            "all": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--variants", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--compare-cold", action="store_true", help="also a stack with LOCAL_WARM_JOBS=0")
+    parser.add_argument("--pause", type=float, default=3.0,
+                        help="seconds between generations (a person looks at the result before the next one)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="zipkku-bench-") as tmp, run_local_server(Path(tmp) / "stack") as url:
-        journey = Journey(url)
-        journey.account()
-        upload = journey.upload(room_photo())
-        style, room_type = journey.pick_style()
-        results = {}
+    sides = {"warm": {}, **({"cold": {"LOCAL_WARM_JOBS": "0"}} if args.compare_cold else {})}
+    with tempfile.TemporaryDirectory(prefix="zipkku-bench-") as tmp, contextlib.ExitStack() as stack:
+        journeys = {}
+        for side, env in sides.items():
+            url = stack.enter_context(run_local_server(Path(tmp) / side, env=env))
+            journey = Journey(url)
+            journey.account()
+            upload = journey.upload(room_photo())
+            style, room_type = journey.pick_style()
+            journeys[side] = (journey, upload, style, room_type)
+        results: dict[str, dict] = {}
         for variants in args.variants:
-            rows = []
+            rows: dict[str, list[dict]] = {side: [] for side in sides}
             for _ in range(args.runs):
-                journey.stages, journey.timings = {}, {}
-                interior = journey.generate(upload["id"], style, room_type, variants=variants)
-                job = interior.get("timings") or {}
-                total = journey.timings["generate_to_done_s"]
-                rows.append({"request_s": journey.timings["generate_request_s"], "to_done_s": total, **job,
-                             "queue_and_startup_s": round(total - sum(job.values()), 3)})
-            keys = rows[0].keys()
-            results[f"{variants}_variant(s)"] = {
-                "runs": len(rows), "median": {k: round(statistics.median(r[k] for r in rows), 3) for k in keys},
-                "all": rows,
-            }
+                for side in sides:  # alternated: both sides see the same load
+                    time.sleep(args.pause)
+                    rows[side].append(_generate_once(*journeys[side][:2], *journeys[side][2:], variants))
+            for side in sides:
+                results[f"{side}: {variants}_variant(s)"] = _summary(rows[side])
+        _, _, style, room_type = journeys["warm"]
         print(json.dumps({"style": style, "room_type": room_type, "photo_px": "960x720", "results": results},
                          indent=2))
 

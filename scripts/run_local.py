@@ -142,6 +142,10 @@ def main() -> int:
         from scripts import seed
 
         seed.prepare_local(stack)
+        from lib.config import get_settings
+        from lib.local import job_runner
+
+        job_runner.prewarm(get_settings().generate_job_name)  # the first generation finds its job loaded
         bridge.start(backlog=pending_upload_objects())
         if args.sweep_seconds > 0:
             sweep = GenerationSweep(args.sweep_seconds).start()

@@ -24,6 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 from lib import generation  # noqa: E402
 from lib.log import setup_logging  # noqa: E402
 
+# Locally (JOB_RUNNER=local) a warm process with this script and the local models loaded takes the next
+# execution (lib/local/job_runner.py); on Cloud Run every execution starts a fresh container.
+WARM_LOCAL_JOB = True
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)

@@ -8,6 +8,13 @@ exit codes; logs go to <local_dir>/logs/jobs/<execution>.log, and one line when 
 when it ends go to this process's log (the `make run` terminal). Running children are stopped by PID when this
 process exits, and get SIGTERM from the kernel if it dies without the chance (lib/local/process.py).
 `wait(execution_id)` lets tests and scripts block until an execution finished.
+
+A job script that sets `WARM_LOCAL_JOB = True` (the generation job) gets a warm worker
+(lib/local/job_worker.py): one process per job, started ahead of time with the job's imports and local models
+loaded, which takes the first shard of the next execution that names its work (not the sweep); a new one is
+started when that execution has finished (`LOCAL_WARM_JOBS=0` turns this off). Each process still runs one
+execution only, as on Cloud Run. A waiting worker exits when this process goes (its stdin closes); it is not
+tied to the thread that started it.
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ class LocalExecution:
 
 
 _executions: dict[str, LocalExecution] = {}
+_warm: dict[str, subprocess.Popen] = {}  # job name -> a worker waiting for its execution
+_warm_lock = threading.Lock()
 _slots: dict[int, threading.Semaphore] = {}
 _slots_lock = threading.Lock()
 
@@ -87,16 +96,23 @@ def run_job(job_name: str, args: list[str], env: dict[str, str], shard_count: in
                 log.info("job %s started%s (log: %s)", execution_id, f": {' '.join(args)}" if args else "",
                          _shown(execution.log_path))
             for index in range(shard_count):
+                shard_env = {**base_env, "CLOUD_RUN_TASK_INDEX": str(index)}
+                # someone waits on an execution that names its work (a Cloud Task's); a sweep starts fresh
+                worker = _take_warm(job_name) if index == 0 and args else None
+                if worker is not None and _hand_over(worker, args, shard_env, execution.log_path):
+                    execution.procs.append(worker)
+                    continue
                 # this thread waits for the child, so the parent-death signal fires only if the process dies
                 execution.procs.append(subprocess.Popen(
                     [sys.executable, str(script), *args], cwd=str(ROOT), stdout=out, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, env={**base_env, "CLOUD_RUN_TASK_INDEX": str(index)},
-                    preexec_fn=die_with_parent(),
+                    stdin=subprocess.DEVNULL, env=shard_env, preexec_fn=die_with_parent(),
                 ))
             execution.exit_codes = [proc.wait() for proc in execution.procs]
             execution.finished_at = time.monotonic()
         if announce:
             _announce_end(execution)
+        # the next execution's worker loads once this one is done, not competing with it for the cores
+        prewarm(job_name)
         execution.done.set()
 
     threading.Thread(target=supervise, name=f"job-{execution_id}", daemon=True).start()
@@ -136,6 +152,50 @@ def _announce_end(execution: LocalExecution) -> None:
                     ",".join(map(str, execution.exit_codes)), _shown(execution.log_path))
 
 
+def _wants_warm(job_name: str) -> bool:
+    if not get_settings().local_warm_jobs:
+        return False
+    script = discovery.job_script(job_name)
+    return script.is_file() and "\nWARM_LOCAL_JOB = True" in script.read_text(encoding="utf-8")
+
+
+def prewarm(job_name: str) -> None:
+    """Start the warm worker of `job_name` unless one is waiting (no-op for jobs that do not ask for one)."""
+    if not _wants_warm(job_name):
+        return
+    with _warm_lock:
+        current = _warm.get(job_name)
+        if current is not None and current.poll() is None:
+            return
+        logs = Path(get_settings().local_dir).resolve() / "logs" / "jobs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / f"warm-{job_name}.log", "ab") as out:  # its start-up; the execution's own log follows
+            _warm[job_name] = subprocess.Popen(
+                [sys.executable, "-m", "lib.local.job_worker", str(discovery.job_script(job_name))], cwd=str(ROOT),
+                stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
+                env={**os.environ,
+                     "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))},
+            )
+
+
+def _take_warm(job_name: str) -> subprocess.Popen | None:
+    with _warm_lock:
+        worker = _warm.pop(job_name, None)
+    return worker if worker is not None and worker.poll() is None else None
+
+
+def _hand_over(worker: subprocess.Popen, args: list[str], env: dict[str, str], log_path: Path) -> bool:
+    """Give the warm worker its execution; False if it died meanwhile (the caller starts a fresh process)."""
+    try:
+        worker.stdin.write(json.dumps({"args": args, "env": env, "log": str(log_path)}).encode() + b"\n")
+        worker.stdin.close()
+        return True
+    except (BrokenPipeError, OSError):
+        with contextlib.suppress(ProcessLookupError):
+            worker.kill()
+        return False
+
+
 def wait(execution_id: str, timeout: float | None = None) -> LocalExecution:
     """Block until a local execution finished (TimeoutError otherwise)."""
     execution = _executions[execution_id]
@@ -146,6 +206,9 @@ def wait(execution_id: str, timeout: float | None = None) -> LocalExecution:
 
 @atexit.register
 def _stop_children() -> None:
+    for worker in list(_warm.values()):
+        with contextlib.suppress(ProcessLookupError):
+            worker.terminate()
     for execution in list(_executions.values()):
         for proc in execution.procs:
             if proc.poll() is None:

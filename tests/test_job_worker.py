@@ -1,0 +1,63 @@
+"""The local job runner's warm worker: loaded ahead of its execution, it still runs that execution exactly as a
+fresh process would (its environment, its log, its exit code), and only jobs that ask for one get one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from lib import discovery
+from lib.local import job_runner
+
+JOB = '''
+import os, sys
+from lib.config import get_settings
+
+WARM_LOCAL_JOB = False  # no models to load in this test job
+LOADED_WITH = get_settings().mongodb_db  # read before the execution exists
+
+
+def main(argv):
+    print(json.dumps({"argv": argv, "marker": os.environ.get("MARKER"), "loaded_with": LOADED_WITH,
+                      "db_now": get_settings().mongodb_db, "shard": os.environ.get("CLOUD_RUN_TASK_INDEX")}))
+    print("to stderr", file=sys.stderr)
+    return 3
+
+import json
+'''
+
+
+def test_a_warm_worker_runs_its_execution_with_the_environment_it_is_handed(tmp_path):
+    script = tmp_path / "main.py"
+    script.write_text(JOB)
+    log = tmp_path / "execution.log"
+    base = {k: v for k, v in os.environ.items() if k != "MONGODB_DB"}
+    worker = subprocess.Popen([sys.executable, "-m", "lib.local.job_worker", str(script)], cwd=str(discovery.ROOT),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env={**base, "PYTHONPATH": str(discovery.ROOT), "MONGODB_DB": "at-spawn"})
+    env = {**base, "PYTHONPATH": str(discovery.ROOT), "MONGODB_DB": "at-hand-over", "MARKER": "m1",
+           "CLOUD_RUN_TASK_INDEX": "0"}
+    execution = {"args": ["--interior", "abc"], "env": env, "log": str(log)}
+    out, _ = worker.communicate(json.dumps(execution).encode() + b"\n", timeout=60)
+    assert worker.returncode == 3
+    assert out == b""  # everything the execution writes goes to its own log
+    lines = log.read_text().splitlines()
+    assert json.loads(lines[0]) == {"argv": ["--interior", "abc"], "marker": "m1", "loaded_with": "at-spawn",
+                                    "db_now": "at-hand-over", "shard": "0"}
+    assert lines[1] == "to stderr"
+
+
+def test_a_worker_whose_runner_went_away_exits_without_running_anything(tmp_path):
+    script = tmp_path / "main.py"
+    script.write_text(JOB)
+    worker = subprocess.run([sys.executable, "-m", "lib.local.job_worker", str(script)], cwd=str(discovery.ROOT),
+                            input=b"", capture_output=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(discovery.ROOT)})
+    assert worker.returncode == 0 and b"argv" not in worker.stdout
+
+
+def test_only_the_generation_job_keeps_a_warm_worker():
+    assert job_runner._wants_warm("generate-interior")
+    assert not job_runner._wants_warm("import-catalog")
