@@ -1,6 +1,6 @@
 """Cold start: process start to the answer of the first REAL request, ours against a bare function, in one run.
 
-    .venv/bin/python scripts/bench_coldstart.py [--runs 7] [--functions auth_login styles_list me]
+    .venv/bin/python scripts/bench_coldstart.py [--runs 7] [--functions auth_login styles_list me] [--before REV]
 
 For every run it spawns a fresh `python -m functions_framework --target NAME --source main.py` on a free
 127.0.0.1 port (gunicorn, as Cloud Run starts it), connects as soon as the port opens, sends one real request
@@ -9,21 +9,24 @@ against a SecantusDB started for the run: `auth_login` a wrong password for an e
 throttle, argon2id), `styles_list` the style list with V4-signed image links (Mongo, Cloud Storage signing
 with a local key), `me` a profile read with an access token (JWT, Mongo). The baseline is a bare
 functions-framework function answering `ok`, measured alternately with ours in the same run. Prints the median
-per function and its ratio to the bare median (the issue's goal: <= 1.5x), and, per function, the heavy
-libraries loaded before the first request (tests/test_coldstart.py holds every function to that list, with
-`loaded_at_start`).
+per function and its ratio to the bare median (the goal: <= 1.5x), and, per function, the heavy libraries
+loaded before the first request (tests/test_coldstart.py holds every function to that list, with
+`loaded_at_start`). `--before REV` also measures the functions of git revision REV (exported with git archive,
+run with this venv), alternated with the others, so the change is a ratio measured under the same load.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import io
 import json
 import os
 import socket
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -71,7 +74,7 @@ def _free_port() -> int:
 
 
 def first_answer(target: str, source: str, request: tuple[str, str, dict, bytes | None], env: dict[str, str],
-                 expect: int) -> float:
+                 expect: int, root: Path = ROOT) -> float:
     """Seconds from spawning the function's server to the end of its answer to `request`."""
     port = _free_port()
     method, path, headers, body = request
@@ -79,7 +82,8 @@ def first_answer(target: str, source: str, request: tuple[str, str, dict, bytes 
     proc = subprocess.Popen(
         [sys.executable, "-m", "functions_framework", "--target", target, "--source", source,
          "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=LOG, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        cwd=root, env={**env, "PYTHONPATH": str(root)}, stdout=LOG, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL)
     try:
         while True:
             if proc.poll() is not None:
@@ -139,8 +143,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--functions", nargs="+", default=["auth_login", "styles_list", "me"])
+    parser.add_argument("--before", help="a git revision whose functions are measured alternately too")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="zipkku-coldstart-") as tmp:
+        before_root = None
+        if args.before:
+            before_root = Path(tmp) / "before"
+            archive = subprocess.run(["git", "archive", args.before], cwd=ROOT, check=True, capture_output=True)
+            with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+                tar.extractall(before_root, filter="data")
         mongo = MongoServer(":memory:").start()
         try:
             env = {**probe_env(), "MONGODB_URI": mongo.uri, "MONGODB_DB": "coldstart",
@@ -152,23 +163,29 @@ def main() -> None:
             bare = Path(tmp) / "main.py"
             bare.write_text(BARE)
             table = scenarios(token)
-            times: dict[str, list[float]] = {name: [] for name in ["bare", *args.functions]}
-            for _ in range(args.runs):  # alternated, so load on the machine hits both sides alike
+            times: dict[str, list[float]] = {}
+            for _ in range(args.runs):  # alternated, so load on the machine hits every side alike
                 for name in args.functions:
-                    times["bare"].append(first_answer("bare", str(bare), ("GET", "/", {}, None), env, 200))
                     request, expect = table[name]
-                    times[name].append(first_answer(name, str(function_source(name)), request, env, expect))
+                    times.setdefault("bare", []).append(
+                        first_answer("bare", str(bare), ("GET", "/", {}, None), env, 200))
+                    times.setdefault(name, []).append(
+                        first_answer(name, str(function_source(name)), request, env, expect))
+                    if before_root is not None:
+                        source = before_root / function_source(name).relative_to(ROOT)
+                        times.setdefault(f"{name}@{args.before}", []).append(
+                            first_answer(name, str(source), request, env, expect, root=before_root))
         finally:
             mongo.stop()
     baseline = statistics.median(times["bare"])
-    print(f"process start -> first answer, median of {args.runs} (bare: {len(times['bare'])} runs)")
-    print(f"{'function':14} {'median':>8} {'min':>8} {'ratio':>6}  heavy modules loaded at start")
-    print(f"{'bare':14} {baseline * 1000:6.0f}ms {min(times['bare']) * 1000:6.0f}ms {1:6.2f}")
-    for name in args.functions:
-        median = statistics.median(times[name])
-        heavy = loaded_at_start(name, str(function_source(name)))
-        print(f"{name:14} {median * 1000:6.0f}ms {min(times[name]) * 1000:6.0f}ms {median / baseline:5.2f}x  "
-              f"{' '.join(heavy)}")
+    print(f"process start -> first answer, median of {args.runs} runs (bare: {len(times['bare'])})")
+    print(f"{'function':24} {'median':>8} {'min':>8} {'ratio':>6}  heavy modules loaded at start")
+    for name, runs in times.items():
+        median = statistics.median(runs)
+        heavy = ""
+        if name in args.functions:
+            heavy = " ".join(loaded_at_start(name, str(function_source(name))))
+        print(f"{name:24} {median * 1000:6.0f}ms {min(runs) * 1000:6.0f}ms {median / baseline:5.2f}x  {heavy}")
 
 
 if __name__ == "__main__":
