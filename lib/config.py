@@ -1,21 +1,24 @@
 """One settings object, read from the environment, validated once per process.
 
 Every adapter (database, storage, queue, events, AI providers) is chosen here by configuration, never by
-"if testing". Secrets have no defaults in code: production injects them from Secret Manager as environment
-variables; the local stack generates them once into `.local/` (see scripts/localstack.py).
+"if testing". Each field is read from the environment variable of the same name in any case (MONGODB_URI ->
+mongodb_uri); values given to `Settings(...)` win over the environment. A plain pydantic model does this: what
+pydantic-settings adds (dotenv, secrets directories, cloud sources) we do not use, and its import cost every
+function's cold start ~20 ms. Secrets have no defaults in code: production injects them from Secret Manager as
+environment variables; the local stack generates them once into `.local/` (see scripts/localstack.py).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Literal
+import os
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
 
     # --- deployment -------------------------------------------------------------------------------------
     environment: Literal["local", "production"] = "local"
@@ -42,7 +45,7 @@ class Settings(BaseSettings):
     argon2_parallelism: int = Field(default=1, ge=1)
 
     # --- HTTP ---------------------------------------------------------------------------------------------
-    cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:5173", "http://127.0.0.1:5173"]
+    cors_origins: list[str] = ["http://localhost:5173", "http://127.0.0.1:5173"]
     max_json_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
     # --- Cloud Storage (fake-gcs-server locally via STORAGE_EMULATOR_HOST) --------------------------------
@@ -163,10 +166,19 @@ class Settings(BaseSettings):
     # Tests that run the production configuration against emulators and doubles on this machine: the
     # host:port of each, so ENVIRONMENT=production accepts exactly those loopback endpoints (and nothing else
     # on this machine; a non-loopback entry is refused).
-    emulator_hosts: Annotated[list[str], NoDecode] = []
+    emulator_hosts: list[str] = []
     # Read by the Google client libraries themselves; declared so the production guard can check them.
     storage_emulator_host: str = ""
     pubsub_emulator_host: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_environment(cls, data: Any) -> Any:
+        """Environment variables named like the fields (case-insensitive), under the values given explicitly."""
+        given = dict(data) if isinstance(data, dict) else {}
+        given.pop("_env_file", None)  # accepted for callers written against pydantic-settings; no .env is read
+        environment = {name.lower(): value for name, value in os.environ.items()}
+        return {**{field: environment[field] for field in cls.model_fields if field in environment}, **given}
 
     @field_validator("cors_origins", "emulator_hosts", mode="before")
     @classmethod
