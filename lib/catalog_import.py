@@ -13,6 +13,10 @@ paths only for a local catalog file, resolved next to it).
 - Work goes in batches: images fetched concurrently, embedded, then one Mongo bulk upsert and one Qdrant
   upsert per batch. Progress is logged per batch; the `imports` document collects counts and errors from all
   shards and turns `done` when the last shard finishes.
+- Each finished batch is a checkpoint in the `imports` document (the shard's last line written, its counts,
+  errors and labels so far, and the file's sha256): a shard that was killed or crashed and runs again for the
+  same import (Cloud Run's task retry, or the job run again with `--import-id`) resumes after the last finished
+  batch instead of fetching and embedding those rows again. A changed file or shard count starts over.
 """
 
 from __future__ import annotations
@@ -238,6 +242,18 @@ class _ShardReport:
     errors: list[dict[str, Any]] = field(default_factory=list)
     labels_written: set[str] = field(default_factory=set)
     started: float = field(default_factory=time.perf_counter)
+    resumed_rows: int = 0  # rows a previous run of this shard had finished (not counted in this run's rate)
+
+    def resume(self, saved: dict[str, Any]) -> None:
+        self.counts.update({k: int(saved["counts"].get(k, 0)) for k in COUNTS})
+        self.errors = list(saved.get("errors", []))
+        self.labels_written = set(saved.get("labels", []))
+        self.resumed_rows = self.counts["rows"]
+
+    def state(self) -> dict[str, Any]:
+        """What a later run of this shard needs to carry on from here (see `import_records`' checkpoint)."""
+        return {"counts": dict(self.counts), "errors": self.errors[:MAX_ERRORS_KEPT],
+                "labels": sorted(self.labels_written)}
 
     def skip(self, line: int, message: str, kind: str) -> None:
         self.counts[kind] += 1
@@ -248,17 +264,18 @@ class _ShardReport:
         counts = self.counts
         log.info("catalog %s shard %d/%d: %d rows, %d imported, %d invalid, %d failed (%.1f rows/s)",
                  self.source, task_index, task_count, counts["rows"], counts["imported"], counts["invalid"],
-                 counts["failed"], counts["rows"] / max(1e-6, time.perf_counter() - self.started))
+                 counts["failed"], (counts["rows"] - self.resumed_rows) / max(1e-6, time.perf_counter() - self.started))
 
     def summary(self) -> dict[str, Any]:
         return {**self.counts, "errors": self.errors, "seconds": round(time.perf_counter() - self.started, 3)}
 
 
 def _shard_rows(records: Iterable[tuple[int, dict | None, str | None]], task_index: int, task_count: int,
-                report: _ShardReport) -> Iterator[tuple[int, CatalogRow]]:
-    """This shard's valid rows; an unreadable or invalid one is counted and skipped."""
+                report: _ShardReport, after_line: int = 0) -> Iterator[tuple[int, CatalogRow]]:
+    """This shard's valid rows after `after_line` (a resumed run's last finished line); an unreadable or invalid
+    one is counted and skipped."""
     for line, raw, error in records:
-        if line % task_count != task_index:
+        if line % task_count != task_index or line <= after_line:
             continue
         report.counts["rows"] += 1
         if error is not None:
@@ -350,9 +367,13 @@ def import_records(
     task_count: int = 1,
     fetch: Callable[[str], bytes] | None = None,
     base_dir: Path | None = None,
+    resume: dict[str, Any] | None = None,
+    checkpoint: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Import this shard's rows in batches (fetch images, embed, write); returns {rows, imported, invalid,
-    failed, errors[{line, error}], seconds}."""
+    failed, errors[{line, error}], seconds}. After each batch is written, `checkpoint(last line, state)` is
+    called; a `resume` holding such a {line, counts, errors, labels} skips the rows up to that line and carries
+    their counts on."""
     from lib import vectors
     from lib.embed import get_embedder
 
@@ -361,10 +382,19 @@ def import_records(
     vectors.ensure_collection()
     fetch = fetch or (lambda url: fetch_image(url, base_dir, settings.import_max_image_bytes))
     report = _ShardReport(source)
-    for batch in _batches(_shard_rows(records, task_index, task_count, report), settings.import_batch_size):
+    after_line = 0
+    if resume:
+        report.resume(resume)
+        after_line = int(resume["line"])
+        log.info("catalog %s shard %d/%d: resuming after line %d (%d rows done before)", source, task_index,
+                 task_count, after_line, report.resumed_rows)
+    rows = _shard_rows(records, task_index, task_count, report, after_line)
+    for batch in _batches(rows, settings.import_batch_size):
         ready = _fetch_images(batch, fetch, report)
         vectors_out = _embed_images(embedder, ready, report)
         _write_products(ready, vectors_out, source=source, import_id=import_id, report=report)
+        if checkpoint is not None:
+            checkpoint(batch[-1][0], report.state())
         report.log_progress(task_index, task_count)
     if report.labels_written:
         catalog.refresh_label_stats(report.labels_written)  # the typical sizes AR answers show
@@ -398,6 +428,15 @@ def _new_import(source: str, name: str, status: str, now) -> dict[str, Any]:
             "counts": dict.fromkeys(COUNTS, 0)}
 
 
+def _resumable(imports, import_id: str, task_index: int, task_count: int, fingerprint: str) -> dict | None:
+    """The checkpoint an earlier run of this shard left, if it was for the same file and the same shards."""
+    doc = imports.find_one({"_id": import_id}, {f"shards.{task_index}.checkpoint": 1}) or {}
+    saved = (doc.get("shards") or {}).get(str(task_index), {}).get("checkpoint")
+    if saved and saved.get("sha256") == fingerprint and saved.get("task_count") == task_count:
+        return saved
+    return None
+
+
 def run_import(source: str, *, import_id: str, task_index: int = 0, task_count: int = 1,
                name: str | None = None) -> dict[str, Any]:
     """The job's whole run for one shard, recorded in the `imports` document `import_id`."""
@@ -411,18 +450,28 @@ def run_import(source: str, *, import_id: str, task_index: int = 0, task_count: 
     }, upsert=True)
     # a retried shard (Cloud Run retries failed tasks) runs the import again, even after it was marked failed
     imports.update_one({"_id": import_id, "status": {"$in": ["queued", "failed"]}}, {"$set": {"status": "running"}})
-    imports.update_one({"_id": import_id, f"shards.{task_index}.status": {"$ne": "done"}},
-                       {"$set": {f"shards.{task_index}": {"status": "running"}}})
+    shard = f"shards.{task_index}"
+    # only the status: a checkpoint left by an earlier run of this shard stays for it to resume from
+    imports.update_one({"_id": import_id, f"{shard}.status": {"$ne": "done"}}, {"$set": {f"{shard}.status": "running"}})
     try:
         kind = source_kind(source)
         data = read_source(source)
+        fingerprint = hashlib.sha256(data).hexdigest()
         base_dir = None if source.startswith("gs://") else Path(source).resolve().parent
+
+        def save_checkpoint(line: int, state: dict[str, Any]) -> None:
+            imports.update_one({"_id": import_id, f"{shard}.status": "running"}, {"$set": {
+                f"{shard}.checkpoint": {"line": line, "sha256": fingerprint, "task_count": task_count, **state},
+                "updated_at": db.utcnow()}})
+
         result = import_records(iter_rows(data, kind), source=name, import_id=import_id, task_index=task_index,
-                                task_count=task_count, base_dir=base_dir)
+                                task_count=task_count, base_dir=base_dir,
+                                resume=_resumable(imports, import_id, task_index, task_count, fingerprint),
+                                checkpoint=save_checkpoint)
     except Exception as exc:
         imports.update_one({"_id": import_id}, {"$set": {
             "status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:500], "updated_at": db.utcnow(),
-            f"shards.{task_index}": {"status": "failed"}}})
+            f"{shard}.status": "failed"}})
         raise
     counts = {k: result[k] for k in COUNTS}
     # counted once per shard even if Cloud Run retries a task that had already finished

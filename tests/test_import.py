@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 
 import pytest
@@ -454,3 +456,74 @@ def test_rows_cannot_publish_images_from_outside_the_catalog(tmp_path):
     errors = {e["line"]: e["error"] for e in result["errors"]}
     assert "catalog bucket" in errors[2] and "inside the catalog file's folder" in errors[3]
     assert db.collection("products").count_documents({}) == 0
+
+
+class GatedImageHost(ImageHost):
+    """Serves the images, except that a request for `gate` waits until `open` is set: the import is mid-way,
+    with every earlier batch written, when that image is asked for."""
+
+    def __init__(self, images: dict[str, bytes], gate: str) -> None:
+        super().__init__(images)
+        self.gate, self.asked, self.open = gate, threading.Event(), threading.Event()
+
+    def handle(self, method, path, headers, body):
+        if path.lstrip("/") == self.gate:
+            self.asked.set()
+            self.open.wait(120)
+        return super().handle(method, path, headers, body)
+
+
+def test_a_killed_import_resumes_after_its_last_finished_batch(tmp_path):
+    """SIGKILL the import job while it waits for an image in its 6th batch; running it again for the same import
+    finishes the file without fetching, embedding or writing the 5 batches it had finished."""
+    products = demo_catalog.make_products(20, ["chair", "lamp"])[:40]
+    host = GatedImageHost({f"{p.slug}.jpg": demo_catalog.draw_product(p, size=64) for p in products},
+                          gate=f"{products[25].slug}.jpg").start()
+    path = tmp_path / "big.csv"
+    write_csv(path, [[p.name, p.product_url, f"{host.url}/{p.slug}.jpg", *p.dims, p.price, p.label, p.brand, ""]
+                     for p in products])
+    import_id = db.new_id()
+    argv = [sys.executable, str(discovery.job_script("import-catalog")), "--source", str(path), "--import-id",
+            import_id]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "IMPORT_BATCH_SIZE": "5", **job_env()}
+    imports = db.collection("imports")
+    try:
+        job = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            assert host.asked.wait(120), "the import never reached the 6th batch"
+            # lines 2-26 (rows 0-24) are the 5 batches before the gated row's; wait for the 5th checkpoint
+            deadline = time.monotonic() + 60
+            while (imports.find_one({"_id": import_id}) or {}).get("shards", {}).get("0", {}).get(
+                    "checkpoint", {}).get("line") != 26:
+                assert time.monotonic() < deadline, imports.find_one({"_id": import_id})
+                time.sleep(0.05)
+        finally:
+            job.kill()  # SIGKILL: no handler runs, as when an instance is lost
+            job.communicate(timeout=30)
+        first = {d["_id"]: d["updated_at"] for d in db.collection("products").find({}, {"updated_at": 1})}
+        assert len(first) == 25 and imports.find_one({"_id": import_id})["status"] == "running"
+        host.open.set()
+        again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=180)
+    finally:
+        host.open.set()
+        host.stop()
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "resuming after line 26 (25 rows done before)" in again.stdout
+    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    assert (summary["rows"], summary["imported"], summary["failed"]) == (40, 40, 0)
+    doc = imports.find_one({"_id": import_id})
+    assert doc["status"] == "done" and doc["counts"]["imported"] == 40 and doc["finished_shards"] == 1
+    assert "checkpoint" not in doc["shards"]["0"]
+    after = {d["_id"]: d["updated_at"] for d in db.collection("products").find({}, {"updated_at": 1})}
+    assert len(after) == 40 == vectors.count()
+    assert all(after[pid] == written for pid, written in first.items())  # the finished batches were not redone
+
+
+def test_a_checkpoint_for_another_file_is_not_resumed(catalog_csv):
+    path, _ = catalog_csv
+    import_id = db.new_id()
+    db.collection("imports").insert_one({"_id": import_id, "shards": {"0": {"status": "running", "checkpoint": {
+        "line": 999, "sha256": "0" * 64, "task_count": 1, "counts": {"rows": 500, "imported": 500}, "errors": [],
+        "labels": []}}}})
+    result = run(path, import_id=import_id)
+    assert (result["rows"], result["imported"]) == (14, 8)
