@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -109,10 +110,12 @@ def main() -> None:
             interior_id = journey.generate(upload["id"], style, room_type, variants=1)["id"]
         table = endpoints(journey, product_ids, interior_id)
         chosen = args.endpoints or list(table)
-        results = {"clients": args.clients, "seconds_per_endpoint": args.seconds, "endpoints": {}}
+        results = {"clients": args.clients, "seconds_per_endpoint": args.seconds,
+                   "load_average_at_start": [round(x, 1) for x in os.getloadavg()], "endpoints": {}}
         for name in chosen:
             results["endpoints"][name] = load(url, journey.headers, table[name], args.clients, args.seconds)
             print(f"{name:18} {json.dumps(results['endpoints'][name])}", file=sys.stderr, flush=True)
+        results["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
         print(json.dumps(results, indent=2))
 
 
