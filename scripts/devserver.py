@@ -65,7 +65,7 @@ def configure_logging(fmt: str | None = None) -> str:
     if fmt == "text":
         root = logging.getLogger()
         for handler in list(root.handlers):
-            if type(handler).__name__ == "StructuredLogHandler":
+            if isinstance(handler, log.StructuredJsonHandler):
                 root.removeHandler(handler)
         handler = logging.StreamHandler(sys.stdout)
         handler.addFilter(log.RedactingFilter())

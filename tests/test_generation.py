@@ -319,10 +319,10 @@ def test_structured_logs_feed_the_monitoring_metrics(env, user):
     import logging
     import re
 
-    from google.cloud.logging.handlers import StructuredLogHandler
+    from lib import log
 
     stream = io.StringIO()
-    handler = StructuredLogHandler(project_id="zipkku-test", stream=stream)
+    handler = log.structured_handler("zipkku-test", stream)  # what every function and job writes
     logger = logging.getLogger("zipkku.generation")
     logger.addHandler(handler)
     try:

@@ -231,3 +231,14 @@ def test_functions_load_without_google_cloud_logging():
                          capture_output=True, text=True, check=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(ROOT), "JWT_SECRET": "x" * 48})
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_dev_servers_text_format_replaces_the_json_handler():
+    """In a terminal (`LOCAL_LOG_FORMAT=text`) the dev server writes plain lines instead of the JSON ones, not
+    both: the handler it swaps out is ours."""
+    code = ("import logging; from scripts import devserver; from lib import log\n"
+            "devserver.configure_logging('text')\n"
+            "print(sorted(type(h).__name__ for h in logging.getLogger().handlers))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
+                         cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip().splitlines()[-1] == "['StreamHandler']"
