@@ -82,7 +82,8 @@ class GenerationSweep:
         log = logging.getLogger("zipkku.sweep")
         while not self._stop.wait(self.interval):
             try:
-                execution_id = job_runner.run_job(get_settings().generate_job_name, [], {}, 1, announce=False)
+                execution_id = job_runner.run_job(get_settings().generate_job_name, [], {}, 1, announce=False,
+                                                  warm=False)
                 execution = job_runner.wait(execution_id)
             except Exception:  # noqa: BLE001 - the next beat tries again, as Cloud Scheduler would
                 log.exception("generation sweep could not run")

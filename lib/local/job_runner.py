@@ -11,7 +11,7 @@ process exits, and get SIGTERM from the kernel if it dies without the chance (li
 
 A job script that sets `WARM_LOCAL_JOB = True` (the generation job) gets a warm worker
 (lib/local/job_worker.py): one process per job, started ahead of time with the job's imports and local models
-loaded, which takes the first shard of the next execution that names its work (not the sweep); a new one is
+loaded, which takes the first shard of the next execution (not the local sweep's); a new one is
 started when that execution has finished (`LOCAL_WARM_JOBS=0` turns this off). Each process still runs one
 execution only, as on Cloud Run. A waiting worker exits when this process goes (its stdin closes); it is not
 tied to the thread that started it.
@@ -70,9 +70,12 @@ def _slot() -> threading.Semaphore:
         return _slots.setdefault(limit, threading.Semaphore(limit))
 
 
-def run_job(job_name: str, args: list[str], env: dict[str, str], shard_count: int, *, announce: bool = True) -> str:
+def run_job(job_name: str, args: list[str], env: dict[str, str], shard_count: int, *, announce: bool = True,
+            warm: bool = True) -> str:
     """Start `shard_count` subprocesses of the job in the background; returns the execution id. With
-    `announce`, its start and end are logged (the local sweep announces only the runs that found work)."""
+    `announce`, its start and end are logged (the local sweep announces only the runs that found work). With
+    `warm`, the first shard goes to the job's warm worker if one waits (the sweep, which nobody waits on,
+    passes False and starts fresh)."""
     script = discovery.job_script(job_name)
     if not script.is_file():
         raise FileNotFoundError(f"no job at {script.relative_to(ROOT)}")
@@ -97,8 +100,7 @@ def run_job(job_name: str, args: list[str], env: dict[str, str], shard_count: in
                          _shown(execution.log_path))
             for index in range(shard_count):
                 shard_env = {**base_env, "CLOUD_RUN_TASK_INDEX": str(index)}
-                # someone waits on an execution that names its work (a Cloud Task's); a sweep starts fresh
-                worker = _take_warm(job_name) if index == 0 and args else None
+                worker = _take_warm(job_name) if index == 0 and warm else None
                 if worker is not None and _hand_over(worker, args, shard_env, execution.log_path):
                     execution.procs.append(worker)
                     continue
