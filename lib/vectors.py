@@ -90,7 +90,8 @@ def _call(fn, *args, **kwargs):
 
 
 def ensure_collection(name: str | None = None, dim: int | None = None) -> str:
-    """Create the embedder's collection and its payload indexes if missing (once per process)."""
+    """Create the embedder's collection and its payload indexes if missing (once per process). Writers only:
+    production gives readers a read-only key, which may not create anything (see `_readable_collection`)."""
     from qdrant_client import models
 
     if name is None or dim is None:
@@ -120,6 +121,34 @@ def ensure_collection(name: str | None = None, dim: int | None = None) -> str:
     return name
 
 
+def _readable_collection() -> str | None:
+    """The embedder's collection for a read, or None while it does not exist yet (before the first import, or
+    after EMBEDDER_NAME changed): a read finds no vectors then and never creates the collection, which a
+    read-only key could not do anyway (403). Existence is remembered once seen, as by ensure_collection."""
+    settings = get_settings()
+    name = collection_name()
+    if (settings.qdrant_url, settings.qdrant_path, name) in _ready:
+        return name
+    if not _call(client().collection_exists, name):
+        return None
+    _ready.add((settings.qdrant_url, settings.qdrant_path, name))
+    return name
+
+
+def _read(fn, name: str, *args, **kwargs):
+    """A read call on an existing collection; None when it was deleted since we saw it (404)."""
+    from qdrant_client.http.exceptions import UnexpectedResponse
+
+    try:
+        return _call(fn, name, *args, **kwargs)
+    except UnexpectedResponse as exc:
+        if exc.status_code != 404:
+            raise
+        settings = get_settings()
+        _ready.discard((settings.qdrant_url, settings.qdrant_path, name))
+        return None
+
+
 def upsert_products(items: Iterable[tuple[str, Sequence[float], Mapping[str, Any]]]) -> int:
     """Upsert (product_id, vector, payload) triples; payload should carry label and dimensions."""
     from qdrant_client import models
@@ -144,12 +173,15 @@ def delete_products(product_ids: Iterable[str]) -> None:
 
 
 def count() -> int:
-    return _call(client().count, ensure_collection(), exact=True).count
+    name = _readable_collection()
+    counted = _read(client().count, name, exact=True) if name else None
+    return counted.count if counted else 0
 
 
 def get_vector(product_id: str) -> list[float] | None:
-    records = _call(client().retrieve, ensure_collection(), ids=[point_id(product_id)], with_vectors=True,
-                    with_payload=False)
+    name = _readable_collection()
+    records = _read(client().retrieve, name, ids=[point_id(product_id)], with_vectors=True,
+                    with_payload=False) if name else None
     return list(records[0].vector) if records else None
 
 
@@ -184,9 +216,10 @@ def _hits(points) -> list[tuple[str, float]]:
 def search_similar(vector: Sequence[float], label: str | None = None, max_dims: MaxDims = None,
                    limit: int = 10) -> list[tuple[str, float]]:
     """Nearest products to one vector (cosine), optionally of one label and within maximum dimensions."""
-    response = _call(client().query_points, ensure_collection(), query=list(vector),
-                     query_filter=build_filter(label, max_dims), limit=limit, with_payload=["product_id"])
-    return _hits(response.points)
+    name = _readable_collection()
+    response = _read(client().query_points, name, query=list(vector), query_filter=build_filter(label, max_dims),
+                     limit=limit, with_payload=["product_id"]) if name else None
+    return _hits(response.points) if response else []
 
 
 def search_similar_batch(queries: Sequence[tuple[Sequence[float], str | None, MaxDims]],
@@ -201,17 +234,20 @@ def search_similar_batch(queries: Sequence[tuple[Sequence[float], str | None, Ma
                             with_payload=["product_id"])
         for vector, label, max_dims in queries
     ]
-    responses = _call(client().query_batch_points, ensure_collection(), requests=requests)
-    return [_hits(r.points) for r in responses]
+    name = _readable_collection()
+    responses = _read(client().query_batch_points, name, requests=requests) if name else None
+    return [_hits(r.points) for r in responses] if responses else [[] for _ in queries]
 
 
 def labelled_vectors() -> Iterator[tuple[str | None, list[float]]]:
-    """(label, vector) of every point of the collection, page by page."""
-    name = ensure_collection()
+    """(label, vector) of every point of the collection, page by page (none while it does not exist)."""
+    name = _readable_collection()
     offset = None
-    while True:
-        records, offset = _call(client().scroll, name, limit=512, offset=offset, with_vectors=True,
-                                with_payload=["label"])
+    while name:
+        page = _read(client().scroll, name, limit=512, offset=offset, with_vectors=True, with_payload=["label"])
+        if page is None:
+            return
+        records, offset = page
         for record in records:
             yield record.payload.get("label"), record.vector
         if offset is None:
