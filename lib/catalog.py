@@ -5,7 +5,8 @@ Documents (Mongo):
   styles      {_id: slug, name, description, image_url: gs://, room_types: [slug], palette: [hex]}
   room_types  {_id: slug, name}
   products    {_id, label, name, brand, price, currency, product_url, image_urls: [gs:// or https],
-               dimensions {width_cm, depth_cm, height_cm}, styles, source, import_id, created_at, updated_at}
+               dimensions {width_cm, depth_cm, height_cm}, styles, source, import_id, created_at, updated_at,
+               search_tokens: [the words of name, brand and label, and their prefixes] (see search_tokens)}
   ar_models   {_id, label, name, model_url: gs://...glb, image_url, position, rotation, scale,
                dimensions {width_cm, depth_cm, height_cm}  (the model's own, true-to-size)}
   label_stats {_id: label, dimensions {width_cm, depth_cm, height_cm} (medians of its products), counted_at}
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import re
 import statistics
+import unicodedata
 from collections.abc import Iterable
 from typing import Annotated, Any
 
@@ -36,9 +38,14 @@ LABEL_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
 
 STYLES = db.declare("styles")
 ROOM_TYPES = db.declare("room_types")
+# Every index ends in _id, the order pages come in: with equality on the fields before it, MongoDB walks the
+# index in page order and stops after one page; the cursor (_id > last) bounds the walk on the same index.
 PRODUCTS = db.declare("products", [
     IndexModel([("label", ASCENDING), ("price", ASCENDING), ("_id", ASCENDING)], name="label_price"),
     IndexModel([("label", ASCENDING), ("_id", ASCENDING)], name="label_id"),
+    IndexModel([("label", ASCENDING), ("search_tokens", ASCENDING), ("_id", ASCENDING)], name="label_tokens"),
+    IndexModel([("search_tokens", ASCENDING), ("_id", ASCENDING)], name="tokens"),
+    IndexModel([("price", ASCENDING), ("_id", ASCENDING)], name="price_id"),
 ])
 AR_MODELS = db.declare("ar_models", [IndexModel([("label", ASCENDING)], name="label")])
 LABEL_STATS = db.declare("label_stats")
@@ -300,35 +307,102 @@ def decode_cursor(cursor: str) -> str:
     return last_id
 
 
-def search_filter(query: SearchQuery) -> dict:
+# --- text search: words and their prefixes, in an indexed array ---------------------------------------------
+# A product matches `q` when every word of `q` starts a word of its name, brand or label ("oak sof" finds
+# "Oak sofa"), whatever the case and accents ("Café" = "cafe"). The import stores each product's words and
+# their prefixes (SEARCH_PREFIX_MIN..SEARCH_PREFIX_MAX characters) in `search_tokens`, a multikey index serves
+# the lookup, and the same query runs on Atlas and on the local SecantusDB (neither `$text` nor Atlas Search's
+# `$search` exists there). Longer words are matched on their first SEARCH_PREFIX_MAX characters.
+
+SEARCH_PREFIX_MIN = 2
+SEARCH_PREFIX_MAX = 15
+SEARCHED_FIELDS = ("name", "brand", "label")
+
+
+def search_words(text: str) -> list[str]:
+    """The words of `text` as search compares them: accents removed, case folded, split on anything that is
+    not a letter or digit ("Mid-Century Café" -> ["mid", "century", "cafe"])."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    return re.findall(r"[^\W_]+", plain)
+
+
+def search_tokens(product: dict) -> list[str]:
+    """What a product document stores in `search_tokens`: every prefix (SEARCH_PREFIX_MIN..MAX characters) of
+    every word of its searched fields, sorted, once each."""
+    tokens: set[str] = set()
+    for field in SEARCHED_FIELDS:
+        for word in search_words(str(product.get(field) or "")):
+            tokens.update(word[:n] for n in range(SEARCH_PREFIX_MIN, min(len(word), SEARCH_PREFIX_MAX) + 1))
+    return sorted(tokens)
+
+
+def query_tokens(q: str) -> list[str]:
+    """The tokens a product must all hold to match `q`, the longest (most selective) first; words shorter than
+    SEARCH_PREFIX_MIN are left out, and a query with no longer word is refused."""
+    words = {w[:SEARCH_PREFIX_MAX] for w in search_words(q) if len(w) >= SEARCH_PREFIX_MIN}
+    if not words:
+        raise errors.ValidationFailed("The request is not valid.", details=[
+            {"field": "q", "message": f"q must hold a word of at least {SEARCH_PREFIX_MIN} letters or digits",
+             "type": "value_error"}])
+    return sorted(words, key=lambda w: (-len(w), w))
+
+
+def backfill_search_tokens(batch: int = 1000) -> int:
+    """Give `search_tokens` to products written before the field existed (or by hand); returns how many.
+    Run by the demo seed and the import; idempotent, and cheap when there is nothing to do (an index lookup)."""
+    products = db.collection(PRODUCTS)
+    done = 0
+    while True:
+        docs = list(products.find({"search_tokens": {"$exists": False}}, {f: 1 for f in SEARCHED_FIELDS})
+                    .limit(batch))
+        if not docs:
+            return done
+        products.bulk_write([UpdateOne({"_id": d["_id"], "search_tokens": {"$exists": False}},
+                                       {"$set": {"search_tokens": search_tokens(d)}}) for d in docs], ordered=False)
+        done += len(docs)
+
+
+def search_stages(query: SearchQuery) -> tuple[dict, dict]:
+    """The search's filter in two parts, as one page's pipeline runs them: what an index bounds (equality on
+    label and on the query's most selective token, then ONE range: the cursor, or the price without text),
+    and the rest (further tokens, price, dimensions). MongoDB/Atlas merges consecutive $match stages and plans
+    them as one filter; SecantusDB's planner only serves a filter of equalities plus one range from an index
+    and scans the collection otherwise, so the split keeps it on an index too."""
     if query.min_price is not None and query.max_price is not None and query.min_price > query.max_price:
         raise errors.ValidationFailed("The request is not valid.", details=[
             {"field": "min_price", "message": "min_price must not exceed max_price", "type": "value_error"}])
-    flt: dict[str, Any] = {}
+    indexed: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
     if query.label:
-        flt["label"] = query.label  # leads the label_id / label_price indexes
+        indexed["label"] = query.label
+    tokens = query_tokens(query.q) if query.q else []
+    if tokens:
+        indexed["search_tokens"] = tokens[0]  # label_tokens / tokens
+        if len(tokens) > 1:
+            rest["search_tokens"] = {"$all": tokens[1:]}
     price: dict[str, float] = {}
     if query.min_price is not None:
         price["$gte"] = query.min_price
     if query.max_price is not None:
         price["$lte"] = query.max_price
     if price:
-        flt["price"] = price
+        (rest if tokens or query.cursor else indexed)["price"] = price  # label_price / price_id
+    if query.cursor:
+        indexed["_id"] = {"$gt": decode_cursor(query.cursor)}
     for dim in DIMENSIONS:
         limit = getattr(query, f"max_{dim}")
         if limit is not None:
-            flt[f"dimensions.{dim}"] = {"$lte": limit}
-    if query.q:
-        flt["name_lc"] = {"$regex": re.escape(query.q.lower())}
-    return flt
+            rest[f"dimensions.{dim}"] = {"$lte": limit}
+    return indexed, rest
 
 
 def search_products(query: SearchQuery) -> tuple[list[dict], str | None]:
     """One page sorted by _id (unique, so pages never overlap or skip); the cursor is the last id seen."""
-    flt = search_filter(query)
-    if query.cursor:
-        flt["_id"] = {"$gt": decode_cursor(query.cursor)}
-    docs = list(db.collection(PRODUCTS).find(flt).sort("_id", 1).limit(query.limit + 1))
+    indexed, rest = search_stages(query)
+    pipeline: list[dict] = [{"$match": indexed}] + ([{"$match": rest}] if rest else [])
+    pipeline += [{"$sort": {"_id": 1}}, {"$limit": query.limit + 1}, {"$project": {"search_tokens": 0}}]
+    docs = list(db.collection(PRODUCTS).aggregate(pipeline))
     next_cursor = encode_cursor(docs[query.limit - 1]["_id"]) if len(docs) > query.limit else None
     return docs[:query.limit], next_cursor
 

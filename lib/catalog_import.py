@@ -243,13 +243,14 @@ def fetch_image(url: str, base_dir: Path | None, max_bytes: int) -> bytes:
 # --- the import --------------------------------------------------------------------------------------------
 
 def _product_doc(pid: str, row: CatalogRow, source: str, import_id: str, image_ref: str) -> dict:
-    return {
-        "label": row.label, "name": row.name, "name_lc": row.name.lower(), "brand": row.brand,
+    doc = {
+        "label": row.label, "name": row.name, "brand": row.brand,
         "price": round(row.price, 2), "currency": row.currency, "product_url": row.product_url,
         "image_urls": [image_ref],
         "dimensions": {"width_cm": row.width, "depth_cm": row.depth, "height_cm": row.height},
         "styles": row.styles, "description": row.description, "source": source, "import_id": import_id,
     }
+    return {**doc, "search_tokens": catalog.search_tokens(doc)}
 
 
 @dataclass
@@ -417,6 +418,7 @@ def import_records(
         report.log_progress(task_index, task_count)
     if report.labels_written:
         catalog.refresh_label_stats(report.labels_written)  # the typical sizes AR answers show
+    catalog.backfill_search_tokens()  # products written before search_tokens existed become searchable
     return report.summary()
 
 

@@ -434,8 +434,9 @@ def seed(per_label: int = 90, labels: list[str] | None = None, workers: int = 8,
 
 def seed_if_needed(per_label: int = 90, progress: Callable[[str, int, int], None] | None = None) -> dict | None:
     """Seed unless this version is already there (Mongo marker and a populated vector collection)."""
-    from lib import db, vectors
+    from lib import catalog, db, vectors
 
+    catalog.backfill_search_tokens()  # a catalog seeded before search_tokens existed stays searchable
     meta = db.collection("catalog_meta").find_one({"_id": SOURCE})
     if meta and meta.get("version") == VERSION and meta.get("per_label") == per_label:
         with contextlib.suppress(Exception):  # an unreadable vector store means: seed again

@@ -74,7 +74,7 @@ def test_an_expired_token_is_renewed_once(iam):
 
 def seed_product(image_ref: str) -> None:
     db.collection("products").insert_one({
-        "_id": "p1", "label": "sofa", "name": "Sofa", "name_lc": "sofa", "price": 100, "currency": "EUR",
+        "_id": "p1", "label": "sofa", "name": "Sofa", "price": 100, "currency": "EUR",
         "product_url": "https://shop.example/p1", "image_urls": [image_ref],
         "dimensions": {"width_cm": 200, "depth_cm": 90, "height_cm": 80}, "styles": []})
 
