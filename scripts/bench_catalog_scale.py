@@ -12,10 +12,16 @@ Measures, all through the real client code paths:
   (b) the generation's batch of 6 filtered queries (search_similar_batch: label + max width, top 4), recall@4;
   (c) products-similar end to end through the dev server (HTTP on 127.0.0.1: Mongo lookup, vector fetch, one
       filtered query, Mongo enrichment, URL signing);
-  (d) products-search through the dev server (label + max dimensions + price range + text), one page of 20;
+  (d) products-search through the dev server (label + max dimensions + price range + text), one page of 20,
+      with a word any product may hold (as first measured: most such queries find nothing for their label)
+      and with a word of the label's own materials (every query finds products);
+  (e) products-search's query side by side on the same data in this process: the unanchored $regex on a
+      lower-cased name it replaced (documents carry `name_lc` for it) against lib.catalog.search_products;
 and the stand-in's memory (RSS now, peak), the load and HNSW build times.
 
-    .venv/bin/python scripts/bench_catalog_scale.py [--products 100000] [--requests 300]
+    .venv/bin/python scripts/bench_catalog_scale.py [--products 100000] [--requests 300] [--search-only]
+
+--search-only loads the documents alone and measures (d) and (e): minutes instead of ~25 at 100k.
 """
 
 from __future__ import annotations
@@ -104,10 +110,110 @@ def recall(found: list[list[str]], exact: list[list[str]]) -> float:
     return round(hits / max(1, sum(len(e) for e in exact)), 4)
 
 
+def search_params(products, labels, count: int, own_material: bool, seed: int = 5) -> list[dict]:
+    """Label + max width/height + price range + one word, a page of 20; the word is any product's material
+    ("Alva wood chair" -> wood), or one of the label's own materials when `own_material`."""
+    from scripts import demo_catalog
+
+    rng = random.Random(seed)
+    words = sorted({p.name.split()[-2] for p in products})
+    out = []
+    for _ in range(count):
+        lab = rng.choice(sorted(set(labels)))
+        spec = demo_catalog.LABELS[lab]
+        w, _d, h = spec["dims"]
+        lo, hi = spec["price"]
+        word = rng.choice(spec["materials"] if own_material else words)
+        out.append({"label": lab, "max_width_cm": round(w * 1.1), "max_height_cm": round(h * 1.15),
+                    "min_price": lo, "max_price": round((lo + hi) / 2), "q": word, "limit": 20})
+    return out
+
+
+def index_walk(docs: list[dict], searches: list[dict], catalog) -> dict:
+    """Keys a MongoDB index walk examines per page: (label, search_tokens, _id) bounds label and the query's
+    token and yields ids in page order, so the walk stops at the page's last match (limit + 1 of them). What
+    Atlas does; SecantusDB instead fetches every key in the bounds (`bounded_keys`) and sorts them."""
+    by_label: dict[str, list[dict]] = {}
+    for doc in sorted(docs, key=lambda d: d["_id"]):
+        by_label.setdefault(doc["label"], []).append(doc)
+    walked, bounded = [], []
+    for params in searches:
+        token = catalog.query_tokens(params["q"])[0]
+        keys = [d for d in by_label[params["label"]] if token in d["search_tokens"]]
+        matched = examined = 0
+        for examined, doc in enumerate(keys, start=1):  # noqa: B007 - the count is the result
+            dims = doc["dimensions"]
+            matched += (params["min_price"] <= doc["price"] <= params["max_price"]
+                        and dims["width_cm"] <= params["max_width_cm"] and dims["height_cm"] <= params["max_height_cm"])
+            if matched > params["limit"]:
+                break
+        walked.append(examined)
+        bounded.append(len(keys))
+    pick = lambda xs, q: sorted(xs)[min(len(xs) - 1, int(q * len(xs)))]  # noqa: E731
+    return {"walked_keys_p50": pick(walked, 0.5), "walked_keys_p95": pick(walked, 0.95),
+            "bounded_keys_p50": pick(bounded, 0.5), "bounded_keys_p95": pick(bounded, 0.95)}
+
+
+def measure_search(args, results: dict, bench_env: dict, products, labels, catalog, db, docs) -> None:
+    """(d) through the dev server and (e) the old query against the new one, in this process."""
+    import re
+
+    import requests
+
+    any_word = search_params(products, labels, args.requests, own_material=False)
+    own_word = search_params(products, labels, args.requests, own_material=True)
+    results["products_search_index_walk"] = {"any_word": index_walk(docs, any_word, catalog),
+                                             "own_material": index_walk(docs, own_word, catalog)}
+
+    def old_query(params: dict) -> list[dict]:
+        flt = {"label": params["label"], "price": {"$gte": params["min_price"], "$lte": params["max_price"]},
+               "dimensions.width_cm": {"$lte": params["max_width_cm"]},
+               "dimensions.height_cm": {"$lte": params["max_height_cm"]},
+               "name_lc": {"$regex": re.escape(params["q"].lower())}}
+        return list(db.collection("products").find(flt).sort("_id", 1).limit(params["limit"] + 1))
+
+    def new_query(params: dict) -> list[dict]:
+        return catalog.search_products(catalog.SearchQuery(**params))[0]
+
+    side_by_side = {}
+    for name, searches in (("any_word", any_word), ("own_material", own_word)):
+        n = min(args.regex_requests, len(searches))
+        # substring vs word start: the same first page, except where a material is inside another word
+        same = sum([d["_id"] for d in old_query(searches[i])][:20] == [d["_id"] for d in new_query(searches[i])]
+                   for i in range(n))
+        side_by_side[name] = {"same_first_page": f"{same}/{n}",
+                              "regex_name_lc": timed(lambda k, s=searches: old_query(s[k]), n),
+                              "search_tokens": timed(lambda k, s=searches: new_query(s[k]), n)}
+        side_by_side[name]["ratio_p50"] = round(side_by_side[name]["regex_name_lc"]["p50_ms"]
+                                                / side_by_side[name]["search_tokens"]["p50_ms"], 1)
+    results["products_search_query_side_by_side"] = side_by_side
+
+    server, base = start_dev_server(bench_env)
+    try:
+        session = requests.Session()
+        session.get(f"{base}/products-search", params=any_word[0], timeout=30)  # warm
+        for name, searches in (("any_word", any_word), ("own_material", own_word)):
+            hits = []
+
+            def search(k: int, s=searches, h=hits) -> None:
+                response = session.get(f"{base}/products-search", params=s[k], timeout=30)
+                assert response.status_code == 200, response.text
+                h.append(len(response.json()["products"]))
+
+            results[f"products_search_dev_server_{name}"] = {
+                **timed(search, len(searches)), "mean_results": round(sum(hits) / len(hits), 1),
+                "params_example": searches[0]}
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 def main() -> None:  # noqa: PLR0915 - one linear script: load, then measure each path
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--products", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--search-only", action="store_true", help="documents only; measure (d) and (e)")
+    parser.add_argument("--regex-requests", type=int, default=60, help="requests of the old $regex query in (e)")
     args = parser.parse_args()
     import numpy as np
     import requests
@@ -119,7 +225,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script: load, then measure eac
                      "EMBEDDER_NAME": "bench-synthetic", "EMBEDDER_DIM": str(DIM),
                      "QDRANT_COLLECTION_PREFIX": "scale", "CATALOG_CACHE_SECONDS": "0"}
         os.environ.update(bench_env)
-        from lib import catalog_import, db, vectors
+        from lib import catalog, catalog_import, db, vectors
         from lib.catalog_import import CatalogRow
         from lib.config import get_settings
         from scripts import demo_catalog
@@ -144,11 +250,17 @@ def main() -> None:  # noqa: PLR0915 - one linear script: load, then measure eac
                              brand=p.brand, styles=p.styles, description=f"{p.material} {p.label}")
             pid = catalog_import.product_id("bench", row.product_url)
             doc = catalog_import._product_doc(pid, row, "bench", "bench-scale", row.image_url)
-            docs.append({"_id": pid, **doc, "created_at": now, "updated_at": now})
+            docs.append({"_id": pid, **doc, "name_lc": row.name.lower(), "created_at": now, "updated_at": now})
             ids.append(pid)
         for i in range(0, len(docs), 5000):
             db.collection("products").insert_many(docs[i:i + 5000], ordered=False)
         mongo_s = time.perf_counter() - started
+        results["load"] = {"mongo_insert_s": round(mongo_s, 1)}
+        if args.search_only:
+            measure_search(args, results, bench_env, products, labels, catalog, db, docs)
+            results["load_average_at_end"] = os.getloadavg()[0]
+            print(json.dumps(results, indent=2))
+            return
         started = time.perf_counter()
         for i in range(0, len(docs), 500):
             points = [(ids[j], matrix[j].tolist(), {"label": docs[j]["label"], "price": docs[j]["price"],
@@ -158,7 +270,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script: load, then measure eac
         upsert_s = time.perf_counter() - started
         name = vectors.collection_name()
         build = wait_green(qdrant.url, name)
-        results["load"] = {"mongo_insert_s": round(mongo_s, 1), "vector_upsert_s": round(upsert_s, 1),
+        results["load"] = {**results["load"], "vector_upsert_s": round(upsert_s, 1),
                            "vector_upsert_points_per_s": round(len(ids) / upsert_s),
                            "hnsw_build_after_upserts": build}
         results["stand_in_memory"] = rss_mb(qdrant.proc.pid)
@@ -230,30 +342,11 @@ def main() -> None:  # noqa: PLR0915 - one linear script: load, then measure eac
                 assert len(response.json()["products"]) == 10
 
             results["products_similar_dev_server"] = timed(similar, args.requests)
-            words = sorted({p.name.split()[-2] for p in products})  # materials: "Alva wood chair" -> wood
-            searches = []
-            for _ in range(args.requests):
-                lab = rng.choice(sorted(set(labels)))
-                w, d, h = demo_catalog.LABELS[lab]["dims"]
-                lo, hi = demo_catalog.LABELS[lab]["price"]
-                searches.append({"label": lab, "max_width_cm": round(w * 1.1), "max_height_cm": round(h * 1.15),
-                                 "min_price": lo, "max_price": round((lo + hi) / 2), "q": rng.choice(words),
-                                 "limit": 20})
-            search_hits = []
-
-            def search(k: int) -> None:
-                response = session.get(f"{base}/products-search", params=searches[k], timeout=30)
-                assert response.status_code == 200, response.text
-                search_hits.append(len(response.json()["products"]))
-
-            session.get(f"{base}/products-search", params=searches[0], timeout=30)  # warm
-            results["products_search_dev_server"] = {
-                **timed(search, args.requests), "mean_results": round(sum(search_hits) / len(search_hits), 1),
-                "params_example": searches[0]}
         finally:
             server.terminate()
             server.wait(10)
         results["stand_in_memory_after_queries"] = rss_mb(qdrant.proc.pid)
+        measure_search(args, results, bench_env, products, labels, catalog, db, docs)
     results["load_average_at_end"] = os.getloadavg()[0]
     print(json.dumps(results, indent=2))
 
