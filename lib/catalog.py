@@ -352,14 +352,14 @@ def backfill_search_tokens(batch: int = 1000) -> int:
     """Give `search_tokens` to products written before the field existed (or by hand); returns how many.
     Run by the demo seed and the import; idempotent, and cheap when there is nothing to do (an index lookup)."""
     products = db.collection(PRODUCTS)
+    missing = {"search_tokens": None}  # absent (or null): served by the tokens index, where $exists is not
     done = 0
     while True:
-        docs = list(products.find({"search_tokens": {"$exists": False}}, {f: 1 for f in SEARCHED_FIELDS})
-                    .limit(batch))
+        docs = list(products.find(missing, {f: 1 for f in SEARCHED_FIELDS}).limit(batch))
         if not docs:
             return done
-        products.bulk_write([UpdateOne({"_id": d["_id"], "search_tokens": {"$exists": False}},
-                                       {"$set": {"search_tokens": search_tokens(d)}}) for d in docs], ordered=False)
+        products.bulk_write([UpdateOne({"_id": d["_id"], **missing}, {"$set": {"search_tokens": search_tokens(d)}})
+                             for d in docs], ordered=False)
         done += len(docs)
 
 
