@@ -73,7 +73,9 @@ class StylesQuery(_Query):
 
 class SearchQuery(_Query):
     label: LabelFilter | None = None
-    q: PlainText | None = Field(default=None, min_length=1, max_length=100)
+    q: PlainText | None = Field(default=None, min_length=1, max_length=100, description=(
+        "Words, or starts of words, of the product's name, brand or label; all required, in any order, case "
+        "and accents ignored ('oak sof' finds 'Café Oak Sofa'). One-letter words are left out."))
     max_width_cm: float | None = Field(default=None, gt=0, le=10_000)
     max_depth_cm: float | None = Field(default=None, gt=0, le=10_000)
     max_height_cm: float | None = Field(default=None, gt=0, le=10_000)
