@@ -296,7 +296,7 @@ def delete_account(user: dict[str, Any], body: DeleteAccountBody) -> None:
 
     The data goes first and every step is idempotent, so when one fails (storage down) the account is still
     active and the person can simply retry. The account record stays, so the email stays reserved, but keeps
-    only what that and refusing the account need: its name and password hash are removed."""
+    only what that and refusing the account need: its name, password hash and known addresses are removed."""
     from lib import uploads
 
     def delete_personal_data() -> None:
@@ -310,7 +310,8 @@ def delete_account(user: dict[str, Any], body: DeleteAccountBody) -> None:
     db.collection(USERS).update_one(
         {"_id": user["_id"]},
         {"$set": {"active": False, "deactivated_at": now, "updated_at": now},
-         "$unset": {"name": "", "password_hash": ""}, "$inc": {"session_epoch": 1}},
+         "$unset": {"name": "", "password_hash": "", "known_addresses": "", "ended_sessions": ""},
+         "$inc": {"session_epoch": 1}},
     )
     auth.revoke_all_for_user(user["_id"])
     delete_personal_data()  # again: what a request of this account still in flight created meanwhile
