@@ -3,7 +3,9 @@ hashing live in lib.auth."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -17,6 +19,7 @@ from lib.notifications import Notification
 
 USERS = db.declare("users", [IndexModel([("email", ASCENDING)], unique=True, name="email_unique")])
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
+KNOWN_ADDRESSES = 10  # addresses (hashed) an account remembers having signed in from, newest first
 # A display name: surrounding blanks dropped, then 1-100 characters (so an all-blank name is refused).
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
@@ -151,13 +154,56 @@ def find_user(user_id: str, *, active: bool = False) -> dict[str, Any] | None:
     return db.collection(USERS).find_one(query)
 
 
-def signup(body: SignupBody) -> dict[str, Any]:
+def _address_tag(address: str) -> str:
+    """What the account keeps of an address it signed in from: a hash of its throttle unit (not the address)."""
+    return hashlib.sha256(throttle.address_key(address).encode()).hexdigest()[:24]
+
+
+def known_address(user: dict[str, Any] | None, address: str) -> bool:
+    """Did this account sign up or log in from `address` (its IPv6 /64) recently?"""
+    return user is not None and _address_tag(address) in user.get("known_addresses", [])
+
+
+def _remember_address(user: dict[str, Any], address: str) -> None:
+    tag = _address_tag(address)
+    known = [tag, *(t for t in user.get("known_addresses", []) if t != tag)][:KNOWN_ADDRESSES]
+    if known != user.get("known_addresses"):
+        db.collection(USERS).update_one({"_id": user["_id"]}, {"$set": {"known_addresses": known}})
+
+
+# --- sessions: what the access-token check refuses -------------------------------------------------------------
+
+ENDED_SESSIONS = 100  # the newest ended sessions a user document keeps (each only matters for minutes)
+
+
+def end_session(user_id: str, session_id: str, access_token_ttl_seconds: int) -> None:
+    """Refuse the access tokens of session `session_id` from now on. They live at most the access token TTL,
+    so the entry is needed that long only, and the list keeps the newest ENDED_SESSIONS."""
+    until = db.utcnow() + timedelta(seconds=access_token_ttl_seconds)
+    db.collection(USERS).update_one(
+        {"_id": user_id},
+        {"$push": {"ended_sessions": {"$each": [{"sid": session_id, "until": until}], "$slice": -ENDED_SESSIONS}}},
+    )
+
+
+def session_ended(user: dict[str, Any], session_id: str | None) -> bool:
+    """Was the session an access token names ended (by logout or a leaked refresh token) while it can live?"""
+    if session_id is None:
+        return False
+    now = db.utcnow()
+    return any(e["sid"] == session_id and e["until"] > now for e in user.get("ended_sessions", ()))
+
+
+def signup(body: SignupBody, address: str) -> dict[str, Any]:
+    """A new account; sign-ups are counted per client address before the password is hashed (429)."""
     email = normalize_email(body.email)
     _check_password(body.password, email)
+    throttle.reserve_signup(address)
     now = db.utcnow()
     user = {
         "_id": db.new_id(), "email": email, "name": body.name, "password_hash": auth.hash_password(body.password),
         "active": True, "session_epoch": 0, "created_at": now, "updated_at": now,
+        "known_addresses": [_address_tag(address)],
     }
     try:
         db.collection(USERS).insert_one(user)
@@ -170,21 +216,27 @@ def signup(body: SignupBody) -> dict[str, Any]:
 _BAD_LOGIN = "The email or password is incorrect."
 
 
-def login(body: LoginBody) -> dict[str, Any]:
+def login(body: LoginBody, address: str) -> dict[str, Any]:
     """A token pair for the right email and password; one answer for every wrong combination. The attempt is
-    counted before the password is checked (so parallel guesses cannot outrun the throttle); a success clears
-    the count."""
+    counted (per address, per email from this address, per email from everywhere: lib.throttle) before the
+    password is checked, so parallel guesses cannot outrun the throttle. When the email's failures from
+    everywhere reached the limit, only an address the account knows may still try: guessing stays as slow as
+    one address's, and the owner is not locked out by it. Unknown emails are counted and refused alike."""
     email = normalize_email(body.email)
-    throttle.reserve_login_attempt(email)
+    throttle.reserve_login_attempt(email, address)
     users = db.collection(USERS)
     user = users.find_one({"email": email, "active": True})
+    account_wait = throttle.reserve_account_login(email)
+    if account_wait is not None and not known_address(user, address):
+        throttle.refuse_login(account_wait)
     if user is None:
         auth.burn_password_check(body.password)
         raise errors.Unauthorized(_BAD_LOGIN, code="INVALID_CREDENTIALS", headers={})
     if not auth.verify_password(user["password_hash"], body.password):
         audit.warning("user %s: login with a wrong password", user["_id"])
         raise errors.Unauthorized(_BAD_LOGIN, code="INVALID_CREDENTIALS", headers={})
-    throttle.clear_login_attempts(email)
+    throttle.clear_login_attempts(email, address)
+    _remember_address(user, address)
     audit.info("user %s logged in", user["_id"])
     if auth.needs_rehash(user["password_hash"]):
         users.update_one({"_id": user["_id"]}, {"$set": {"password_hash": auth.hash_password(body.password)}})
@@ -244,7 +296,7 @@ def delete_account(user: dict[str, Any], body: DeleteAccountBody) -> None:
 
     The data goes first and every step is idempotent, so when one fails (storage down) the account is still
     active and the person can simply retry. The account record stays, so the email stays reserved, but keeps
-    only what that and refusing the account need: its name and password hash are removed."""
+    only what that and refusing the account need: its name, password hash and known addresses are removed."""
     from lib import uploads
 
     def delete_personal_data() -> None:
@@ -258,7 +310,8 @@ def delete_account(user: dict[str, Any], body: DeleteAccountBody) -> None:
     db.collection(USERS).update_one(
         {"_id": user["_id"]},
         {"$set": {"active": False, "deactivated_at": now, "updated_at": now},
-         "$unset": {"name": "", "password_hash": ""}, "$inc": {"session_epoch": 1}},
+         "$unset": {"name": "", "password_hash": "", "known_addresses": "", "ended_sessions": ""},
+         "$inc": {"session_epoch": 1}},
     )
     auth.revoke_all_for_user(user["_id"])
     delete_personal_data()  # again: what a request of this account still in flight created meanwhile

@@ -2,11 +2,18 @@
 
 - Passwords: argon2id (argon2-cffi), parameters from settings; a hash made with older parameters is
   replaced on the next successful login.
-- Access tokens: HS256 JWTs with `sub`, `iat`, `exp`, `jti`, `typ="access"`, `iss` and `ep` (the user's
-  session epoch: bumping it on password change or deactivation invalidates every token issued before).
+- Access tokens: HS256 JWTs with `sub`, `iat`, `exp`, `jti`, `typ="access"`, `iss`, `ep` (the user's
+  session epoch: bumping it on password change or deactivation invalidates every token issued before) and
+  `sid` (the session: the refresh token family it was issued with; ending the session refuses it).
   Only HS256 is accepted, so `alg: none` and algorithm-confusion tokens are refused.
+- Sessions: a login starts one (a refresh token family). Logging out, or a leaked refresh token, ends it: its
+  refresh tokens are revoked, and its access tokens are refused by the check that already reads the user
+  (lib.accounts.end_session keeps the ended session on the user document for as long as such a token lives).
 - Refresh tokens: 256 random bits, stored only as a SHA-256 hash, single use. Each use rotates it for a new
-  one in the same family; presenting a used token again means it leaked, so the whole family is revoked.
+  one in the same family; presenting a used token again means it leaked, so the whole family is revoked,
+  except within REFRESH_REUSE_GRACE_SECONDS of its first use (two tabs refreshing at once, a retry after a
+  lost answer): that answers with another new pair of the same session (Auth0's "reuse interval"), and every
+  pair handed out keeps working.
   Each token also records the session epoch (`ep`) of the user it was issued for: a token whose epoch is no
   longer the user's (issued by a login or refresh that raced with a password change) is refused and its
   family revoked, so a password change signs out every other session even when the token was written after
@@ -102,7 +109,7 @@ def _epoch(user: dict[str, Any]) -> int:
 ALGORITHM = "HS256"
 
 
-def issue_access_token(user: dict[str, Any]) -> tuple[str, int]:
+def issue_access_token(user: dict[str, Any], session_id: str) -> tuple[str, int]:
     s = get_settings()
     now = db.utcnow()
     claims = {
@@ -113,6 +120,7 @@ def issue_access_token(user: dict[str, Any]) -> tuple[str, int]:
         "typ": "access",
         "iss": s.jwt_issuer,
         "ep": _epoch(user),
+        "sid": session_id,
     }
     token = jwt.encode(claims, _signing_key(), algorithm=ALGORITHM)
     return token, s.access_token_ttl_seconds
@@ -145,7 +153,8 @@ def authenticate(token: str) -> dict[str, Any]:
     """The active user an access token belongs to, or 401."""
     claims = decode_access_token(token)
     user = accounts.find_user(claims["sub"])
-    if user is None or not user.get("active", False) or claims.get("ep", 0) != _epoch(user):
+    if (user is None or not user.get("active", False) or claims.get("ep", 0) != _epoch(user)
+            or accounts.session_ended(user, claims.get("sid"))):
         raise errors.Unauthorized("The access token is no longer valid; log in again.", code="INVALID_TOKEN")
     return user
 
@@ -163,7 +172,7 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_refresh_token(user: dict[str, Any], family_id: str | None = None) -> str:
+def issue_refresh_token(user: dict[str, Any], family_id: str) -> str:
     token = secrets.token_urlsafe(32)
     now = db.utcnow()
     db.collection(REFRESH_TOKENS).insert_one({
@@ -171,7 +180,7 @@ def issue_refresh_token(user: dict[str, Any], family_id: str | None = None) -> s
         "token_hash": _token_hash(token),
         "user_id": user["_id"],
         "ep": _epoch(user),
-        "family_id": family_id or db.new_id(),
+        "family_id": family_id,
         "created_at": now,
         "expires_at": now + timedelta(seconds=get_settings().refresh_token_ttl_seconds),
         "used_at": None,
@@ -181,7 +190,9 @@ def issue_refresh_token(user: dict[str, Any], family_id: str | None = None) -> s
 
 
 def issue_token_pair(user: dict[str, Any], family_id: str | None = None) -> dict[str, Any]:
-    access, expires_in = issue_access_token(user)
+    """An access and a refresh token of the session `family_id` (None: a new session, as at login)."""
+    family_id = family_id or db.new_id()
+    access, expires_in = issue_access_token(user, family_id)
     return {
         "access_token": access,
         "refresh_token": issue_refresh_token(user, family_id),
@@ -194,7 +205,8 @@ _INVALID_REFRESH = "The refresh token is not valid; log in again."
 
 
 def rotate_refresh_token(token: str) -> dict[str, Any]:
-    """Spend a refresh token for a new pair in the same family. Reuse of a spent token revokes the family."""
+    """Spend a refresh token for a new pair in the same family. Reuse of a spent token revokes the family, unless
+    it comes within the grace window of the first use: then it gets another new pair of the same family."""
     tokens = db.collection(REFRESH_TOKENS)
     now = db.utcnow()
     spent = tokens.find_one_and_update(
@@ -203,37 +215,49 @@ def rotate_refresh_token(token: str) -> dict[str, Any]:
         return_document=ReturnDocument.AFTER,
     )
     if spent is None:
-        known = tokens.find_one({"token_hash": _token_hash(token)})
-        if known is not None and known.get("used_at") is not None:
-            revoke_family(known["family_id"])
-            audit.warning("user %s: a spent refresh token was presented again; its session family is revoked",
-                          known["user_id"])
+        spent = tokens.find_one({"token_hash": _token_hash(token)})
+        if spent is None or spent["revoked"] or spent["expires_at"] <= now or spent.get("used_at") is None:
+            raise errors.Unauthorized(_INVALID_REFRESH, code="INVALID_REFRESH_TOKEN")
+        grace = timedelta(seconds=get_settings().refresh_reuse_grace_seconds)
+        if now - spent["used_at"] > grace:
+            revoke_family(spent["family_id"], spent["user_id"])
+            audit.warning("user %s: a spent refresh token was presented again; its session is ended",
+                          spent["user_id"])
             raise errors.Unauthorized(
                 "This refresh token was already used; every session it belongs to is now signed out.",
                 code="REFRESH_TOKEN_REUSED",
             )
-        raise errors.Unauthorized(_INVALID_REFRESH, code="INVALID_REFRESH_TOKEN")
+        audit.info("user %s: a refresh token was presented again within %ss of its use; another pair of the "
+                   "same session", spent["user_id"], grace.seconds)
     user = accounts.find_user(spent["user_id"], active=True)
     # A token from before the user's last password change (or from before tokens recorded `ep`, for a user
     # who has changed it since) belongs to a signed-out session.
     if user is None or spent.get("ep", 0) != _epoch(user):
-        revoke_family(spent["family_id"])
+        revoke_family(spent["family_id"], spent["user_id"])
         if user is not None:
             audit.warning("user %s: a refresh token from an earlier session epoch was refused; its family is "
                           "revoked", user["_id"])
         raise errors.Unauthorized(_INVALID_REFRESH, code="INVALID_REFRESH_TOKEN")
-    return issue_token_pair(user, spent["family_id"])  # carries the epoch just read
+    pair = issue_token_pair(user, spent["family_id"])  # carries the epoch just read
+    # A logout of this session that ran while we rotated may have revoked the family before our new token was
+    # written: look again now that it is, and hand out nothing from an ended session.
+    if tokens.count_documents({"family_id": spent["family_id"], "revoked": True}, limit=1):
+        revoke_family(spent["family_id"], spent["user_id"])
+        raise errors.Unauthorized(_INVALID_REFRESH, code="INVALID_REFRESH_TOKEN")
+    return pair
 
 
-def revoke_family(family_id: str) -> None:
+def revoke_family(family_id: str, user_id: str) -> None:
+    """End a session: its refresh tokens are revoked and its access tokens refused (see lib.accounts)."""
     db.collection(REFRESH_TOKENS).update_many({"family_id": family_id}, {"$set": {"revoked": True}})
+    accounts.end_session(user_id, family_id, get_settings().access_token_ttl_seconds)
 
 
 def revoke_by_token(token: str) -> None:
-    """Log out: revoke the family of a (valid or spent) refresh token; an unknown token changes nothing."""
+    """Log out: end the session of a (valid or spent) refresh token; an unknown token changes nothing."""
     known = db.collection(REFRESH_TOKENS).find_one({"token_hash": _token_hash(token)})
     if known is not None:
-        revoke_family(known["family_id"])
+        revoke_family(known["family_id"], known["user_id"])
 
 
 def revoke_all_for_user(user_id: str) -> None:

@@ -39,6 +39,12 @@ class Settings(BaseModel):
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=3600)
     login_max_failures: int = Field(default=5, ge=1)
     login_lockout_seconds: int = Field(default=15 * 60, ge=1)
+    # Per client address, per hour, whatever the account (lib.throttle)
+    signups_per_address_per_hour: int = Field(default=10, ge=1)
+    logins_per_address_per_hour: int = Field(default=60, ge=1)
+    # A refresh token presented again this soon after its first use answers with a new pair of the same session
+    # (two tabs refreshing at once) instead of signing the session out; 0 turns it off.
+    refresh_reuse_grace_seconds: int = Field(default=30, ge=0, le=300)
     # argon2id cost; OWASP's second recommended profile (19 MiB, t=2, p=1)
     argon2_time_cost: int = Field(default=2, ge=1)
     argon2_memory_kib: int = Field(default=19 * 1024, ge=8)
@@ -47,6 +53,9 @@ class Settings(BaseModel):
     # --- HTTP ---------------------------------------------------------------------------------------------
     cors_origins: list[str] = ["http://localhost:5173", "http://127.0.0.1:5173"]
     max_json_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # How many trusted proxies append to X-Forwarded-For after Google's front end reported the client (0: the
+    # function URLs; 1: behind the external load balancer, which appends the client and then its own address).
+    client_address_proxy_hops: int = Field(default=0, ge=0, le=4)
 
     # --- Cloud Storage (fake-gcs-server locally via STORAGE_EMULATOR_HOST) --------------------------------
     uploads_bucket: str = "zipkku-uploads"
@@ -56,6 +65,7 @@ class Settings(BaseModel):
     catalog_prefix: str = "catalog/"
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     uploads_per_hour: int = Field(default=100, ge=1)  # new photo uploads per user (signed or direct)
+    uploads_per_address_per_hour: int = Field(default=200, ge=1)  # the same, per client address
     max_image_pixels: int = Field(default=60_000_000, ge=10_000)
     # Memory of the decoded pixels (width x height x bytes per pixel of the decoded mode) of the formats that
     # decode at full size (PNG, WebP, HEIC); JPEG decodes reduced and is bounded by MAX_IMAGE_PIXELS.
@@ -140,6 +150,7 @@ class Settings(BaseModel):
     local_events_push_url: str = ""
     interior_finished_topic: str = "interior-finished"
     generation_quota: int = Field(default=20, ge=0)
+    generations_per_address_per_hour: int = Field(default=20, ge=1)  # generation requests per client address
     generation_quota_period_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     job_lease_seconds: int = Field(default=600, ge=10)
     job_max_attempts: int = Field(default=3, ge=1)

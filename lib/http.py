@@ -139,6 +139,18 @@ def bearer_token(request: flask.Request) -> str:
     return token.strip()
 
 
+def client_address(request: flask.Request) -> str:
+    """The address the request came from, as Google's front end reports it: the entry it appends to
+    X-Forwarded-For (the last one; everything before it is whatever the client sent, so a client cannot choose
+    this one). CLIENT_ADDRESS_PROXY_HOPS skips that many more trusted proxies from the right (the external load
+    balancer appends the client's address and then its own). Without the header (a test client), the peer."""
+    hops = get_settings().client_address_proxy_hops
+    entries = [e.strip() for e in request.headers.get("X-Forwarded-For", "").split(",") if e.strip()]
+    if len(entries) > hops:
+        return entries[-1 - hops]
+    return entries[0] if entries else (request.remote_addr or "unknown")
+
+
 # --- CORS ------------------------------------------------------------------------------------------------
 
 def _cors_headers(request: flask.Request, methods: Iterable[str]) -> dict[str, str]:

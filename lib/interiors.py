@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
-from lib import catalog, cursors, db, errors, quota, uploads
+from lib import catalog, cursors, db, errors, quota, throttle, uploads
 from lib.answers import Answer, Timestamp
 from lib.config import get_settings
 from lib.text import PlainText
@@ -268,50 +268,90 @@ def task_id(interior_id: str) -> str:
     return f"interior-{interior_id}"
 
 
-def create(user: dict[str, Any], body: GenerateBody, idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
-    """(interior doc, created?) for a generate request. Same key from the same user -> the same interior."""
-    doc, created = store_request(user, body, idempotency_key)
+def create(user: dict[str, Any], body: GenerateBody, idempotency_key: str | None,
+           address: str | None = None) -> tuple[dict[str, Any], bool]:
+    """(interior doc, created?) for a generate request. Same key from the same user -> the same interior.
+    `address`: the client's (lib.http.client_address), counted per hour; None for requests not from a client."""
+    doc, created = store_request(user, body, idempotency_key, address)
     if created:
         enqueue(doc)
     return doc, created
 
 
-def store_request(user: dict[str, Any], body: GenerateBody,
-                  idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
-    """Validate, take a quota unit and store the interior `queued` (not yet enqueued)."""
+SETTLE_WAIT_SECONDS = 2.0  # how long a retry waits for the first request with its key to take its unit
+
+
+def store_request(user: dict[str, Any], body: GenerateBody, idempotency_key: str | None,
+                  address: str | None = None) -> tuple[dict[str, Any], bool]:
+    """Validate, take a quota unit and store the interior `queued` (not yet enqueued).
+
+    With an Idempotency-Key the key is settled BEFORE the unit is taken: the interior is written first (its
+    unique index holds the key, `quota_period` None), then the unit is taken and recorded. So a retry that
+    arrives while the first request runs finds the key and answers as a replay, instead of finding the quota
+    used up by that very request (429); if the first request is refused its unit, its interior is removed."""
     user_id = user["_id"]
     interiors = db.collection(COLLECTION)
     fingerprint = _request_fingerprint(body)
     if idempotency_key is not None:
-        existing = interiors.find_one({"user_id": user_id, "idempotency_key": idempotency_key})
+        existing = _settled(user_id, idempotency_key)
         if existing is not None:
             return _replayed(existing, fingerprint), False
     upload = uploads.get_ready(user_id, body.upload_id)
     style_doc, room_doc = catalog.style_for_room(body.style, body.room_type)
-    period = quota.take(user_id)
+    throttle.reserve_generation(address)
     now = db.utcnow()
     doc: dict[str, Any] = {
         "_id": db.new_id(), "user_id": user_id, "upload_id": upload["_id"],
         "original_image": uploads.image_ref(upload), "room_type": room_doc["_id"],
         "style": style_doc["_id"], "prompt": body.prompt,
         "variants_requested": body.variants, "strength": body.strength, "status": "queued",
-        "progress": {"stage": "queued", "percent": 0}, "variants": [], "saved": False, "quota_period": period,
+        "progress": {"stage": "queued", "percent": 0}, "variants": [], "saved": False, "quota_period": None,
         "attempts": 0, "created_at": now, "updated_at": now,
     }
-    if idempotency_key is not None:
-        doc["idempotency_key"], doc["request_fingerprint"] = idempotency_key, fingerprint
+    if idempotency_key is None:
+        doc["quota_period"] = quota.take(user_id)
+        try:
+            interiors.insert_one(doc)
+        except Exception:
+            quota.refund(user_id, doc["quota_period"])
+            raise
+        return doc, True
+    doc["idempotency_key"], doc["request_fingerprint"] = idempotency_key, fingerprint
     try:
         interiors.insert_one(doc)
-    except DuplicateKeyError:  # the same key raced us: give the unit back and answer with the winner's
-        quota.refund(user_id, period)
-        existing = interiors.find_one({"user_id": user_id, "idempotency_key": idempotency_key})
+    except DuplicateKeyError:  # the same key raced us: answer with the winner's
+        existing = _settled(user_id, idempotency_key)
         if existing is None:
-            raise errors.Conflict("A request with this Idempotency-Key is in progress.") from None
+            raise errors.Conflict("A request with this Idempotency-Key is in progress; retry it.") from None
         return _replayed(existing, fingerprint), False
+    try:
+        period = quota.take(user_id)
+    except Exception:
+        interiors.delete_one({"_id": doc["_id"], "quota_period": None})
+        raise
+    try:
+        interiors.update_one({"_id": doc["_id"]}, {"$set": {"quota_period": period}})
     except Exception:
         quota.refund(user_id, period)
+        interiors.delete_one({"_id": doc["_id"], "quota_period": None})
         raise
+    doc["quota_period"] = period
     return doc, True
+
+
+def _settled(user_id: str, idempotency_key: str) -> dict[str, Any] | None:
+    """The interior made under this key once its unit is taken (a request still taking it is waited for, up to
+    SETTLE_WAIT_SECONDS, then 409); None when there is none (or its request was refused its unit)."""
+    import time
+
+    deadline = time.monotonic() + SETTLE_WAIT_SECONDS
+    while True:
+        existing = db.collection(COLLECTION).find_one({"user_id": user_id, "idempotency_key": idempotency_key})
+        if existing is None or existing.get("quota_period", True) is not None:  # None only while taking it
+            return existing
+        if time.monotonic() > deadline:
+            raise errors.Conflict("A request with this Idempotency-Key is in progress; retry it.")
+        time.sleep(0.05)
 
 
 def _request_fingerprint(body: GenerateBody) -> str:

@@ -210,13 +210,14 @@ def public_upload(doc: dict[str, Any]) -> Upload:
 
 # --- signed uploads -----------------------------------------------------------------------------------------
 
-def create_pending(user_id: str, body: CreateBody) -> PendingUpload:
-    """A pending upload and the signed PUT the browser uses: {upload, put_url, headers, expires_at}."""
+def create_pending(user_id: str, body: CreateBody, address: str | None = None) -> PendingUpload:
+    """A pending upload and the signed PUT the browser uses: {upload, put_url, headers, expires_at}. `address`:
+    the client's (lib.http.client_address), counted per hour; None for requests that are not a client's."""
     from lib import storage
 
     content_type = normalize_content_type(body.content_type)
     _check_size(body.size_bytes)
-    throttle.reserve_upload(user_id)  # after the checks: a refused request does not count
+    throttle.reserve_upload(user_id, address)  # after the checks: a refused request does not count
     settings = get_settings()
     upload_id, now = db.new_id(), db.utcnow()
     raw = _raw_name(user_id, upload_id)
@@ -365,11 +366,11 @@ def _reject(doc: dict[str, Any], generation: int, rejection: images.ImageRejecte
 
 # --- direct (multipart) uploads -----------------------------------------------------------------------------
 
-def create_direct(user_id: str, data: bytes, declared_type: str | None) -> dict[str, Any]:
+def create_direct(user_id: str, data: bytes, declared_type: str | None, address: str | None = None) -> dict[str, Any]:
     """Process a photo sent in the request body, synchronously; the upload is `ready` when this returns.
     Refused photos are answered with the reason (nothing is stored); the raw bytes are never kept."""
     _check_size(len(data))
-    throttle.reserve_upload(user_id)  # before the processing it protects: a refused photo costs the same
+    throttle.reserve_upload(user_id, address)  # before the processing it protects: a refused photo costs the same
     declared = (declared_type or "").split(";", 1)[0].strip().lower()
     try:
         sniffed = images.sniff(data)

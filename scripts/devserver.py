@@ -37,6 +37,21 @@ class _EmptyPathToRoot:
         return self.app(environ, start_response)
 
 
+class _AppendPeerToForwardedFor:
+    """What Google's front end does before a request reaches a function: append the address the connection
+    came from to X-Forwarded-For, so lib.http.client_address sees the same header shape locally as deployed
+    (and a client's own X-Forwarded-For entries never become its address)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        peer = environ.get("REMOTE_ADDR") or "unknown"
+        sent = environ.get("HTTP_X_FORWARDED_FOR", "").strip()
+        environ["HTTP_X_FORWARDED_FOR"] = f"{sent}, {peer}" if sent else peer
+        return self.app(environ, start_response)
+
+
 def _not_found(environ, start_response):
     body = b'{"error":{"code":"NOT_FOUND","message":"No function at this path.","details":[]}}'
     start_response("404 Not Found", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
@@ -53,7 +68,7 @@ def build_app(root: Path = ROOT, names: Iterable[str] | None = None):
         app = functions_framework.create_app(target=name, source=str(discovery.function_source(name, root)))
         # Wrapped one by one: DispatcherMiddleware empties PATH_INFO only when it hands over to the mount.
         mounts[discovery.url_path(name)] = _EmptyPathToRoot(app)
-    return DispatcherMiddleware(_not_found, mounts), sorted(mounts)
+    return _AppendPeerToForwardedFor(DispatcherMiddleware(_not_found, mounts)), sorted(mounts)
 
 
 def configure_logging(fmt: str | None = None) -> str:

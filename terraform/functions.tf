@@ -121,6 +121,8 @@ module "function" {
   env = merge(local.common_env, each.value.env, {
     # V4 signed URLs are signed through IAM signBlob as the function's own identity.
     SIGNING_SERVICE_ACCOUNT = data.google_service_account.this[each.value.service_account].email
+    # The load balancer appends the client's address and then its own to X-Forwarded-For (lib.http)
+    CLIENT_ADDRESS_PROXY_HOPS = var.enable_load_balancer ? "1" : "0"
   })
   secrets = { for key in each.value.secrets : lookup(local.secret_env, key, upper(key)) => google_secret_manager_secret.this[key].secret_id }
 

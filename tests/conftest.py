@@ -136,7 +136,10 @@ def make_user(fn) -> Callable[..., dict]:
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`make run` as a user runs it: scripts/run_local.py in its own process with its own .local folder and
     components, serving every function over real HTTP. Yields the base URL."""
-    env = {"ARGON2_MEMORY_KIB": "1024", "ARGON2_TIME_COST": "1",
+    # Every test of the session reaches it from 127.0.0.1: the per-address hourly limits are raised (their own
+    # tests use the functions directly, tests/test_client_limits.py).
+    env = {"ARGON2_MEMORY_KIB": "1024", "ARGON2_TIME_COST": "1", "SIGNUPS_PER_ADDRESS_PER_HOUR": "1000",
+           "LOGINS_PER_ADDRESS_PER_HOUR": "1000", "GENERATIONS_PER_ADDRESS_PER_HOUR": "1000",
            "DEMO_CATALOG_PER_LABEL": os.environ.get("DEMO_CATALOG_PER_LABEL", "8")}  # ~100 products: quick start
     with run_local_server(tmp_path_factory.mktemp("live") / "stack", env=env, timeout=180) as url:
         yield url

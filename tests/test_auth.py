@@ -261,7 +261,10 @@ def test_refresh_rotates_and_reuse_revokes_the_family(fn, make_user):
     second = r.get_json()["refresh_token"]
     assert second != first
     assert fn("me").get("/", headers={"Authorization": "Bearer " + r.get_json()["access_token"]}).status_code == 200
-    # The first token leaked and is replayed: refused, and the legitimate successor dies with it.
+    # The first token leaked and is replayed after the grace window: refused, and the successor dies with it.
+    db.collection("refresh_tokens").update_one(
+        {"token_hash": hashlib.sha256(first.encode()).hexdigest()},
+        {"$set": {"used_at": datetime.now(UTC) - timedelta(seconds=get_settings().refresh_reuse_grace_seconds + 1)}})
     replay = fn("auth_refresh").post("/", json={"refresh_token": first})
     assert replay.status_code == 401 and _error(replay)["code"] == "REFRESH_TOKEN_REUSED"
     assert fn("auth_refresh").post("/", json={"refresh_token": second}).status_code == 401
@@ -474,7 +477,7 @@ def test_account_deletion_interrupted_by_a_storage_outage_can_be_retried(fn, mak
     # The record keeps the email reserved and the account refused, and nothing personal beyond that.
     stored = db.collection("users").find_one({"_id": user_id})
     assert stored["active"] is False and stored["email"] == u["email"]
-    assert "name" not in stored and "password_hash" not in stored
+    assert not {"name", "password_hash", "known_addresses"} & set(stored)
     again = fn("auth_signup").post("/", json={"email": u["email"], "password": "a long secret", "name": "A"})
     assert again.status_code == 409
 
@@ -533,3 +536,101 @@ def test_functions_that_do_not_handle_tokens_run_without_the_jwt_key(fn, setting
     assert fn("styles_list").get("/").status_code == 200
     signup = fn("auth_signup").post("/", json={"email": "nokey@example.com", "password": "a long secret", "name": "N"})
     assert signup.status_code == 201
+
+
+# --- sessions that survive two tabs; logout ends the session's access tokens --------------------------------
+
+def _refresh(fn, token: str):
+    return fn("auth_refresh").post("/", json={"refresh_token": token})
+
+
+def test_two_tabs_refreshing_the_same_token_at_once_both_stay_signed_in(fn, make_user):
+    u = make_user()
+    first, tabs = u["tokens"]["refresh_token"], 2
+    start = threading.Barrier(tabs)
+
+    def refresh(_: int):
+        client = fn("auth_refresh")
+        start.wait()
+        return client.post("/", json={"refresh_token": first})
+
+    with ThreadPoolExecutor(tabs) as pool:
+        answers = list(pool.map(refresh, range(tabs)))
+    assert [r.status_code for r in answers] == [200, 200], [r.get_json() for r in answers]
+    pairs = [r.get_json() for r in answers]
+    for pair in pairs:  # both tabs' tokens keep working: access now, refresh on their next rotation
+        assert fn("me").get("/", headers={"Authorization": "Bearer " + pair["access_token"]}).status_code == 200
+        assert _refresh(fn, pair["refresh_token"]).status_code == 200
+
+
+def test_reuse_within_the_grace_window_answers_with_a_pair_of_the_same_session(fn, make_user, settings_env):
+    settings_env(refresh_reuse_grace_seconds=30)
+    u = make_user()
+    first = u["tokens"]["refresh_token"]
+    winner = _refresh(fn, first).get_json()
+    again = _refresh(fn, first)  # a retry after a lost answer, a second tab a moment later
+    assert again.status_code == 200
+    sid = jwt.decode(again.get_json()["access_token"], options={"verify_signature": False})["sid"]
+    assert sid == jwt.decode(winner["access_token"], options={"verify_signature": False})["sid"]
+    assert _refresh(fn, winner["refresh_token"]).status_code == 200
+    assert _refresh(fn, again.get_json()["refresh_token"]).status_code == 200
+    # Outside the window, reuse is a leak again: the whole session ends.
+    db.collection("refresh_tokens").update_many(
+        {"token_hash": hashlib.sha256(first.encode()).hexdigest()},
+        {"$set": {"used_at": datetime.now(UTC) - timedelta(seconds=31)}})
+    late = _refresh(fn, first)
+    assert late.status_code == 401 and _error(late)["code"] == "REFRESH_TOKEN_REUSED"
+    assert fn("me").get("/", headers={"Authorization": "Bearer " + winner["access_token"]}).status_code == 401
+
+
+def test_a_zero_grace_window_revokes_on_any_reuse(fn, make_user, settings_env):
+    settings_env(refresh_reuse_grace_seconds=0)
+    u = make_user()
+    assert _refresh(fn, u["tokens"]["refresh_token"]).status_code == 200
+    time.sleep(0.01)
+    reuse = _refresh(fn, u["tokens"]["refresh_token"])
+    assert reuse.status_code == 401 and _error(reuse)["code"] == "REFRESH_TOKEN_REUSED"
+
+
+def test_logout_ends_the_sessions_access_tokens_too(fn, make_user):
+    u = make_user()
+    other = fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).get_json()
+    rotated = _refresh(fn, u["tokens"]["refresh_token"]).get_json()
+    assert fn("auth_logout").post("/", json={"refresh_token": rotated["refresh_token"]}).status_code == 204
+    for access in (u["tokens"]["access_token"], rotated["access_token"]):  # every access token of that session
+        r = fn("me").get("/", headers={"Authorization": "Bearer " + access})
+        assert r.status_code == 401 and _error(r)["code"] == "INVALID_TOKEN"
+    # Another session (another login, another tab group) of the same person is not signed out.
+    assert fn("me").get("/", headers={"Authorization": "Bearer " + other["access_token"]}).status_code == 200
+    assert _refresh(fn, other["refresh_token"]).status_code == 200
+    # And within the grace window a logged-out token gets nothing.
+    assert _refresh(fn, rotated["refresh_token"]).status_code == 401
+    assert _refresh(fn, u["tokens"]["refresh_token"]).status_code == 401
+
+
+def test_a_refresh_that_races_a_logout_hands_out_nothing_that_works(fn, make_user, monkeypatch):
+    """The logout lands after the refresh read its token but before its new one is written."""
+    u = make_user()
+    issue = auth.issue_token_pair
+
+    def logout_meanwhile(user, family_id=None):
+        fn("auth_logout").post("/", json={"refresh_token": u["tokens"]["refresh_token"]})
+        return issue(user, family_id)
+
+    monkeypatch.setattr(auth, "issue_token_pair", logout_meanwhile)
+    r = _refresh(fn, u["tokens"]["refresh_token"])
+    monkeypatch.setattr(auth, "issue_token_pair", issue)
+    assert r.status_code == 401
+    assert db.collection("refresh_tokens").count_documents({"user_id": u["user"]["id"], "revoked": False}) == 0
+
+
+def test_the_session_check_is_folded_into_the_user_read(fn, make_user):
+    """An authenticated request reads the user once: logging out costs other requests no extra read."""
+    u = make_user()
+    for _ in range(3):  # many logouts in a row keep the user document small
+        pair = fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).get_json()
+        fn("auth_logout").post("/", json={"refresh_token": pair["refresh_token"]})
+    stored = db.collection("users").find_one({"_id": u["user"]["id"]})
+    assert len(stored["ended_sessions"]) == 3
+    assert all(e["until"] <= datetime.now(UTC) + timedelta(seconds=get_settings().access_token_ttl_seconds)
+               for e in stored["ended_sessions"])

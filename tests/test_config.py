@@ -33,7 +33,7 @@ def test_tokens_are_never_signed_or_checked_without_the_secret(settings_env, mon
     settings_env()
     user = {"_id": "u1", "session_epoch": 0}
     with pytest.raises(RuntimeError, match="JWT_SECRET"):
-        auth.issue_access_token(user)
+        auth.issue_access_token(user, "s1")
     with pytest.raises(RuntimeError, match="JWT_SECRET"):
         auth.decode_access_token("a.b.c")
 

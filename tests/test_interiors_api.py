@@ -126,6 +126,37 @@ def test_a_used_idempotency_key_with_a_different_request_is_refused(fn, ctx):
     assert _generate(fn, ctx, headers={"Idempotency-Key": "key-2"}, variants=1).status_code == 202  # the retry
 
 
+def test_retries_of_the_request_that_took_the_last_unit_are_replays_not_429(fn, ctx, env):
+    """A browser retrying (same Idempotency-Key) while its first request still runs: the key is settled before
+    the unit is taken, so no retry finds the quota used up by the request it repeats."""
+    env(generation_quota=3)
+    db.collection("quota_usage").insert_one({"_id": ctx["user"]["id"], "used": 2,
+                                             "resets_at": db.utcnow() + timedelta(days=1)})
+    db.collection(interiors.COLLECTION)  # its indexes exist, as in any running deployment
+    tries = 6
+    barrier, answers = threading.Barrier(tries), []
+
+    def post():
+        client = fn("interiors_generate")
+        barrier.wait()
+        answers.append(_generate(lambda _name: client, ctx, headers={"Idempotency-Key": "last-unit"}))
+
+    threads = [threading.Thread(target=post) for _ in range(tries)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [r.status_code for r in answers] == [202] * tries, [r.get_json() for r in answers]
+    assert len({r.get_json()["interior"]["id"] for r in answers}) == 1
+    assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in answers) == tries - 1
+    assert quota.usage(ctx["user"]["id"])["used"] == 3
+    # A new request (another key) is refused, and leaves no interior behind.
+    other = _generate(fn, ctx, headers={"Idempotency-Key": "another"})
+    assert other.status_code == 429 and other.get_json()["error"]["code"] == "QUOTA_EXCEEDED"
+    assert db.collection("interiors").count_documents({"user_id": ctx["user"]["id"]}) == 1
+    assert _generate(fn, ctx, headers={"Idempotency-Key": "another"}).status_code == 429  # its retry too
+
+
 def test_quota_exceeded_is_429_with_retry_after(fn, ctx, env):
     env(generation_quota=1)
     assert _generate(fn, ctx).status_code == 202

@@ -126,6 +126,19 @@ def test_the_import_job_logs_its_failure_structured_and_redacted(stack, tmp_path
     assert "failed: FileNotFoundError" in entry["message"] and "password=[REDACTED]" in entry["message"]
 
 
+def _after_the_reuse_grace_window(refresh_token: str) -> None:
+    """Make a spent refresh token look spent long ago: presenting it again is then a leak, not a second tab."""
+    import hashlib
+    from datetime import UTC, datetime, timedelta
+
+    from lib import db
+    from lib.config import get_settings
+
+    long_ago = datetime.now(UTC) - timedelta(seconds=get_settings().refresh_reuse_grace_seconds + 1)
+    db.collection("refresh_tokens").update_one({"token_hash": hashlib.sha256(refresh_token.encode()).hexdigest()},
+                                               {"$set": {"used_at": long_ago}})
+
+
 def test_a_user_journey_leaves_no_credential_in_the_logs(fn, make_user, captured):
     u = make_user(password="a password to hide")
     fn("auth_login").post("/", json={"email": u["email"], "password": "a wrong password here"})
@@ -133,9 +146,12 @@ def test_a_user_journey_leaves_no_credential_in_the_logs(fn, make_user, captured
     created = fn("uploads_create").post("/", json={"content_type": "image/jpeg", "size_bytes": 1000},
                                         headers=u["headers"]).get_json()
     fn("me").get("/", headers={"Authorization": "Bearer " + u["tokens"]["access_token"] + "x"})  # a bad token
+    _after_the_reuse_grace_window(u["tokens"]["refresh_token"])
     fn("auth_refresh").post("/", json={"refresh_token": u["tokens"]["refresh_token"]})  # replayed: reuse
+    # The reuse ended that session, access tokens included: a new login changes the password.
+    fresh = fn("auth_login").post("/", json={"email": u["email"], "password": u["password"]}).get_json()
     fn("me").patch("/", json={"new_password": "another secret!", "current_password": u["password"]},
-                   headers=u["headers"])
+                   headers={"Authorization": "Bearer " + fresh["access_token"]})
     logs = captured.getvalue()
     messages = [json.loads(line)["message"] for line in logs.splitlines()]
     user_id = u["user"]["id"]
@@ -146,7 +162,7 @@ def test_a_user_journey_leaves_no_credential_in_the_logs(fn, make_user, captured
     assert u["email"] not in logs
     signature = created["put_url"].split("X-Goog-Signature=")[1].split("&")[0]
     for secret in (u["password"], "a wrong password here", "another secret!", u["tokens"]["access_token"],
-                   u["tokens"]["refresh_token"], signature):
+                   u["tokens"]["refresh_token"], fresh["access_token"], fresh["refresh_token"], signature):
         assert secret not in logs
 
 

@@ -6,7 +6,7 @@ queue cannot take it the interior is failed, the unit refunded and the answer is
 """
 
 from lib import interiors
-from lib.http import http_function, json_response, validate
+from lib.http import client_address, http_function, json_response, validate
 
 
 @http_function(methods=["POST"], auth=True, body=interiors.GenerateBody, response=interiors.InteriorAnswer,
@@ -17,12 +17,15 @@ from lib.http import http_function, json_response, validate
                            "header makes retries return the same interior (with Idempotent-Replayed: true); the "
                            "same key with a different request is 422 IDEMPOTENCY_KEY_REUSED. 404 UPLOAD_NOT_FOUND, "
                            "409 UPLOAD_NOT_READY, 422 UNKNOWN_STYLE / UNKNOWN_ROOM_TYPE / STYLE_ROOM_MISMATCH, "
-                           "429 QUOTA_EXCEEDED with Retry-After, 503 ENQUEUE_FAILED (the unit is refunded).")
+                           "409 also while the first request with the same key is still taking its unit. 429 "
+                           "QUOTA_EXCEEDED or GENERATION_RATE_LIMITED (over GENERATIONS_PER_ADDRESS_PER_HOUR "
+                           "requests from one client address) with Retry-After, 503 ENQUEUE_FAILED (the unit is "
+                           "refunded).")
 def interiors_generate(request, user, body):
     key = request.headers.get("Idempotency-Key")
     if key is not None:
         key = validate(interiors.IdempotencyKey, {"key": key}).key
-    doc, created = interiors.create(user, body, key)
+    doc, created = interiors.create(user, body, key, client_address(request))
     # No Location header: each function has its own URL in production, so a path would point at this one.
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return json_response(interiors.InteriorAnswer(interior=interiors.view(doc)), 202, headers)
