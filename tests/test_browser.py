@@ -159,3 +159,18 @@ def test_playground_journey_in_chromium(browser, live_server, tmp_path):
         context.close()
     assert problems == [], problems
     assert _origin(live_server) in origins and len(origins) >= 3  # page, API and storage: three origins
+
+
+def test_docs_serves_its_files_with_caching_and_refuses_others(fn):
+    client = fn("docs")
+    page = client.get("/")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    bundle = client.get("/?file=swagger-ui-bundle.js")
+    assert bundle.status_code == 200 and bundle.mimetype == "text/javascript"
+    again = client.get("/?file=swagger-ui-bundle.js", headers={"If-None-Match": bundle.headers["ETag"]})
+    assert again.status_code == 304
+    assert client.get("/?file=openapi.json").get_json() == fn("openapi").get("/").get_json()
+    for name in ("../main.py", "static/swagger-ui-bundle.js", "nope"):
+        missing = client.get("/", query_string={"file": name})
+        assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "NOT_FOUND"
