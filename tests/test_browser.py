@@ -172,5 +172,5 @@ def test_docs_serves_its_files_with_caching_and_refuses_others(fn):
     assert again.status_code == 304
     assert client.get("/?file=openapi.json").get_json() == fn("openapi").get("/").get_json()
     for name in ("../main.py", "static/swagger-ui-bundle.js", "nope"):
-        missing = client.get("/", query_string={"file": name})
-        assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "NOT_FOUND"
+        refused = client.get("/", query_string={"file": name})
+        assert refused.status_code == 400 and refused.get_json()["error"]["details"][0]["field"] == "file"
