@@ -237,8 +237,10 @@ function arViewer(object) {
   viewer.setAttribute("crossorigin", "anonymous");
   viewer.addEventListener("load", () => viewer.classList.add("loaded"));
   viewer.addEventListener("error", (event) => viewer.classList.add("failed", String(event.detail?.type ?? "")));
+  const sizedTo = { product: "the matched product", label: `a typical ${object.label}`, model: "the model" };
   return element("figure", { className: "ar" }, viewer,
-    element("figcaption", {}, `${object.name ?? object.label}: ${cm(object.width)} × ${cm(object.depth)} × ${cm(object.height)}`));
+    element("figcaption", {}, `${object.name ?? object.label}: ${cm(object.width)} × ${cm(object.depth)} × ` +
+      `${cm(object.height)}, sized to ${sizedTo[object.sized_to] ?? "its model"}`));
 }
 
 function showInterior(interior) {
