@@ -139,7 +139,9 @@ def test_playground_journey_in_chromium(browser, live_server, tmp_path):
         page.wait_for_function(
             "() => [...document.querySelectorAll('model-viewer')].some(m => m.loaded)", timeout=90_000)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
+        # the first variant: its image with the boxes, its product cards and 3D models (a generous timeout: WebGL
+        # renders in software here, slowly on a busy machine)
+        page.locator(".variant").first.screenshot(path=str(ARTIFACTS / "playground.png"), timeout=120_000)
 
         page.click("#save-btn")
         page.wait_for_selector(".library-item:has-text('saved')", timeout=30_000)
