@@ -122,14 +122,25 @@ class PlaygroundServer:
     its origin is known (and can be allowed by CORS) before anything else starts."""
 
     def __init__(self, port: int, api_url: str) -> None:
+        import socket
+
         from werkzeug.serving import make_server
 
-        self.server = make_server("127.0.0.1", port, playground_app(api_url), threaded=True)
+        # Bound here, so a port in use is an OSError to handle (werkzeug's own bind would print and exit).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+            sock.listen(128)
+            self.server = make_server("127.0.0.1", port, playground_app(api_url), threaded=True, fd=sock.fileno(),
+                                      request_handler=_request_handler())
+        finally:
+            sock.close()  # the server holds its own duplicate of the socket
         self.thread = threading.Thread(target=self.server.serve_forever, name="playground", daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
+        return f"http://127.0.0.1:{self.server.socket.getsockname()[1]}"
 
     def start(self) -> PlaygroundServer:
         self.thread.start()

@@ -127,11 +127,12 @@ def main() -> int:
     parser.add_argument("--sweep-seconds", type=float, default=float(os.environ.get("LOCAL_SWEEP_SECONDS", "60")),
                         help="how often the generation sweep runs (0: never)")
     parser.add_argument("--playground-port", type=int, default=None,
-                        help="port of the playground page (default PLAYGROUND_PORT, else --port + 1; 0: any free)")
+                        help="port of the playground page (default PLAYGROUND_PORT, else --port + 1 or, when that is "
+                             "taken, any free one; 0: any free one)")
     args = parser.parse_args()
     playground_port = args.playground_port
-    if playground_port is None:
-        playground_port = int(os.environ.get("PLAYGROUND_PORT", args.port + 1))
+    if playground_port is None and os.environ.get("PLAYGROUND_PORT"):
+        playground_port = int(os.environ["PLAYGROUND_PORT"])
 
     install_stop_signals()
     stack = LocalStack(Path(args.local_dir).resolve(), persistent=True)
@@ -140,10 +141,14 @@ def main() -> int:
         from scripts import devserver
 
         try:
-            playground = devserver.PlaygroundServer(playground_port, f"http://127.0.0.1:{args.port}")
+            playground = devserver.PlaygroundServer(
+                args.port + 1 if playground_port is None else playground_port, f"http://127.0.0.1:{args.port}")
         except OSError as exc:
-            say(f"playground: cannot listen on 127.0.0.1:{playground_port} ({exc.strerror}); set PLAYGROUND_PORT")
-            return 1
+            if playground_port is not None:  # asked for: say so rather than serve elsewhere
+                say(f"playground: cannot listen on 127.0.0.1:{playground_port} ({exc.strerror}); "
+                    "set another PLAYGROUND_PORT")
+                return 1
+            playground = devserver.PlaygroundServer(0, f"http://127.0.0.1:{args.port}")  # the default was taken
         # The playground is a page of another origin, bound first so that the API and the storage front (started
         # below) allow it by CORS like the frontend's origins.
         os.environ["CORS_ORIGINS"] = ",".join([*_cors_origins(), playground.url])

@@ -137,7 +137,6 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`make run` as a user runs it: scripts/run_local.py in its own process with its own .local folder and
     components, serving every function over real HTTP. Yields the base URL."""
     env = {"ARGON2_MEMORY_KIB": "1024", "ARGON2_TIME_COST": "1",
-           "DEMO_CATALOG_PER_LABEL": os.environ.get("DEMO_CATALOG_PER_LABEL", "8"),  # ~100 products: quick start
-           "PLAYGROUND_PORT": "0"}  # any free port; the index page at / links it
+           "DEMO_CATALOG_PER_LABEL": os.environ.get("DEMO_CATALOG_PER_LABEL", "8")}  # ~100 products: quick start
     with run_local_server(tmp_path_factory.mktemp("live") / "stack", env=env, timeout=180) as url:
         yield url
