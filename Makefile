@@ -9,8 +9,9 @@ INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 HCL_STAMP := scripts/infra-tools/node_modules/.installed
 CONTRACT_STAMP := scripts/contract-tools/node_modules/.installed
+WEB_STAMP := scripts/web-assets/node_modules/.installed
 
-.PHONY: run test lint venv clean infra-tools infra-check contract-tools package lock
+.PHONY: run test lint venv clean infra-tools infra-check contract-tools package lock web-assets browser
 
 $(STAMP): requirements.txt requirements-local.txt scripts/requirements-dev.txt scripts/requirements-emulator.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +22,22 @@ $(STAMP): requirements.txt requirements-local.txt scripts/requirements-dev.txt s
 
 venv: $(STAMP)
 
-run: $(STAMP)
+# Browser assets from pinned npm packages (Swagger UI for /docs, <model-viewer> for the playground), copied where
+# the pages serve them (scripts/web-assets/vendor.json); nothing is fetched from a CDN at run time.
+$(WEB_STAMP): scripts/web-assets/package.json scripts/web-assets/package-lock.json scripts/web-assets/vendor.json
+	npm ci --prefix scripts/web-assets --no-audit --no-fund --silent
+	node scripts/web-assets/vendor.mjs
+	touch $(WEB_STAMP)
+
+web-assets: $(WEB_STAMP)
+
+# Debian's Chromium for tests/test_browser.py (Playwright drives it; `playwright install` cannot download here).
+browser:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
+run: $(STAMP) $(WEB_STAMP)
 	$(PY) scripts/run_local.py
 
 lint: $(STAMP)
@@ -84,16 +100,17 @@ $(CONTRACT_STAMP): scripts/contract-tools/package.json scripts/contract-tools/pa
 contract-tools: $(CONTRACT_STAMP)
 
 # Reproducible deploy artifacts in dist/: one zip per function, one container build context per job.
-package: $(STAMP)
+package: $(STAMP) $(WEB_STAMP)
 	$(PY) scripts/package.py --out dist
 
-test: lint infra-check contract-tools
+test: lint infra-check contract-tools $(WEB_STAMP) browser
 	$(PY) -m pytest
 
 # The generation journey against a fresh local stack; writes .local/demo/report.html and prints its path.
 .PHONY: demo
-demo: $(STAMP)
+demo: $(STAMP) $(WEB_STAMP)
 	$(PY) scripts/demo.py
 
 clean:
-	rm -rf $(VENV) $(INFRA_VENV) $(LOCK_VENV) scripts/infra-tools/node_modules scripts/contract-tools/node_modules dist .local .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(INFRA_VENV) $(LOCK_VENV) scripts/infra-tools/node_modules scripts/contract-tools/node_modules \
+		scripts/web-assets/node_modules dist .local .pytest_cache .ruff_cache

@@ -15,14 +15,18 @@ from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
 
 
 def iso_timestamp(value: datetime) -> str:
-    """RFC 3339 in UTC with a `Z`, e.g. 2026-11-30T23:05:01.123000Z."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    """RFC 3339 in UTC with milliseconds and a `Z`, e.g. 2026-11-30T23:05:01.123Z: one format in every answer,
+    whether the time was read back from MongoDB (which keeps milliseconds) or just computed (microseconds)."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
+
+TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 
 Timestamp = Annotated[
     datetime,
     PlainSerializer(iso_timestamp, return_type=str, when_used="json"),
-    WithJsonSchema({"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIMESTAMP_PATTERN,
+                    "description": "RFC 3339 in UTC with milliseconds, e.g. 2026-11-30T23:05:01.123Z"}),
 ]
 
 

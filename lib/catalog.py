@@ -22,7 +22,7 @@ import re
 import statistics
 import unicodedata
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pymongo import ASCENDING, IndexModel, ReplaceOne, UpdateOne
@@ -170,7 +170,8 @@ class Xyz(Answer):
 
 
 class ArObject(Answer):
-    """A 3D model (binary glTF, .glb) to place in the room with AR, sized for the products of its label."""
+    """A 3D model (binary glTF, .glb) to place in the room with AR, scaled to a real size: in an interior's
+    detected part, the size of the part's best-matching product; elsewhere the typical size of its label."""
     id: str
     label: str
     name: str
@@ -181,9 +182,15 @@ class ArObject(Answer):
                                       "z toward the viewer); 0,0,0 places it on the anchor")
     rotation: Xyz = Field(description="Euler angles in degrees about x, y, z applied to the model; 0,0,0 faces "
                                       "the viewer")
-    scale: Xyz = Field(description="Factors to multiply the model by on each axis so it measures width x height x "
-                                   "depth (x: width, y: height, z: depth); 1 keeps the model's own size")
-    width: float = Field(description="Width in cm the scaled model has: the median of the label's products")
+    scale: Xyz = Field(description="Factors to multiply the model by on each axis (x: width, y: height, "
+                                   "z: depth) so it measures width x height x depth: `width / model_dimensions."
+                                   "width_cm` and so on; 1 keeps the model's own size. Apply it before placing")
+    sized_to: Literal["product", "label", "model"] = Field(description=(
+        "What width, depth and height are: `product`, the dimensions of `product_id` (an interior's part: its "
+        "best-matching product); `label`, the median of the label's products; `model`, the model's own size "
+        "(nothing better known)"))
+    product_id: str | None = Field(description="The product the model is sized to (sized_to=product), else null")
+    width: float = Field(description="Width in cm the scaled model has (what it is: see sized_to)")
     depth: float = Field(description="Depth in cm the scaled model has")
     height: float = Field(description="Height in cm the scaled model has")
     model_dimensions: Dimensions = Field(description="The model's own size in cm, before `scale`")
@@ -488,10 +495,20 @@ def ar_models_for(label: str) -> tuple[list[dict], dict[str, float] | None]:
     return models, typical_dimensions(label)
 
 
-def public_ar_object(model: dict, typical: dict[str, float] | None) -> ArObject:
+def _measured(dimensions: dict[str, Any] | None) -> bool:
+    return bool(dimensions) and all((dimensions or {}).get(k, 0) > 0 for k in ("width_cm", "depth_cm", "height_cm"))
+
+
+def public_ar_object(model: dict, typical: dict[str, float] | None, product: dict[str, Any] | None = None) -> ArObject:
+    """The model scaled to `product`'s dimensions when it has them all, else to its label's `typical` ones."""
     own = model["dimensions"]
-    dims = typical or own
-    # the model is true-to-size for its own dimensions; scale it to the label's typical product
+    if product is not None and _measured(product.get("dimensions")):
+        dims, sized_to, product_id = product["dimensions"], "product", product.get("_id") or product.get("id")
+    elif _measured(typical):
+        dims, sized_to, product_id = typical, "label", None
+    else:
+        dims, sized_to, product_id = own, "model", None
+    # the model is true-to-size for its own dimensions; the client multiplies it by these factors
     scale = {axis: round(dims[key] / own[key], 4) if own.get(key) else 1.0
              for axis, key in (("x", "width_cm"), ("y", "height_cm"), ("z", "depth_cm"))}
     return ArObject(
@@ -499,7 +516,7 @@ def public_ar_object(model: dict, typical: dict[str, float] | None) -> ArObject:
         model_url=_sign(model["model_url"]) or "", image_url=_sign(model.get("image_url")),
         position=Xyz.model_validate(model.get("position", {"x": 0.0, "y": 0.0, "z": 0.0})),
         rotation=Xyz.model_validate(model.get("rotation", {"x": 0.0, "y": 0.0, "z": 0.0})),
-        scale=Xyz.model_validate(scale),
+        scale=Xyz.model_validate(scale), sized_to=sized_to, product_id=product_id,
         width=dims["width_cm"], depth=dims["depth_cm"], height=dims["height_cm"],
         model_dimensions=Dimensions.model_validate(own),
     )

@@ -125,6 +125,7 @@ def _generation_request(doc: StoredInterior) -> GenerationRequest:
 
 def generate_variants(doc: StoredInterior, owner: str, images: dict[int, bytes]) -> None:
     """Generate and store the missing variants; their bytes go to `images` (by index) for detect_parts."""
+    from lib import images as images_lib
     from lib import providers, storage
 
     settings = get_settings()
@@ -143,8 +144,9 @@ def generate_variants(doc: StoredInterior, owner: str, images: dict[int, bytes])
         image = images[i] = generator.generate(request, seed)
         name = f"{interiors.images_prefix(doc['user_id'], doc['_id'])}variant-{i}.jpg"
         storage.upload_bytes(settings.images_bucket, name, image, "image/jpeg")
+        width, height = images_lib.pixel_size(image)  # boxes are in these pixels: a client scales them
         variants[i] = {"index": i, "seed": seed, "image": storage.ref(settings.images_bucket, name),
-                       "generator": generator.name}
+                       "generator": generator.name, "width": width, "height": height}
         interiors.checkpoint(doc, owner, {
             "variants": [variants[k] for k in sorted(variants)],
             "progress": {"stage": "generating", "percent": 5 + int(55 * len(variants) / wanted)}})

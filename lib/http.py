@@ -217,6 +217,7 @@ class Operation:
 
     summary: str
     response: Any = None  # the success body: a model (or a union of models); None: no body (204)
+    media_type: str = "application/json"  # of the success body (the docs page is text/html)
     status: int = 200
     body: type[BaseModel] | None = None  # validated from the JSON body, handed to the handler as `body`
     form: type[BaseModel] | None = None  # the body may also come as a urlencoded form, validated by this too

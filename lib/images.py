@@ -86,6 +86,12 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
+def pixel_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of an image we produced or received, read from its header (no pixel is decoded)."""
+    with _pil().open(io.BytesIO(data)) as img:
+        return img.size
+
+
 def _pil():
     from PIL import Image, ImageFile
 

@@ -106,6 +106,8 @@ class StoredVariant(TypedDict):
     seed: int
     image: str  # gs:// in the images bucket
     generator: str
+    width: NotRequired[int]  # pixels of the stored image (boxes are in these); absent on older designs
+    height: NotRequired[int]
     detected_parts: NotRequired[list[StoredDetectedPart]]  # absent until detection ran on this variant
 
 
@@ -220,11 +222,15 @@ class DetectedPart(Answer):
 class Variant(Answer):
     index: int = Field(description="0-based, in the order generated")
     image_url: str = Field(description="The generated image (a signed, short-lived URL)")
+    width: int | None = Field(description="The image's width in pixels, the unit of its parts' boxes (null only for "
+                                          "designs stored before sizes were recorded)")
+    height: int | None = Field(description="The image's height in pixels")
     detected_parts: list[DetectedPart] = Field(description="Empty until the interior is done")
 
 
 class _InteriorFields(Answer):
     id: str
+    upload_id: str = Field(description="The upload whose photo was redesigned")
     status: Literal["queued", "running", "done", "failed"]
     progress: Progress | None
     room_type: str
@@ -529,21 +535,21 @@ def _product_view(match: dict[str, Any]) -> catalog.Product:
     return catalog.public_product(match["product"], match["score"])
 
 
-def _ar_view(stored: dict[str, Any]) -> catalog.ArObject:
-    return catalog.public_ar_object(stored["model"], stored.get("typical"))
-
-
 def _part_view(part: dict[str, Any]) -> DetectedPart:
+    matches = part.get("products", [])
+    # AR models are shown at the size of the part's best-matching product (the first), so what the person
+    # places in their room measures what they would buy
+    best = matches[0].get("product", matches[0]) if matches else None
     return DetectedPart(
         id=part["id"], label=part["label"], confidence=part["confidence"], box=Box.model_validate(part["box"]),
-        products=[_product_view(p) for p in part.get("products", [])],
-        ar_objects=[_ar_view(a) for a in part.get("ar_objects", [])],
+        products=[_product_view(p) for p in matches],
+        ar_objects=[catalog.public_ar_object(a["model"], a.get("typical"), best) for a in part.get("ar_objects", [])],
     )
 
 
 def _common_fields(doc: dict[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {
-        "id": doc["_id"], "status": doc["status"], "progress": doc.get("progress"),
+        "id": doc["_id"], "upload_id": doc["upload_id"], "status": doc["status"], "progress": doc.get("progress"),
         "room_type": doc["room_type"], "style": doc["style"], "prompt": doc.get("prompt", ""),
         "variants_requested": doc.get("variants_requested", 1), "strength": doc.get("strength"),
         "saved": bool(doc.get("saved")),
@@ -566,7 +572,7 @@ def view(doc: dict[str, Any]) -> Interior:
     """The API shape of an interior, with its stored variants (and their detected parts once done)."""
     show_parts = doc["status"] == "done"
     variants = [
-        Variant(index=v["index"], image_url=_url(v["image"]) or "",
+        Variant(index=v["index"], image_url=_url(v["image"]) or "", width=v.get("width"), height=v.get("height"),
                 detected_parts=[_part_view(p) for p in v.get("detected_parts") or []] if show_parts else [])
         for v in _stored_variants(doc)
     ]

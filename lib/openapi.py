@@ -29,7 +29,7 @@ TAGS = {
     "catalog": "Styles, room types, products and AR models (public, cacheable)",
     "interiors": "AI redesigns of a room photo and the caller's library",
     "notifications": "In-app notifications",
-    "meta": "This document",
+    "meta": "This document, as JSON and as a web page",
 }
 
 _STATUS_TEXT = {
@@ -189,7 +189,7 @@ def _operation(function: str, method: str, op: Operation, contract: Contract, sc
 
     success: dict[str, Any] = {"description": _STATUS_TEXT[op.status]}
     if op.response is not None:
-        success["content"] = {"application/json": {"schema": schemas.add(op.response, "serialization")}}
+        success["content"] = {op.media_type: {"schema": schemas.add(op.response, "serialization")}}
     headers = {name: RESPONSE_HEADERS[name] for name in op.response_headers}
     if op.cached:
         headers.update({name: RESPONSE_HEADERS[name] for name in ("ETag", "Cache-Control")})

@@ -2,7 +2,12 @@
 
 Functions are discovered by lib.discovery (functions/*/main.py, the folder name is the entry point), so a new
 function needs no registration. Each is loaded exactly as Cloud Run loads it, through functions-framework's
-create_app, and mounted with werkzeug's DispatcherMiddleware.
+create_app, and mounted with werkzeug's DispatcherMiddleware. `/` is a small index linking the API reference
+(/docs) and the playground.
+
+The playground (scripts/playground/, a local developer tool, never deployed) is served by `playground_app` on a
+port of its own, so its page origin differs from the API's and every call it makes is a CORS request, as the
+real frontend's are. Its config.json tells it where the API is.
 
 Logs: in a terminal one readable line per record (`HH:MM:SS LEVEL logger: message`), elsewhere (files, CI) the
 same Cloud Logging JSON as production; LOCAL_LOG_FORMAT=text|json chooses. Both are redacted by lib.log's filter.
@@ -11,14 +16,18 @@ same Cloud Logging JSON as production; LOCAL_LOG_FORMAT=text|json chooses. Both 
 from __future__ import annotations
 
 import argparse
+import html
+import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PLAYGROUND = ROOT / "scripts" / "playground"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -58,7 +67,38 @@ def _not_found(environ, start_response):
     return [body]
 
 
-def build_app(root: Path = ROOT, names: Iterable[str] | None = None):
+def _index_page(playground_url: str | None) -> bytes:
+    playground = (f'<li><a href="{html.escape(playground_url)}">Playground</a>: the whole journey from a browser '
+                  f'(sign up, upload, generate, products, 3D models, library)</li>' if playground_url else "")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Zipkku local API</title></head>
+<body style="font: 16px system-ui, sans-serif; margin: 2rem">
+<h1>Zipkku local API</h1>
+<ul>
+<li><a href="/docs">API reference</a> (/docs)</li>
+<li><a href="/openapi">OpenAPI document</a> (/openapi, JSON)</li>
+{playground}
+</ul>
+<p>Every function is served at /&lt;name-with-hyphens&gt;, e.g. <code>POST /auth-login</code>.</p>
+</body></html>
+""".encode()
+
+
+def _fallback(playground_url: str | None):
+    """What no function answers: the index at `/`, a JSON 404 elsewhere."""
+    page = _index_page(playground_url)
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") in ("", "/") and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
+                                      ("Content-Length", str(len(page)))])
+            return [page]
+        return _not_found(environ, start_response)
+
+    return app
+
+
+def build_app(root: Path = ROOT, names: Iterable[str] | None = None, playground_url: str | None = None):
     """Every function under `root` (or only `names`) mounted at its URL path; (WSGI app, mounted paths)."""
     import functions_framework
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
@@ -68,7 +108,64 @@ def build_app(root: Path = ROOT, names: Iterable[str] | None = None):
         app = functions_framework.create_app(target=name, source=str(discovery.function_source(name, root)))
         # Wrapped one by one: DispatcherMiddleware empties PATH_INFO only when it hands over to the mount.
         mounts[discovery.url_path(name)] = _EmptyPathToRoot(app)
-    return _AppendPeerToForwardedFor(DispatcherMiddleware(_not_found, mounts)), sorted(mounts)
+    return _AppendPeerToForwardedFor(DispatcherMiddleware(_fallback(playground_url), mounts)), sorted(mounts)
+
+
+def playground_app(api_url: str):
+    """scripts/playground/ as static files, plus /config.json naming the API's base URL."""
+    from werkzeug.middleware.shared_data import SharedDataMiddleware
+
+    config = json.dumps({"api": api_url}).encode()
+
+    def config_or_404(environ, start_response):
+        if environ.get("PATH_INFO") == "/config.json":
+            start_response("200 OK", [("Content-Type", "application/json"), ("Cache-Control", "no-store"),
+                                      ("Content-Length", str(len(config)))])
+            return [config]
+        if environ.get("PATH_INFO") in ("", "/"):
+            environ["PATH_INFO"] = "/index.html"
+            return static(environ, start_response)
+        return _not_found(environ, start_response)
+
+    # cache_timeout=0 + ETags: an edited page is picked up on reload.
+    static = SharedDataMiddleware(config_or_404, {"/": str(PLAYGROUND)}, cache_timeout=0)
+    return static
+
+
+class PlaygroundServer:
+    """The playground on 127.0.0.1:`port` (0: any free port) in a thread of this process. Bound at creation, so
+    its origin is known (and can be allowed by CORS) before anything else starts."""
+
+    def __init__(self, port: int, api_url: str) -> None:
+        import socket
+
+        from werkzeug.serving import make_server
+
+        # Bound here, so a port in use is an OSError to handle (werkzeug's own bind would print and exit).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+            sock.listen(128)
+            self.server = make_server("127.0.0.1", port, playground_app(api_url), threaded=True, fd=sock.fileno(),
+                                      request_handler=_request_handler())
+        finally:
+            sock.close()  # the server holds its own duplicate of the socket
+        self.thread = threading.Thread(target=self.server.serve_forever, name="playground", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.socket.getsockname()[1]}"
+
+    def start(self) -> PlaygroundServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self.thread.is_alive():  # shutdown() waits for serve_forever, so only once that runs
+            self.server.shutdown()
+            self.thread.join(timeout=10)
+        self.server.server_close()
 
 
 def configure_logging(fmt: str | None = None) -> str:
@@ -113,13 +210,16 @@ def _request_handler():
     return RequestLog
 
 
-def serve(host: str, port: int) -> None:
+def serve(host: str, port: int, playground_url: str | None = None) -> None:
     """Serve every function until interrupted (KeyboardInterrupt returns)."""
     from werkzeug.serving import make_server
 
-    app, paths = build_app()
+    app, paths = build_app(playground_url=playground_url)
     server = make_server(host, port, app, threaded=True, request_handler=_request_handler())
     print(f"zipkku dev server on http://{host}:{port} with {len(paths)} functions: {' '.join(paths)}", flush=True)
+    print(f"API reference: http://{host}:{port}/docs", flush=True)
+    if playground_url:
+        print(f"playground:    {playground_url}/", flush=True)
     server.serve_forever()  # werkzeug's: returns on KeyboardInterrupt, closing the socket
 
 

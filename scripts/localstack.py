@@ -604,7 +604,8 @@ _STACK_VARIABLES = ("MONGODB_URI", "MONGODB_DB", "STORAGE_EMULATOR_HOST", "SIGNI
 def local_server_command(local_dir: Path, port: int) -> tuple[list[str], dict[str, str]]:
     """argv and base environment of scripts/run_local.py on `port` and `local_dir`, started from a process that
     may itself point at another stack (whose variables it must not inherit)."""
-    argv = [sys.executable, str(ROOT / "scripts" / "run_local.py"), "--port", str(port), "--local-dir", str(local_dir)]
+    argv = [sys.executable, str(ROOT / "scripts" / "run_local.py"), "--port", str(port), "--local-dir", str(local_dir),
+            "--playground-port", "0"]  # any free port: port + 1 may be taken (the index at / links the playground)
     return argv, {k: v for k, v in os.environ.items() if k not in _STACK_VARIABLES}
 
 

@@ -114,20 +114,44 @@ def startup_block(stack: LocalStack, port: int, sweep_seconds: float, events: tu
     return "\n".join(lines)
 
 
+def _cors_origins() -> list[str]:
+    from lib.config import Settings
+
+    return Settings(jwt_secret="x" * 32).cors_origins  # CORS_ORIGINS if set, else the default (Vite's origins)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     parser.add_argument("--local-dir", default=os.environ.get("LOCAL_DIR", str(ROOT / ".local")))
     parser.add_argument("--sweep-seconds", type=float, default=float(os.environ.get("LOCAL_SWEEP_SECONDS", "60")),
                         help="how often the generation sweep runs (0: never)")
+    parser.add_argument("--playground-port", type=int, default=None,
+                        help="port of the playground page (default PLAYGROUND_PORT, else --port + 1 or, when that is "
+                             "taken, any free one; 0: any free one)")
     args = parser.parse_args()
+    playground_port = args.playground_port
+    if playground_port is None and os.environ.get("PLAYGROUND_PORT"):
+        playground_port = int(os.environ["PLAYGROUND_PORT"])
 
     install_stop_signals()
     stack = LocalStack(Path(args.local_dir).resolve(), persistent=True)
-    bridge = sweep = None
+    bridge = sweep = playground = None
     try:
         from scripts import devserver
 
+        try:
+            playground = devserver.PlaygroundServer(
+                args.port + 1 if playground_port is None else playground_port, f"http://127.0.0.1:{args.port}")
+        except OSError as exc:
+            if playground_port is not None:  # asked for: say so rather than serve elsewhere
+                say(f"playground: cannot listen on 127.0.0.1:{playground_port} ({exc.strerror}); "
+                    "set another PLAYGROUND_PORT")
+                return 1
+            playground = devserver.PlaygroundServer(0, f"http://127.0.0.1:{args.port}")  # the default was taken
+        # The playground is a page of another origin, bound first so that the API and the storage front (started
+        # below) allow it by CORS like the frontend's origins.
+        os.environ["CORS_ORIGINS"] = ",".join([*_cors_origins(), playground.url])
         stack.start()
         for sentence in stack.cleared:
             say(f"local stack: {sentence}")
@@ -150,7 +174,8 @@ def main() -> int:
         bridge.start(backlog=pending_upload_objects())
         if args.sweep_seconds > 0:
             sweep = GenerationSweep(args.sweep_seconds).start()
-        devserver.serve("127.0.0.1", args.port)
+        playground.start()
+        devserver.serve("127.0.0.1", args.port, playground_url=playground.url)
         return 0
     except KeyboardInterrupt:  # Ctrl-C, or Stopping from a stop signal
         return 0
@@ -162,6 +187,8 @@ def main() -> int:
         running = bool(stack.components)
         if running:
             say("local stack: stopping")
+        if playground is not None:
+            playground.stop()
         if sweep is not None:
             sweep.stop()
         if bridge is not None:

@@ -49,6 +49,7 @@ locals {
     products_similar     = { trigger = { type = "http" }, public = true, secrets = ["mongodb_uri", "qdrant_read_key"] }
     ar_similar_objects   = { trigger = { type = "http" }, public = true }
     openapi              = { trigger = { type = "http" }, public = true, memory = "256Mi" }
+    docs                 = { trigger = { type = "http" }, public = true, memory = "256Mi" }
     on_upload_finalized  = { trigger = { type = "storage", bucket = "uploads" }, memory = "1Gi", cpu = "1", timeout = 300, max_instances = 10 }
     on_catalog_uploaded  = { trigger = { type = "storage", bucket = "catalog" }, max_instances = 2 }
     on_interior_finished = { trigger = { type = "pubsub", topic = "interior_finished" }, max_instances = 10 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -10,6 +11,8 @@ import time
 from datetime import timedelta
 
 import pytest
+import requests
+from PIL import Image
 
 from lib import db, discovery, generation, interiors, quota
 from lib.config import get_settings
@@ -107,6 +110,41 @@ def test_job_generates_variants_detects_matches_products_and_ar(env, user, fn, m
     assert ar["model_url"].startswith("http") and (ar["width"], ar["depth"], ar["height"]) == (100.0, 50.0, 80.0)
     assert [n["status"] for n in _notifications(user["id"])] == ["done"]
     assert quota.usage(user["id"])["used"] == 1
+
+
+def test_the_answer_gives_a_ui_what_it_draws_with(env, user, fn):
+    """Each variant's pixel size (its boxes' unit), the upload the design came from, and AR models sized to the
+    part's best-matching product, with the factors the client multiplies the model by."""
+    seed_mini_catalog()
+    upload_id = ready_upload(user["id"])
+    doc = queued_interior(user, upload_id, variants=1)
+    generation.run([doc["_id"]])
+    headers = {"Authorization": f"Bearer {_token_for(user)}"}
+    view = fn("interiors_get").get(f"/?id={doc['_id']}", headers=headers).get_json()["interior"]
+    assert view["upload_id"] == upload_id
+    variant = view["variants"][0]
+    image = Image.open(io.BytesIO(requests.get(variant["image_url"], timeout=30).content))
+    assert (variant["width"], variant["height"]) == image.size
+    for part in variant["detected_parts"]:
+        box = part["box"]
+        assert box["x"] + box["width"] <= variant["width"] and box["y"] + box["height"] <= variant["height"]
+
+    # the best product of a part gets another size: its AR model follows it, not the label's median
+    stored = _doc(doc["_id"])
+    stored["variants"][0]["detected_parts"][0]["products"][0]["product"]["dimensions"] = {
+        "width_cm": 180.0, "depth_cm": 90.0, "height_cm": 60.0}
+    db.collection("interiors").update_one({"_id": doc["_id"]}, {"$set": {"variants": stored["variants"]}})
+    part = fn("interiors_get").get(f"/?id={doc['_id']}", headers=headers).get_json()["interior"]["variants"][0][
+        "detected_parts"][0]
+    ar = part["ar_objects"][0]
+    assert ar["sized_to"] == "product" and ar["product_id"] == part["products"][0]["id"]
+    assert (ar["width"], ar["depth"], ar["height"]) == (180.0, 90.0, 60.0)
+    own = ar["model_dimensions"]  # the mini catalog's models are 90 x 45 x 75 cm
+    assert ar["scale"] == {"x": round(180 / own["width_cm"], 4), "y": round(60 / own["height_cm"], 4),
+                           "z": round(90 / own["depth_cm"], 4)}
+    # outside an interior a model is sized to its label's typical product
+    listed = fn("ar_similar_objects").get("/", query_string={"label": part["label"]}).get_json()["objects"][0]
+    assert listed["sized_to"] == "label" and listed["product_id"] is None
 
 
 def test_claim_is_exclusive_and_an_expired_lease_is_claimed_again(env, user):

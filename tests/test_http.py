@@ -77,3 +77,20 @@ def test_origin_is_added_to_the_handlers_own_vary(settings, origin, own, expecte
         response = negotiated(flask.request)
     assert len(response.headers.getlist("Vary")) == 1
     assert _vary(response) == expected
+
+
+def test_every_timestamp_in_answers_has_one_format_milliseconds_and_z(fn, make_user):
+    """Times read back from MongoDB (milliseconds) and times just computed (microseconds) look the same."""
+    import re
+    from datetime import UTC, datetime
+
+    from lib.answers import TIMESTAMP_PATTERN, iso_timestamp
+
+    assert iso_timestamp(datetime(2026, 11, 30, 23, 5, 1, 123456, tzinfo=UTC)) == "2026-11-30T23:05:01.123Z"
+    assert iso_timestamp(datetime(2026, 11, 30, 23, 5, 1, tzinfo=UTC)) == "2026-11-30T23:05:01.000Z"
+    person = make_user()
+    me = fn("me").get("/", headers=person["headers"]).get_json()
+    created = fn("uploads_create").post("/", json={"content_type": "image/jpeg", "size_bytes": 1000},
+                                        headers=person["headers"]).get_json()
+    for stamp in (person["user"]["created_at"], me["user"]["created_at"], created["expires_at"]):
+        assert re.fullmatch(TIMESTAMP_PATTERN, stamp), stamp

@@ -24,7 +24,7 @@ TERRAFORM = ROOT / "terraform"
 EXPECTED_FUNCTIONS = {
     "auth_signup", "auth_login", "auth_refresh", "auth_logout", "me", "uploads_create", "uploads_direct",
     "uploads_get", "interiors_generate", "interiors_get", "interiors_list", "interiors_save", "interiors_delete",
-    "notifications_read", "styles_list", "products_search", "products_similar", "ar_similar_objects", "openapi",
+    "notifications_read", "styles_list", "products_search", "products_similar", "ar_similar_objects", "openapi", "docs",
     "on_upload_finalized", "on_catalog_uploaded", "on_interior_finished",
 }
 EXPECTED_JOBS = {"generate_interior", "import_catalog"}

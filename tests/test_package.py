@@ -181,6 +181,26 @@ def test_the_openapi_function_ships_the_document_generated_from_every_function(t
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == shipped
+def test_vendored_files_are_packaged_and_required(tree, tmp_path):
+    """A file copied from npm into a function's folder (git-ignored) goes into its zip; without it, packaging
+    stops and says how to get it, instead of shipping a function that cannot serve its page."""
+    manifest = tree / "scripts" / "web-assets" / "vendor.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text('{"functions/hello/static/viewer.js": "viewer/dist/viewer.js"}')
+    with pytest.raises(SystemExit, match="make web-assets"):
+        package.build(tree, tmp_path / "dist")
+    (tree / "functions" / "hello" / "static").mkdir()
+    (tree / "functions" / "hello" / "static" / "viewer.js").write_text("viewer()\n")
+    package.build(tree, tmp_path / "dist")
+    with zipfile.ZipFile(tmp_path / "dist" / "functions" / "hello.zip") as archive:
+        assert archive.read("static/viewer.js") == b"viewer()\n"
+
+
+def test_the_docs_function_ships_its_viewer(tmp_path):
+    package.build(ROOT, tmp_path / "dist", ["docs"])
+    with zipfile.ZipFile(tmp_path / "dist" / "functions" / "docs.zip") as archive:
+        names = set(archive.namelist())
+    assert {"main.py", "static/swagger-ui-bundle.js", "static/swagger-ui.css"} <= names
 
 
 def test_cli_prints_the_manifest(tree, tmp_path):
