@@ -133,6 +133,7 @@ class StoredInterior(TypedDict):
     lease_task: NotRequired[str | None]  # the Cloud Run task holding the lease (its retry may take over)
     lease_expires_at: NotRequired[datetime | None]
     last_error: NotRequired[str]  # why the last released attempt failed
+    spent_at: NotRequired[datetime]  # a provider call started: the unit is spent (never refunded by a delete)
     reason: NotRequired[str]  # failed: a reason code
     reason_message: NotRequired[str]
     timings: NotRequired[dict[str, float]]  # done: seconds per stage of the finishing attempt
@@ -422,6 +423,16 @@ def checkpoint(doc: StoredInterior, owner: str, changes: dict[str, Any]) -> None
     doc.update(changes)  # type: ignore[typeddict-item]
 
 
+def provider_call_starting(doc: StoredInterior, owner: str, progress: StoredProgress) -> None:
+    """Record, before the job calls the (paid) provider, that the interior's unit is spent: a delete from now
+    on gives nothing back. A checkpoint, so it raises LeaseLost for an interior that was deleted or is no longer
+    this owner's lease, and the provider is then never called for it."""
+    changes: dict[str, Any] = {"progress": progress}
+    if not doc.get("spent_at"):
+        changes["spent_at"] = db.utcnow()
+    checkpoint(doc, owner, changes)
+
+
 def release(doc: StoredInterior, owner: str, reason: str) -> None:
     """Give the interior back to the queue for another attempt (remembering why this one failed)."""
     db.collection(COLLECTION).update_one(
@@ -595,8 +606,9 @@ def images_prefix(user_id: str, interior_id: str) -> str:
 
 
 def delete(user_id: str, interior_id: str) -> None:
-    """Remove the interior and its stored images. A running generation notices (its lease updates stop
-    matching) and stops; anything it writes afterwards lands under the deleted prefix and is removed again."""
+    """Remove the interior and its stored images; its unit comes back only if no provider call had started. A
+    running generation notices at its next step (its lease updates stop matching) and stops; anything it wrote
+    meanwhile lands under the deleted prefix and is removed again."""
     from lib import storage
 
     interiors = db.collection(COLLECTION)
@@ -607,10 +619,12 @@ def delete(user_id: str, interior_id: str) -> None:
     doc = interiors.find_one_and_delete({"_id": interior_id, "user_id": user_id})
     if doc is None:
         return  # a concurrent delete finished it
-    # Refund only what was never delivered: a running design already shows its stored variants (interiors_get
-    # signs them as they arrive), so deleting it after they exist must not give the unit back.
-    delivered = any(v.get("image") for v in doc.get("variants") or [])
-    if doc["status"] in ("queued", "running") and not delivered:
+    # Refund only work that never reached a provider. The job records spent_at before its first provider call
+    # (provider_call_starting), and that write and this delete are each atomic: either the delete saw spent_at
+    # (no refund; the call may go on and is paid for), or the job's write finds no interior and it never calls.
+    # A variant stored by an older job without spent_at also counts as spent (it was delivered).
+    spent = doc.get("spent_at") or any(v.get("image") for v in doc.get("variants") or [])
+    if doc["status"] in ("queued", "running") and not spent:
         quota.refund(user_id, doc.get("quota_period"))
 
 
