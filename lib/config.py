@@ -134,6 +134,11 @@ class Settings(BaseModel):
     job_runner: Literal["local", "cloudrun"] = "local"
     import_batch_size: int = Field(default=64, ge=1)
     import_max_image_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
+    # Catalog image URLs are fetched only over https from public addresses (lib.outbound), each download within
+    # this many seconds. Trusted origins ("http://127.0.0.1:8000", comma-separated) are exempt: a catalog server
+    # on a developer's machine. Production sets none.
+    import_image_timeout_seconds: float = Field(default=20.0, gt=0)
+    import_trusted_image_origins: list[str] = []
     catalog_cache_seconds: int = Field(default=60, ge=0)
     events: Literal["local", "pubsub"] = "local"
     # EVENTS=local: the server whose /<function-name> paths receive pushed messages (the dev server)
@@ -180,7 +185,7 @@ class Settings(BaseModel):
         environment = {name.lower(): value for name, value in os.environ.items()}
         return {**{field: environment[field] for field in cls.model_fields if field in environment}, **given}
 
-    @field_validator("cors_origins", "emulator_hosts", mode="before")
+    @field_validator("cors_origins", "emulator_hosts", "import_trusted_image_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
