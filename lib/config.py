@@ -28,7 +28,8 @@ class Settings(BaseModel):
     # --- documents (MongoDB Atlas; SecantusDB locally) ----------------------------------------------------
     mongodb_uri: SecretStr = SecretStr("mongodb://127.0.0.1:27017/?retryWrites=false&directConnection=true")
     mongodb_db: str = "zipkku"
-    mongodb_timeout_ms: int = Field(default=5000, ge=100)
+    # Each operation as a whole (pymongo's timeoutMS): an outage answers 503 after about this long.
+    mongodb_timeout_ms: int = Field(default=3000, ge=100)
 
     # --- auth ---------------------------------------------------------------------------------------------
     # No default. Only processes that sign or check access tokens are given it (the auth and signed-in functions;
@@ -147,6 +148,9 @@ class Settings(BaseModel):
     generation_quota: int = Field(default=20, ge=0)
     generation_quota_period_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     job_lease_seconds: int = Field(default=600, ge=10)
+    # interiors-generate must enqueue the job and confirm it within this many seconds of storing the interior;
+    # an interior it could not confirm (it answered 503) is failed and refunded, never generated.
+    interior_enqueue_seconds: float = Field(default=20.0, ge=1)
     job_max_attempts: int = Field(default=3, ge=1)
     # Cloud Tasks -> Cloud Run Admin API `jobs/<name>:run`; the queue's retry policy (terraform mirrors it).
     cloud_run_api_url: str = "https://run.googleapis.com"

@@ -310,7 +310,13 @@ def run(interior_ids: list[str] | None = None, *, retry_delay: float = 1.0) -> d
         interior_id = pending.pop(0)
         doc = interiors.claim(interior_id, owner, task)
         if doc is None:
-            if _announce_failure(interiors.fail_exhausted(interior_id)) is not None:
+            if interior_ids and interiors.seconds_to_confirm(interior_id) > 0:
+                time.sleep(0.2)  # our task started before its request confirmed the enqueue: look again
+                pending.append(interior_id)
+                continue
+            # used up its attempts (announced), or its request answered 503 (not announced: the user knows)
+            if (_announce_failure(interiors.fail_exhausted(interior_id)) is not None
+                    or interiors.fail_unconfirmed(interior_id) is not None):
                 summary["failed"] += 1
             else:
                 summary["skipped"] += 1  # done, failed, deleted, or someone holds a live lease
