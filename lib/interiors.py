@@ -394,7 +394,7 @@ def seconds_to_confirm(interior_id: str) -> float:
     return max(0.0, (doc["enqueue_by"] + CONFIRM_MARGIN - db.utcnow()).total_seconds())
 
 
-def fail_unconfirmed(interior_id: str) -> Interior | None:
+def fail_unconfirmed(interior_id: str) -> StoredInterior | None:
     """An interior whose request never confirmed its enqueue (so it answered 503): failed + refunded."""
     return fail(interior_id, ENQUEUE_FAILED, NOT_STARTED, only_status=("queued",), where={
         "enqueued_at": {"$exists": False}, "enqueue_by": {"$lt": db.utcnow() - CONFIRM_MARGIN}})
