@@ -310,8 +310,10 @@ def run(interior_ids: list[str] | None = None, *, retry_delay: float = 1.0) -> d
         interior_id = pending.pop(0)
         doc = interiors.claim(interior_id, owner, task)
         if doc is None:
-            if interior_ids and interiors.seconds_to_confirm(interior_id) > 0:
-                time.sleep(0.2)  # our task started before its request confirmed the enqueue: look again
+            if interiors.seconds_to_confirm(interior_id) > 0:
+                # a task starts the job right after the enqueue, often before the request's confirmation is
+                # written: look again (at most INTERIOR_ENQUEUE_SECONDS; then it is failed and refunded)
+                time.sleep(0.2)
                 pending.append(interior_id)
                 continue
             # used up its attempts (announced), or its request answered 503 (not announced: the user knows)
