@@ -321,8 +321,14 @@ def store_request(user: dict[str, Any], body: GenerateBody,
         if existing is None:
             raise errors.Conflict("A request with this Idempotency-Key is in progress.") from None
         return _replayed(existing, fingerprint), False
-    except Exception:
-        quota.refund(user_id, period)
+    except Exception as exc:
+        # A write the database may still apply (timeout, lost connection) is not refunded here: if the interior
+        # lands, it is unconfirmed and its job or the sweep fails and refunds it (refunding now too would
+        # give the unit back twice).
+        from pymongo.errors import ConnectionFailure, PyMongoError
+
+        if not (isinstance(exc, ConnectionFailure) or (isinstance(exc, PyMongoError) and exc.timeout)):
+            quota.refund(user_id, period)
         raise
     return doc, True
 
