@@ -28,7 +28,8 @@ class Settings(BaseModel):
     # --- documents (MongoDB Atlas; SecantusDB locally) ----------------------------------------------------
     mongodb_uri: SecretStr = SecretStr("mongodb://127.0.0.1:27017/?retryWrites=false&directConnection=true")
     mongodb_db: str = "zipkku"
-    mongodb_timeout_ms: int = Field(default=5000, ge=100)
+    # Each operation as a whole (pymongo's timeoutMS): an outage answers 503 after about this long.
+    mongodb_timeout_ms: int = Field(default=3000, ge=100)
 
     # --- auth ---------------------------------------------------------------------------------------------
     # No default. Only processes that sign or check access tokens are given it (the auth and signed-in functions;
@@ -144,6 +145,11 @@ class Settings(BaseModel):
     job_runner: Literal["local", "cloudrun"] = "local"
     import_batch_size: int = Field(default=64, ge=1)
     import_max_image_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
+    # Catalog image URLs are fetched only over https from public addresses (lib.outbound), each download within
+    # this many seconds. Trusted origins ("http://127.0.0.1:8000", comma-separated) are exempt: a catalog server
+    # on a developer's machine. Production sets none.
+    import_image_timeout_seconds: float = Field(default=20.0, gt=0)
+    import_trusted_image_origins: list[str] = []
     catalog_cache_seconds: int = Field(default=60, ge=0)
     events: Literal["local", "pubsub"] = "local"
     # EVENTS=local: the server whose /<function-name> paths receive pushed messages (the dev server)
@@ -153,6 +159,9 @@ class Settings(BaseModel):
     generations_per_address_per_hour: int = Field(default=20, ge=1)  # generation requests per client address
     generation_quota_period_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     job_lease_seconds: int = Field(default=600, ge=10)
+    # interiors-generate must enqueue the job and confirm it within this many seconds of storing the interior;
+    # an interior it could not confirm (it answered 503) is failed and refunded, never generated.
+    interior_enqueue_seconds: float = Field(default=20.0, ge=1)
     job_max_attempts: int = Field(default=3, ge=1)
     # Cloud Tasks -> Cloud Run Admin API `jobs/<name>:run`; the queue's retry policy (terraform mirrors it).
     cloud_run_api_url: str = "https://run.googleapis.com"
@@ -191,7 +200,7 @@ class Settings(BaseModel):
         environment = {name.lower(): value for name, value in os.environ.items()}
         return {**{field: environment[field] for field in cls.model_fields if field in environment}, **given}
 
-    @field_validator("cors_origins", "emulator_hosts", mode="before")
+    @field_validator("cors_origins", "emulator_hosts", "import_trusted_image_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

@@ -9,8 +9,10 @@ own crashed attempt's lease at once.
 
 Steps, each persisted with progress {stage, percent} and a lease renewal (a checkpoint only succeeds while
 we still hold the lease, so a run that lost it stops instead of overwriting):
-  generating 5-60%   one variant at a time: generate -> store in the images bucket -> record it. A resumed run
-                     skips every variant already stored, so a retry never pays the provider twice.
+  generating 5-60%   one variant at a time: record that a provider call starts (the unit is spent from then on,
+                     and a deleted or lost interior stops here) -> generate -> store in the images bucket ->
+                     record it. A resumed run skips every variant already stored, so a retry never pays the
+                     provider twice.
   detecting 60-80%   furniture in each variant (recorded per variant, also skipped on resume)
   matching 85%       ONE batched vector query for every detected part of the interior (filtered by label),
                      products enriched from the catalog
@@ -136,10 +138,11 @@ def generate_variants(doc: StoredInterior, owner: str, images: dict[int, bytes])
         return
     request = _generation_request(doc)
     generator = providers.generator()
-    # each checkpoint renews the lease before the next (long) provider call
-    interiors.checkpoint(doc, owner,
-                         {"progress": {"stage": "generating", "percent": 5 + int(55 * len(variants) / wanted)}})
     for i in missing:
+        # Before every provider call: the unit is recorded spent and the lease renewed, or LeaseLost (deleted,
+        # taken over) stops us without calling the provider.
+        interiors.provider_call_starting(
+            doc, owner, {"stage": "generating", "percent": 5 + int(55 * len(variants) / wanted)})
         seed = seed_for(doc["_id"], i)
         image = images[i] = generator.generate(request, seed)
         name = f"{interiors.images_prefix(doc['user_id'], doc['_id'])}variant-{i}.jpg"
@@ -309,7 +312,15 @@ def run(interior_ids: list[str] | None = None, *, retry_delay: float = 1.0) -> d
         interior_id = pending.pop(0)
         doc = interiors.claim(interior_id, owner, task)
         if doc is None:
-            if _announce_failure(interiors.fail_exhausted(interior_id)) is not None:
+            if interiors.seconds_to_confirm(interior_id) > 0:
+                # a task starts the job right after the enqueue, often before the request's confirmation is
+                # written: look again (at most INTERIOR_ENQUEUE_SECONDS; then it is failed and refunded)
+                time.sleep(0.2)
+                pending.append(interior_id)
+                continue
+            # used up its attempts (announced), or its request answered 503 (not announced: the user knows)
+            if (_announce_failure(interiors.fail_exhausted(interior_id)) is not None
+                    or interiors.fail_unconfirmed(interior_id) is not None):
                 summary["failed"] += 1
             else:
                 summary["skipped"] += 1  # done, failed, deleted, or someone holds a live lease

@@ -172,7 +172,8 @@ def _dependency_error(exc: Exception) -> errors.ApiError | None:
     """An outage of the database, Cloud Storage or another Google API is a 503, not a 500. Each client library
     is only consulted if this process already loaded it (so this costs no imports)."""
     pymongo = sys.modules.get("pymongo")
-    if pymongo is not None and isinstance(exc, pymongo.errors.ConnectionFailure):
+    if pymongo is not None and (isinstance(exc, pymongo.errors.ConnectionFailure) or (
+            isinstance(exc, pymongo.errors.PyMongoError) and exc.timeout)):  # e.g. ExecutionTimeout (timeoutMS)
         return errors.DependencyUnavailable("The database is unavailable; try again shortly.")
     google_errors = sys.modules.get("google.api_core.exceptions")
     if google_errors is not None and isinstance(exc, (

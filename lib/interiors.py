@@ -20,7 +20,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo import ASCENDING, DESCENDING, IndexModel
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from lib import catalog, cursors, db, errors, quota, throttle, uploads
 from lib.answers import Answer, Timestamp
@@ -40,6 +40,10 @@ COLLECTION = db.declare("interiors", [
 MAX_PROMPT = 500
 MAX_VARIANTS = 4
 ENQUEUE_FAILED = "ENQUEUE_FAILED"
+NOT_STARTED = "The generation could not be started."
+# A confirmation applied later than confirm_by - CONFIRM_MARGIN may have reached its request too late (a reply
+# takes a moment): it counts as none, so a request that answered 503 never has its interior generated.
+CONFIRM_MARGIN = timedelta(milliseconds=500)
 ATTEMPTS_EXHAUSTED = "ATTEMPTS_EXHAUSTED"
 
 
@@ -131,10 +135,15 @@ class StoredInterior(TypedDict):
     updated_at: datetime
     idempotency_key: NotRequired[str]
     request_fingerprint: NotRequired[str]
+    # The request confirms its enqueue (confirm_enqueued) before it answers 202; only then may a job generate it.
+    enqueue_by: NotRequired[datetime]  # not confirmed by then: the request answered 503 (failed + refunded)
+    confirm_by: NotRequired[datetime]  # how long the request waited for its confirmation to be applied
+    enqueued_at: NotRequired[datetime]  # the database's own time when it applied the confirmation
     lease_owner: NotRequired[str | None]
     lease_task: NotRequired[str | None]  # the Cloud Run task holding the lease (its retry may take over)
     lease_expires_at: NotRequired[datetime | None]
     last_error: NotRequired[str]  # why the last released attempt failed
+    spent_at: NotRequired[datetime]  # a provider call started: the unit is spent (never refunded by a delete)
     reason: NotRequired[str]  # failed: a reason code
     reason_message: NotRequired[str]
     timings: NotRequired[dict[str, float]]  # done: seconds per stage of the finishing attempt
@@ -277,10 +286,13 @@ def task_id(interior_id: str) -> str:
 def create(user: dict[str, Any], body: GenerateBody, idempotency_key: str | None,
            address: str | None = None) -> tuple[dict[str, Any], bool]:
     """(interior doc, created?) for a generate request. Same key from the same user -> the same interior.
-    `address`: the client's (lib.http.client_address), counted per hour; None for requests not from a client."""
+    `address`: the client's (lib.http.client_address), counted per hour; None for requests not from a client.
+    All or nothing for the client: a 202 is generated; after a 503 (database or queue down) the interior, if
+    it was stored at all, is failed and refunded by its job or the sweep (confirm_enqueued)."""
     doc, created = store_request(user, body, idempotency_key, address)
     if created:
         enqueue(doc)
+        confirm_enqueued(doc)
     return doc, created
 
 
@@ -313,13 +325,15 @@ def store_request(user: dict[str, Any], body: GenerateBody, idempotency_key: str
         "variants_requested": body.variants, "strength": body.strength, "status": "queued",
         "progress": {"stage": "queued", "percent": 0}, "variants": [], "saved": False, "quota_period": None,
         "attempts": 0, "created_at": now, "updated_at": now,
+        "enqueue_by": now + timedelta(seconds=get_settings().interior_enqueue_seconds),
     }
     if idempotency_key is None:
         doc["quota_period"] = quota.take(user_id)
         try:
             interiors.insert_one(doc)
-        except Exception:
-            quota.refund(user_id, doc["quota_period"])
+        except Exception as exc:
+            if not _write_may_have_applied(exc):
+                quota.refund(user_id, doc["quota_period"])
             raise
         return doc, True
     doc["idempotency_key"], doc["request_fingerprint"] = idempotency_key, fingerprint
@@ -337,12 +351,20 @@ def store_request(user: dict[str, Any], body: GenerateBody, idempotency_key: str
         raise
     try:
         interiors.update_one({"_id": doc["_id"]}, {"$set": {"quota_period": period}})
-    except Exception:
-        quota.refund(user_id, period)
-        interiors.delete_one({"_id": doc["_id"], "quota_period": None})
+    except Exception as exc:
+        if not _write_may_have_applied(exc):
+            quota.refund(user_id, period)
+            interiors.delete_one({"_id": doc["_id"], "quota_period": None})
         raise
     doc["quota_period"] = period
     return doc, True
+
+
+def _write_may_have_applied(exc: Exception) -> bool:
+    """A write that timed out or lost its connection may still be applied by the database. Its unit is not
+    refunded by the request: if the interior lands, it is unconfirmed, and its job or the sweep fails and
+    refunds it (refunding here too would give the unit back twice)."""
+    return isinstance(exc, ConnectionFailure) or (isinstance(exc, PyMongoError) and bool(exc.timeout))
 
 
 def _settled(user_id: str, idempotency_key: str) -> dict[str, Any] | None:
@@ -385,15 +407,58 @@ def enqueue(doc: dict[str, Any]) -> None:
         pass  # already on its way: the queue refused a duplicate, which is the point of naming tasks
     except Exception as exc:  # noqa: BLE001 - whatever the cause, nothing will run it
         log.error("enqueue failed for interior %s: %s", doc["_id"], exc)
-        fail(doc["_id"], ENQUEUE_FAILED, "The generation could not be started.", only_status=("queued",))
+        fail(doc["_id"], ENQUEUE_FAILED, NOT_STARTED, only_status=("queued",))
         raise errors.DependencyUnavailable("The generation could not be started; try again shortly.",
                                            code="ENQUEUE_FAILED") from None
 
 
+def confirm_enqueued(doc: dict[str, Any]) -> None:
+    """The request's last write: its job is enqueued, so the interior may be generated. The database stamps
+    its own clock (enqueued_at) next to the moment this request stops waiting for the reply (confirm_by). If
+    the database applies it too late (after a pause, the request having answered 503 meanwhile), the stamp
+    says so and the job fails and refunds the interior instead of generating it."""
+    import pymongo
+
+    now = db.utcnow()
+    confirm_by = min(doc["enqueue_by"], now + timedelta(milliseconds=get_settings().mongodb_timeout_ms))
+    wait = (confirm_by - now).total_seconds()
+    if wait <= CONFIRM_MARGIN.total_seconds():  # enqueueing took all the time there was: nothing to confirm
+        raise errors.DependencyUnavailable("The generation could not be started; try again shortly.",
+                                           code=ENQUEUE_FAILED)
+    with pymongo.timeout(wait):
+        db.collection(COLLECTION).update_one(
+            {"_id": doc["_id"], "status": "queued"},
+            {"$set": {"confirm_by": confirm_by}, "$currentDate": {"enqueued_at": True}})
+
+
+def _confirmed_in_time(doc: dict[str, Any]) -> bool:
+    if "enqueue_by" not in doc:
+        return True  # stored before requests confirmed their enqueue
+    at, by = doc.get("enqueued_at"), doc.get("confirm_by")
+    return at is not None and by is not None and at <= by - CONFIRM_MARGIN
+
+
+def seconds_to_confirm(interior_id: str) -> float:
+    """How long its request may still confirm the enqueue (0 when it is confirmed or its time is over): a task
+    can start the job before the request's confirmation is written."""
+    doc = db.collection(COLLECTION).find_one(
+        {"_id": interior_id, "status": "queued", "enqueue_by": {"$exists": True}, "enqueued_at": {"$exists": False}},
+        {"enqueue_by": 1})
+    if doc is None:
+        return 0.0
+    return max(0.0, (doc["enqueue_by"] + CONFIRM_MARGIN - db.utcnow()).total_seconds())
+
+
+def fail_unconfirmed(interior_id: str) -> StoredInterior | None:
+    """An interior whose request never confirmed its enqueue (so it answered 503): failed + refunded."""
+    return fail(interior_id, ENQUEUE_FAILED, NOT_STARTED, only_status=("queued",), where={
+        "enqueued_at": {"$exists": False}, "enqueue_by": {"$lt": db.utcnow() - CONFIRM_MARGIN}})
+
+
 def fail(interior_id: str, reason: str, message: str, *, only_status: tuple[str, ...] = ("queued", "running"),
-         lease_owner: str | None = None) -> StoredInterior | None:
+         lease_owner: str | None = None, where: dict[str, Any] | None = None) -> StoredInterior | None:
     """Mark failed with a reason code and refund its quota unit, exactly once (the status guards it)."""
-    query: dict[str, Any] = {"_id": interior_id, "status": {"$in": list(only_status)}}
+    query: dict[str, Any] = {"_id": interior_id, "status": {"$in": list(only_status)}, **(where or {})}
     if lease_owner is not None:
         query["lease_owner"] = lease_owner
     now = db.utcnow()
@@ -409,6 +474,7 @@ def fail(interior_id: str, reason: str, message: str, *, only_status: tuple[str,
 
 
 # --- the job's side: leases, progress, outcome ---------------------------------------------------------------
+# queued (stored) -> confirmed by its request (enqueued_at) | failed unconfirmed (fail_unconfirmed, refunded)
 # queued -> running (claim: a lease for one owner, one attempt counted) -> checkpoints (progress, lease renewed,
 # only while the lease is held) -> done (finish) | failed (fail, refunded) | queued again (release). After
 # JOB_MAX_ATTEMPTS an unheld interior is failed (fail_exhausted). Finished ones are announced (announced_at).
@@ -423,20 +489,30 @@ def _unheld(now: datetime) -> list[dict[str, Any]]:
 
 
 def claim(interior_id: str, owner: str, task: str | None = None) -> StoredInterior | None:
-    """queued (or running under an expired lease, or `task`'s own crashed attempt's) -> running, leased to owner.
-    `task` is the Cloud Run task identity: a retry of a crashed attempt carries the same one."""
+    """queued and confirmed by its request (or running under an expired lease, or `task`'s own crashed
+    attempt's) -> running, leased to owner. `task` is the Cloud Run task identity: a retry of a crashed attempt
+    carries the same one. A confirmation its request no longer waited for fails the interior (refunded)."""
     settings = get_settings()
     now = db.utcnow()
-    claimable = _unheld(now)
+    claimable: list[dict[str, Any]] = [
+        {"status": "queued", "enqueued_at": {"$exists": True}},
+        {"status": "queued", "enqueue_by": {"$exists": False}},
+        {"status": "running", "lease_expires_at": {"$lte": now}},
+    ]
     if task:
         claimable.append({"status": "running", "lease_task": task})
-    return db.collection(COLLECTION).find_one_and_update(
+    claimed = db.collection(COLLECTION).find_one_and_update(
         {"_id": interior_id, "attempts": {"$lt": settings.job_max_attempts}, "$or": claimable},
         {"$set": {"status": "running", "lease_owner": owner, "lease_task": task,
                   "lease_expires_at": now + timedelta(seconds=settings.job_lease_seconds), "updated_at": now},
          "$inc": {"attempts": 1}},
         return_document=True,
     )
+    if claimed is not None and not _confirmed_in_time(claimed):
+        log.warning("interior %s: its request had given up before the enqueue was confirmed", interior_id)
+        fail(interior_id, ENQUEUE_FAILED, NOT_STARTED, lease_owner=owner)
+        return None
+    return claimed
 
 
 def claimable_ids() -> list[str]:
@@ -466,6 +542,16 @@ def checkpoint(doc: StoredInterior, owner: str, changes: dict[str, Any]) -> None
     if not result.matched_count:
         raise LeaseLost(doc["_id"])
     doc.update(changes)  # type: ignore[typeddict-item]
+
+
+def provider_call_starting(doc: StoredInterior, owner: str, progress: StoredProgress) -> None:
+    """Record, before the job calls the (paid) provider, that the interior's unit is spent: a delete from now
+    on gives nothing back. A checkpoint, so it raises LeaseLost for an interior that was deleted or is no longer
+    this owner's lease, and the provider is then never called for it."""
+    changes: dict[str, Any] = {"progress": progress}
+    if not doc.get("spent_at"):
+        changes["spent_at"] = db.utcnow()
+    checkpoint(doc, owner, changes)
 
 
 def release(doc: StoredInterior, owner: str, reason: str) -> None:
@@ -641,8 +727,9 @@ def images_prefix(user_id: str, interior_id: str) -> str:
 
 
 def delete(user_id: str, interior_id: str) -> None:
-    """Remove the interior and its stored images. A running generation notices (its lease updates stop
-    matching) and stops; anything it writes afterwards lands under the deleted prefix and is removed again."""
+    """Remove the interior and its stored images; its unit comes back only if no provider call had started. A
+    running generation notices at its next step (its lease updates stop matching) and stops; anything it wrote
+    meanwhile lands under the deleted prefix and is removed again."""
     from lib import storage
 
     interiors = db.collection(COLLECTION)
@@ -653,10 +740,12 @@ def delete(user_id: str, interior_id: str) -> None:
     doc = interiors.find_one_and_delete({"_id": interior_id, "user_id": user_id})
     if doc is None:
         return  # a concurrent delete finished it
-    # Refund only what was never delivered: a running design already shows its stored variants (interiors_get
-    # signs them as they arrive), so deleting it after they exist must not give the unit back.
-    delivered = any(v.get("image") for v in doc.get("variants") or [])
-    if doc["status"] in ("queued", "running") and not delivered:
+    # Refund only work that never reached a provider. The job records spent_at before its first provider call
+    # (provider_call_starting), and that write and this delete are each atomic: either the delete saw spent_at
+    # (no refund; the call may go on and is paid for), or the job's write finds no interior and it never calls.
+    # A variant stored by an older job without spent_at also counts as spent (it was delivered).
+    spent = doc.get("spent_at") or any(v.get("image") for v in doc.get("variants") or [])
+    if doc["status"] in ("queued", "running") and not spent:
         quota.refund(user_id, doc.get("quota_period"))
 
 

@@ -91,11 +91,14 @@ def ready_upload(user_id: str, data: bytes | None = None) -> str:
     return upload_id
 
 
-def queued_interior(user: dict[str, Any], upload_id: str, **body: Any) -> dict[str, Any]:
-    """A stored `queued` interior (quota taken) without enqueueing: the tests run the job themselves."""
+def queued_interior(user: dict[str, Any], upload_id: str, *, confirm: bool = True, **body: Any) -> dict[str, Any]:
+    """A stored `queued` interior (quota taken) as a request leaves it once its enqueue is confirmed (or, with
+    confirm=False, before), without a task: the tests run the job themselves."""
     from lib import interiors
 
     request = interiors.GenerateBody(upload_id=upload_id, room_type=body.pop("room_type", "living_room"),
                                      style=body.pop("style", "boho"), **body)
     doc, _ = interiors.store_request({"_id": user["id"]}, request, None)
+    if confirm:
+        interiors.confirm_enqueued(doc)
     return doc

@@ -399,3 +399,51 @@ def test_a_lost_announcement_is_published_by_the_sweep_exactly_once(env, user):
     assert _doc(doc["_id"])["announced_at"] is not None
     assert len(_notifications(user["id"])) == 1  # the re-publish deduplicates against the first delivery
     assert generation.run()["announced"] == 0  # and nothing is announced twice
+
+
+def test_deleting_a_design_while_the_provider_works_on_it_does_not_refund_it(replicate, fn, make_user):
+    """Generate 4 variants, delete as soon as the provider works on the first: the unit was spent when the
+    provider call started, so it is not given back, and the job asks the provider for nothing more. Four such
+    cycles cost four units (they used to cost none)."""
+    from lib.local import job_runner
+
+    seed_mini_catalog()
+    login = make_user()
+    user_id = login["user"]["id"]
+    upload = ready_upload(user_id)
+    replicate.slow_seconds = 1.0
+    for _ in range(4):
+        replicate.plan = ["slow"] * 4
+        before_creates, before_jobs = len(replicate.creates), set(job_runner.execution_ids())
+        r = fn("interiors_generate").post("/", headers=login["headers"], json={
+            "upload_id": upload, "room_type": "living_room", "style": "boho", "variants": 4})
+        assert r.status_code == 202, r.get_json()
+        interior_id = r.get_json()["interior"]["id"]
+        _wait_for(lambda n=before_creates: len(replicate.creates) > n, timeout=60)  # variant 0 is being made
+        running = _doc(interior_id)
+        assert running["status"] == "running" and running["progress"]["stage"] == "generating"
+        assert not running["variants"]  # nothing delivered yet: the old rule refunded exactly this
+        assert fn("interiors_delete").delete(f"/?id={interior_id}", headers=login["headers"]).status_code == 204
+        for execution in set(job_runner.execution_ids()) - before_jobs:
+            assert job_runner.wait(execution, timeout=120).succeeded
+        assert len(replicate.creates) == before_creates + 1  # the job stopped at its next step
+    assert quota.usage(user_id)["used"] == 4
+
+
+def test_the_job_never_calls_the_provider_for_a_deleted_interior_or_a_lost_lease(replicate, user):
+    seed_mini_catalog()
+    upload = ready_upload(user["id"])
+    deleted = queued_interior(user, upload, variants=2)
+    claimed = interiors.claim(deleted["_id"], "worker-1")
+    interiors.delete(user["id"], deleted["_id"])
+    with pytest.raises(interiors.LeaseLost):
+        generation.generate_variants(claimed, "worker-1", {})
+    taken_over = queued_interior(user, upload)
+    first = interiors.claim(taken_over["_id"], "worker-1")
+    db.collection("interiors").update_one({"_id": taken_over["_id"]},
+                                          {"$set": {"lease_expires_at": db.utcnow() - timedelta(seconds=1)}})
+    assert interiors.claim(taken_over["_id"], "worker-2") is not None
+    with pytest.raises(interiors.LeaseLost):
+        generation.generate_variants(first, "worker-1", {})
+    assert replicate.creates == []
+    assert quota.usage(user["id"])["used"] == 1  # the deleted one was refunded: no provider call had started

@@ -185,22 +185,44 @@ def test_jsonl_from_a_bucket_with_bucket_images():
 
 
 class ImageHost(_Server):
-    """A product site serving images over http (only on 127.0.0.1)."""
+    """A product site serving images over http (only on 127.0.0.1); `redirects` maps a path to a Location.
+    Records every path it was asked for."""
 
-    def __init__(self, images: dict[str, bytes]) -> None:
+    def __init__(self, images: dict[str, bytes], redirects: dict[str, str] | None = None) -> None:
         super().__init__()
-        self.images = images
+        self.images, self.redirects = images, redirects or {}
+        self.paths: list[str] = []
 
     def handle(self, method, path, headers, body):
+        self.paths.append(path)
         name = path.lstrip("/")
+        if name in self.redirects:
+            return 302, {"Location": self.redirects[name]}, b""
         if name in self.images:
             return 200, {"Content-Type": "image/jpeg"}, self.images[name]
+        if name == "post-only.jpg":
+            return 405, {"Allow": "POST"}, {"error": "method not allowed"}
         return 404, {}, {"error": "not found"}
 
 
-def test_http_images_are_fetched_and_errors_reported(tmp_path):
+def _web_rows(urls: list[str]) -> list[list]:
+    return [[f"Item {i}", f"https://shop.example.com/item-{i}", url, 40, 40, 40, 10, "desk", "", ""]
+            for i, url in enumerate(urls)]
+
+
+def _errors_of(tmp_path, urls: list[str]) -> dict[str, str]:
+    """Import one row per URL; {url: the stored error} (every row must fail)."""
+    path = tmp_path / f"web-{uuid.uuid4().hex[:6]}.csv"
+    write_csv(path, _web_rows(urls))
+    result = run(path)
+    assert result["imported"] == 0 and result["failed"] == len(urls), result
+    return {urls[e["line"] - 2]: e["error"] for e in result["errors"]}
+
+
+def test_http_images_of_a_trusted_local_server_are_fetched_and_errors_reported(tmp_path, settings_env):
     products = demo_catalog.make_products(2, ["desk"])
     host = ImageHost({f"{p.slug}.jpg": demo_catalog.draw_product(p, size=96) for p in products}).start()
+    settings_env(import_trusted_image_origins=host.url)
     try:
         rows = [[p.name, p.product_url, f"{host.url}/{p.slug}.jpg", *p.dims, p.price, p.label, "", ""]
                 for p in products]
@@ -211,7 +233,7 @@ def test_http_images_are_fetched_and_errors_reported(tmp_path):
     finally:
         host.stop()
     assert result["imported"] == 2 and result["failed"] == 1
-    assert "404" in result["errors"][0]["error"] and result["errors"][0]["line"] == 4
+    assert result["errors"][0] == {"line": 4, "error": "image: ValueError: the image URL could not be downloaded"}
     doc = db.collection("products").find_one({"label": "desk"})
     assert doc["image_urls"][0].startswith(host.url)  # http images stay where they are
 
@@ -485,7 +507,8 @@ def test_a_killed_import_resumes_after_its_last_finished_batch(tmp_path):
     import_id = db.new_id()
     argv = [sys.executable, str(discovery.job_script("import-catalog")), "--source", str(path), "--import-id",
             import_id]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "IMPORT_BATCH_SIZE": "5", **job_env()}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "IMPORT_BATCH_SIZE": "5", "IMPORT_TRUSTED_IMAGE_ORIGINS": host.url,
+           **job_env()}
     imports = db.collection("imports")
     try:
         job = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -527,3 +550,125 @@ def test_a_checkpoint_for_another_file_is_not_resumed(catalog_csv):
         "labels": []}}}})
     result = run(path, import_id=import_id)
     assert (result["rows"], result["imported"]) == (14, 8)
+
+
+def test_image_urls_of_non_public_addresses_are_refused_without_being_contacted(tmp_path):
+    """A catalog row must not make the import job fetch from our own network: loopback (however written),
+    private, link-local (the metadata server), shared and documentation addresses are refused before any
+    connection, plain http too, and the listening server on 127.0.0.1 is never asked anything."""
+    host = ImageHost({"a.jpg": demo_catalog.draw_product(demo_catalog.make_products(1, ["desk"])[0], size=96)})
+    host.start()
+    port = host.server.server_address[1]
+    try:
+        urls = [f"http://127.0.0.1:{port}/a.jpg", f"https://127.0.0.1:{port}/a.jpg", f"https://localhost:{port}/a.jpg",
+                f"https://2130706433:{port}/a.jpg", f"https://[::ffff:127.0.0.1]:{port}/a.jpg",
+                f"https://0.0.0.0:{port}/a.jpg", f"https://[::1]:{port}/a.jpg",
+                "https://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/token",
+                "https://10.0.0.8/a.jpg", "https://172.16.5.4/a.jpg", "https://192.168.1.1/a.jpg",
+                "https://100.64.0.1/a.jpg", "https://192.0.2.10/a.jpg", "https://198.51.100.7/a.jpg",
+                "https://[2001:db8::1]/a.jpg", "https://[64:ff9b::7f00:1]/a.jpg", "https://[2002:7f00:1::]/a.jpg",
+                "ftp://203.0.113.9/a.jpg"]
+        errors = _errors_of(tmp_path, urls)
+    finally:
+        host.stop()
+    assert host.paths == []
+    refused = "image: ValueError: the image URL refused: only https URLs of public addresses are fetched"
+    assert {url: refused for url in urls if not url.startswith("ftp")} == {
+        url: error for url, error in errors.items() if not url.startswith("ftp")}
+    assert "local image paths" not in errors["ftp://203.0.113.9/a.jpg"]  # not a path next to the file either
+
+
+def test_redirects_are_checked_like_the_first_address(tmp_path, settings_env):
+    """A trusted local catalog server redirecting to another local port (an internal service) is refused
+    without contacting it; a redirect within the trusted server is followed."""
+    picture = demo_catalog.draw_product(demo_catalog.make_products(1, ["desk"])[0], size=96)
+    internal = ImageHost({"secret.jpg": picture}).start()
+    shop = ImageHost({"real.jpg": picture}, redirects={"out.jpg": f"{internal.url}/secret.jpg",
+                                                       "moved.jpg": "/real.jpg"}).start()
+    settings_env(import_trusted_image_origins=shop.url)
+    try:
+        path = tmp_path / "redirects.csv"
+        write_csv(path, _web_rows([f"{shop.url}/out.jpg", f"{shop.url}/moved.jpg"]))
+        result = run(path)
+    finally:
+        shop.stop()
+        internal.stop()
+    assert result["imported"] == 1 and result["failed"] == 1
+    assert "refused" in result["errors"][0]["error"] and result["errors"][0]["line"] == 2
+    assert internal.paths == [] and sorted(shop.paths) == ["/moved.jpg", "/out.jpg", "/real.jpg"]
+
+
+def test_failures_leave_the_same_generic_reason_whatever_answered(tmp_path, settings_env):
+    """A 404, a 405 and a closed port read alike: the stored error cannot map ports or services."""
+    from scripts.localstack import free_port
+
+    shop = ImageHost({}).start()
+    closed = f"http://127.0.0.1:{free_port()}"
+    settings_env(import_trusted_image_origins=f"{shop.url},{closed}")
+    try:
+        errors = _errors_of(tmp_path, [f"{shop.url}/nothing.jpg", f"{shop.url}/post-only.jpg", f"{closed}/a.jpg"])
+    finally:
+        shop.stop()
+    assert set(errors.values()) == {"image: ValueError: the image URL could not be downloaded"}
+
+
+class SlowHost:
+    """An http server on 127.0.0.1 answering 200 and then sending its body `interval` seconds per byte
+    (forever), or, with `length`, a body of `length` bytes at once without a Content-Length (chunked)."""
+
+    def __init__(self, interval: float = 0.0, length: int | None = None) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        double = self
+        self.stopping = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    if length is not None:
+                        data = b"x" * length
+                        self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
+                        return
+                    while not double.stopping.wait(interval):
+                        self.wfile.write(b"1\r\nx\r\n")
+                        self.wfile.flush()
+                except OSError:
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_downloads_are_bounded_in_time_and_size(tmp_path, settings_env):
+    import time
+
+    dripping, huge = SlowHost(interval=0.2), SlowHost(length=64 * 1024)
+    settings_env(import_trusted_image_origins=f"{dripping.url},{huge.url}", import_image_timeout_seconds=1,
+                 import_max_image_bytes=4096)
+    try:
+        started = time.monotonic()
+        errors = _errors_of(tmp_path, [f"{dripping.url}/a.jpg", f"{huge.url}/b.jpg"])
+        elapsed = time.monotonic() - started
+    finally:
+        dripping.stop()
+        huge.stop()
+    assert errors[f"{dripping.url}/a.jpg"] == "image: ValueError: the image URL could not be downloaded"
+    assert errors[f"{huge.url}/b.jpg"] == "image: ValueError: the image URL larger than 4096 bytes"
+    assert elapsed < 15  # a 1 s download deadline (forever, before); generous for a loaded machine

@@ -446,3 +446,119 @@ def test_room_type_and_style_accept_the_spellings_people_use(fn, ctx, room_type)
     r = _generate(fn, ctx, room_type=room_type, style="Boho")
     assert r.status_code == 202, r.get_json()
     assert r.get_json()["interior"]["room_type"] == "living_room"
+
+
+# --- a database outage ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def outage(env, make_user):
+    """A SecantusDB of this test's own (pausing it disturbs nothing else), seeded like `ctx`; yields
+    {pause(), resume(), user, headers, upload}. A paused server accepts connections and never answers, as a
+    stalled or partitioned database does."""
+    import os
+    import signal
+
+    from scripts.localstack import MongoServer
+
+    server = MongoServer(":memory:").start()
+    env(mongodb_uri=server.uri)
+    db.forget_indexes()
+    paused = []
+
+    def pause() -> None:
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        paused.append(True)
+
+    def resume() -> None:
+        if paused:
+            os.kill(server.proc.pid, signal.SIGCONT)
+            paused.clear()
+
+    try:
+        seed_mini_catalog()
+        login = make_user()
+        yield {**login, "upload": ready_upload(login["user"]["id"]), "pause": pause, "resume": resume}
+    finally:
+        resume()
+        for execution_id in job_runner.execution_ids():
+            job_runner.wait(execution_id, timeout=120)
+        server.stop()
+        db.forget_indexes()
+
+
+def test_a_paused_database_answers_503_within_a_few_seconds(fn, outage):
+    import time
+
+    outage["pause"]()
+    try:
+        for name, call in (("me", lambda c: c.get("/", headers=outage["headers"])),
+                           ("interiors_generate", lambda c: _generate(fn, outage, variants=1)),
+                           ("interiors_list", lambda c: c.get("/", headers=outage["headers"]))):
+            started = time.monotonic()
+            r = call(fn(name))
+            elapsed = time.monotonic() - started
+            assert r.status_code == 503 and r.get_json()["error"]["code"] == "DEPENDENCY_UNAVAILABLE", (name, r.data)
+            assert elapsed < 8, (name, elapsed)  # 8.5-14 s before; MONGODB_TIMEOUT_MS per operation now
+    finally:
+        outage["resume"]()
+    assert fn("me").get("/", headers=outage["headers"]).status_code == 200  # and it recovers by itself
+
+
+def test_a_generate_burst_cut_by_an_outage_leaves_no_charged_interior_behind(fn, outage, env):
+    """Six generate requests at once, the database pausing in the middle: each answers 202 or 503, and once
+    it is back (and the sweep ran), every interior whose request got 503 is failed and refunded; the units
+    used are exactly the 202 answers."""
+    import time
+
+    env(interior_enqueue_seconds=3)
+    answers: list[int] = []
+
+    def request() -> None:
+        answers.append(_generate(fn, outage, variants=1).status_code)
+
+    threads = [threading.Thread(target=request) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    # pause as soon as the first interior is stored: the others are mid-write, mid-enqueue or mid-confirmation
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and db.collection("interiors").count_documents({}) == 0:
+        time.sleep(0.005)
+    outage["pause"]()
+    time.sleep(4)  # longer than any request waits for the database
+    outage["resume"]()
+    for thread in threads:
+        thread.join(60)
+    assert set(answers) <= {202, 503} and len(answers) == 6, answers
+    for execution_id in job_runner.execution_ids():
+        job_runner.wait(execution_id, timeout=120)
+    stored = list(db.collection("interiors").find({}, {"enqueue_by": 1}))
+    time.sleep(max([0.0] + [(d["enqueue_by"] - db.utcnow()).total_seconds() + 1 for d in stored]))
+    generation.run()  # the sweep, once every request's time to confirm its enqueue is over
+    docs = list(db.collection("interiors").find({}))
+    failed = [d for d in docs if d["status"] == "failed"]
+    charged = [d for d in docs if d["status"] != "failed"]
+    outcome = (answers, [(d["status"], d.get("reason")) for d in docs])
+    assert len(charged) == answers.count(202) and all(d["status"] == "done" for d in charged), outcome
+    assert all(d["reason"] == interiors.ENQUEUE_FAILED and not d["variants"] for d in failed), outcome
+    # every failed one was refunded (a unit whose take the database applied only after the request gave up,
+    # with no interior stored, is the one thing that can still be lost: see the README)
+    used = quota.usage(outage["user"]["id"])["used"]
+    assert len(charged) <= used <= len(answers) - len(failed), (used, outcome)
+
+
+def test_an_interior_whose_request_never_confirmed_its_enqueue_is_failed_and_refunded(env, ctx):
+    """The request stored the interior but could not confirm the enqueue (it answered 503): a task that still
+    arrives, or the sweep, fails and refunds it instead of generating it; a confirmation the database applied
+    only after the request gave up counts as none."""
+    env(interior_enqueue_seconds=1)
+    never = queued_interior(ctx["user"], ctx["upload"], confirm=False)
+    late = queued_interior(ctx["user"], ctx["upload"], confirm=False)
+    db.collection("interiors").update_one({"_id": late["_id"]}, {"$set": {
+        "confirm_by": late["created_at"], "enqueued_at": late["created_at"] + timedelta(seconds=5)}})
+    assert quota.usage(ctx["user"]["id"])["used"] == 2
+    generation.run([never["_id"], late["_id"]], retry_delay=0)
+    for interior_id in (never["_id"], late["_id"]):
+        doc = db.collection("interiors").find_one({"_id": interior_id})
+        assert doc["status"] == "failed" and doc["reason"] == interiors.ENQUEUE_FAILED and not doc["variants"]
+        assert "spent_at" not in doc
+    assert quota.usage(ctx["user"]["id"])["used"] == 0
