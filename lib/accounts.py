@@ -9,10 +9,11 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.networks import validate_email
 from pymongo import ASCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
-from lib import auth, db, errors, interiors, notifications, throttle
+from lib import auth, db, errors, interiors, notifications, throttle, uploads
 from lib.answers import Answer, Timestamp
 from lib.interiors import InteriorSummary
 from lib.notifications import Notification
@@ -28,8 +29,6 @@ def _valid_email(value: str) -> str:
     """pydantic's own EmailStr check, called on first use: email-validator (and the stdlib email package it
     loads) cost every function that imports this module ~30 ms at start, while only sign-up and an email
     change validate an address."""
-    from pydantic.networks import validate_email
-
     return validate_email(value)[1]
 
 
@@ -297,8 +296,6 @@ def delete_account(user: dict[str, Any], body: DeleteAccountBody) -> None:
     The data goes first and every step is idempotent, so when one fails (storage down) the account is still
     active and the person can simply retry. The account record stays, so the email stays reserved, but keeps
     only what that and refusing the account need: its name, password hash and known addresses are removed."""
-    from lib import uploads
-
     def delete_personal_data() -> None:
         uploads.delete_all_for_user(user["_id"])
         interiors.delete_all_for_user(user["_id"])

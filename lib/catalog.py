@@ -29,7 +29,7 @@ from pymongo import ASCENDING, IndexModel, ReplaceOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
-from lib import cursors, db, errors, storage
+from lib import cursors, db, errors, storage, vectors
 from lib.answers import Answer
 from lib.text import PlainText
 from lib.vectors import DIMENSION_KEYS as DIMENSIONS  # one list of dimension fields for Mongo and Qdrant
@@ -430,8 +430,6 @@ def get_product(product_id: str) -> dict:
 
 def similar_products(query: SimilarQuery) -> list[tuple[dict, float]]:
     """The nearest products to a product's image vector (same label unless `label` says otherwise)."""
-    from lib import vectors
-
     product = get_product(query.product_id)
     vector = vectors.get_vector(product["_id"])
     if vector is None:

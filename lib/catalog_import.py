@@ -31,14 +31,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
-from lib import catalog, db
+from lib import catalog, cloudrun, db, images, outbound, storage, vectors
 from lib.config import get_settings
+from lib.embed import EmbedError, EmbedUnavailable, get_embedder
 
 log = logging.getLogger("zipkku.import")
 
@@ -125,8 +128,6 @@ def _first_error(exc: ValidationError) -> str:
 def read_source(source: str) -> bytes:
     """The catalog file's bytes from gs://bucket/name or a local path."""
     if source.startswith("gs://"):
-        from lib import storage
-
         return storage.download_bytes(*storage.parse_ref(source))
     return Path(source).read_bytes()
 
@@ -196,12 +197,8 @@ FETCH_THREADS = 8
 def fetch_image(url: str, base_dir: Path | None, max_bytes: int) -> bytes:
     """Image bytes from gs://, a public https URL or (for local catalog files) a path next to the file."""
     if url.startswith("gs://"):
-        from lib import storage
-
         data = storage.download_bytes(*storage.parse_ref(url))
     elif url.startswith(("http://", "https://")):
-        from lib import outbound
-
         settings = get_settings()
         try:  # only public https addresses (lib.outbound); the reason kept is generic, never what answered
             data = outbound.fetch(url, max_bytes=max_bytes, timeout_seconds=settings.import_image_timeout_seconds,
@@ -315,8 +312,6 @@ def _fetch_images(batch: list[tuple[int, CatalogRow]], fetch: Callable[[str], by
 def _embed_images(embedder: Any, ready: list[tuple[int, CatalogRow, bytes]],
                   report: _ShardReport) -> list[list[float] | None]:
     """One vector per row (None for a row whose image the embedder refused, which is counted as failed)."""
-    from lib.embed import EmbedError, EmbedUnavailable
-
     try:
         return list(embedder.embed_images([data for _, _, data in ready]))
     except EmbedUnavailable:
@@ -338,8 +333,6 @@ def _embed_images(embedder: Any, ready: list[tuple[int, CatalogRow, bytes]],
 def _write_products(ready: list[tuple[int, CatalogRow, bytes]], vectors_out: list[list[float] | None], *,
                     source: str, import_id: str, report: _ShardReport) -> None:
     """Upsert the embedded rows as products (Mongo, through lib.catalog) and their vectors (Qdrant)."""
-    from lib import vectors
-
     docs, points = [], []
     for (_line, row, data), vector in zip(ready, vectors_out, strict=True):
         if vector is None:
@@ -374,9 +367,6 @@ def import_records(
     failed, errors[{line, error}], seconds}. After each batch is written, `checkpoint(last line, state)` is
     called; a `resume` holding such a {line, counts, errors, labels} skips the rows up to that line and carries
     their counts on."""
-    from lib import vectors
-    from lib.embed import get_embedder
-
     settings = get_settings()
     embedder = get_embedder()
     vectors.ensure_collection()
@@ -406,8 +396,6 @@ _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "i
 
 
 def _store_local_image(source: str, pid: str, data: bytes) -> str:
-    from lib import images, storage
-
     # the embedder decoded it, so it is an image, but maybe one sniff() does not name (GIF, BMP)
     content_type = images.sniff(data) or "application/octet-stream"
     bucket = get_settings().catalog_bucket
@@ -497,12 +485,6 @@ def handle_catalog_object(obj: dict) -> str:
     prefix, exactly once per object generation. Returns what happened (for the log); never raises for bad
     input (that would make Eventarc redeliver forever); raises only when the job could not be started, so the
     event is retried."""
-    from datetime import timedelta
-
-    from pymongo.errors import DuplicateKeyError
-
-    from lib import cloudrun
-
     settings = get_settings()
     bucket, name, generation = obj.get("bucket"), obj.get("name"), str(obj.get("generation") or "")
     if not isinstance(bucket, str) or not isinstance(name, str):

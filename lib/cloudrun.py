@@ -16,6 +16,9 @@ import json
 import os
 from typing import Any
 
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+
 from lib import clients
 from lib.config import get_settings
 
@@ -27,7 +30,7 @@ def run_job(job_name: str, args: list[str] | None = None, env: dict[str, str] | 
         raise ValueError("shard_count must be at least 1")
     if get_settings().job_runner == "cloudrun":
         return _run_cloud(job_name, list(args or []), dict(env or {}), shard_count)
-    from lib.local import job_runner
+    from lib.local import job_runner  # local stand-in: never imported in production
 
     return job_runner.run_job(job_name, list(args or []), dict(env or {}), shard_count or 1)
 
@@ -64,7 +67,7 @@ def run_job_body(args: list[str], env: dict[str, str], shard_count: int | None) 
 
 
 def _run_cloud(job_name: str, args: list[str], env: dict[str, str], shard_count: int | None) -> str:
-    from google.cloud import run_v2
+    from google.cloud import run_v2  # heavy client: loaded by the few functions that start jobs
 
     body = {"name": job_resource(job_name), **run_job_body(args, env, shard_count)}
     request = run_v2.RunJobRequest.from_json(json.dumps(body))
@@ -79,13 +82,10 @@ def _jobs_client():
     url = get_settings().cloud_run_api_url.rstrip("/")
 
     def create():
-        from google.api_core.client_options import ClientOptions
         from google.cloud import run_v2
 
         credentials = None
         if url.startswith("http://"):
-            from google.auth.credentials import AnonymousCredentials
-
             credentials = AnonymousCredentials()
         return run_v2.JobsClient(transport="rest", credentials=credentials,
                                  client_options=ClientOptions(api_endpoint=url))

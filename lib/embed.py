@@ -17,6 +17,8 @@ from __future__ import annotations
 import base64
 from typing import Protocol
 
+import requests
+
 from lib import clients
 from lib.config import get_settings
 
@@ -37,7 +39,7 @@ class Embedder(Protocol):
 
 
 def unit_vector(vector):
-    import numpy as np
+    import numpy as np  # heavy: only the jobs and functions that embed load it
 
     norm = float(np.linalg.norm(vector))
     return vector / norm if norm > 0 else vector
@@ -52,8 +54,6 @@ class HttpEmbedder:
         self.url, self.name, self.dim, self._key, self._timeout = url, name, dim, api_key, timeout
 
     def embed_images(self, images: list[bytes]) -> list[list[float]]:
-        import requests
-
         if not images:
             return []
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
@@ -159,7 +159,7 @@ def embedder_identity() -> tuple[str, int]:
         return settings.embedder_name, settings.embedder_dim
     if settings.embedder == "vertex":
         return VertexEmbedder.name, settings.vertex_embedding_dim
-    from lib.local.embedder import LocalEmbedder
+    from lib.local.embedder import LocalEmbedder  # local stand-in: never imported in production
 
     return LocalEmbedder.name, LocalEmbedder.dim
 
@@ -173,6 +173,6 @@ def get_embedder() -> Embedder:
                             settings.detector_api_key.get_secret_value())
     if settings.embedder == "vertex":
         return VertexEmbedder()
-    from lib.local.embedder import LocalEmbedder
+    from lib.local.embedder import LocalEmbedder  # local stand-in: never imported in production
 
     return clients.cached(("embedder", "local"), LocalEmbedder)

@@ -16,6 +16,8 @@ import base64
 import json
 from typing import Any
 
+from cloudevents.http import CloudEvent
+
 from lib import clients, db
 from lib.config import get_settings
 
@@ -25,7 +27,7 @@ def publish(topic: str, payload: dict[str, Any], *, kind: str) -> str:
     data = json.dumps(payload, separators=(",", ":"), default=str).encode()
     if get_settings().events == "pubsub":
         return _publish_pubsub(topic, data, {"kind": kind})
-    from lib.local import events as local_events
+    from lib.local import events as local_events  # local stand-in: never imported in production
 
     return local_events.publish(topic, data, {"kind": kind})
 
@@ -34,7 +36,7 @@ def publish(topic: str, payload: dict[str, Any], *, kind: str) -> str:
 
 def _publisher():
     def create():
-        from google.cloud import pubsub_v1
+        from google.cloud import pubsub_v1  # heavy client: loaded on the first publish
 
         return pubsub_v1.PublisherClient()
 
@@ -51,8 +53,6 @@ def _publish_pubsub(topic: str, data: bytes, attributes: dict[str, str]) -> str:
 
 def pubsub_cloud_event(topic: str, data: bytes, attributes: dict[str, str], message_id: str):
     """The CloudEvent Eventarc delivers for a Pub/Sub message (also used by tests)."""
-    from cloudevents.http import CloudEvent
-
     project = get_settings().gcp_project
     published = db.utcnow().isoformat().replace("+00:00", "Z")
     return CloudEvent(

@@ -33,6 +33,8 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lib.config import get_settings
+
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
@@ -275,8 +277,6 @@ def normalize(data: bytes, *, max_bytes: int, max_pixels: int, max_decoded_bytes
 def normalize_with_settings(data: bytes, *, max_bytes: int | None = None) -> NormalizedImage:
     """normalize() with the limits from configuration (what uploads use); `max_bytes` may lower the byte
     limit (a signed upload's declared size)."""
-    from lib.config import get_settings
-
     settings = get_settings()
     return normalize(
         data, max_bytes=max_bytes or settings.max_upload_bytes, max_pixels=settings.max_image_pixels,

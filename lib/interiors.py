@@ -15,14 +15,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NotRequired, TypedDict
 
+import pymongo
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
-from lib import catalog, cursors, db, errors, quota, throttle, uploads
+from lib import catalog, cursors, db, errors, quota, storage, tasks, throttle, uploads
 from lib.answers import Answer, Timestamp
 from lib.config import get_settings
 from lib.text import PlainText
@@ -370,8 +372,6 @@ def _write_may_have_applied(exc: Exception) -> bool:
 def _settled(user_id: str, idempotency_key: str) -> dict[str, Any] | None:
     """The interior made under this key once its unit is taken (a request still taking it is waited for, up to
     SETTLE_WAIT_SECONDS, then 409); None when there is none (or its request was refused its unit)."""
-    import time
-
     deadline = time.monotonic() + SETTLE_WAIT_SECONDS
     while True:
         existing = db.collection(COLLECTION).find_one({"user_id": user_id, "idempotency_key": idempotency_key})
@@ -397,8 +397,6 @@ def _replayed(existing: dict[str, Any], fingerprint: str) -> dict[str, Any]:
 
 def enqueue(doc: dict[str, Any]) -> None:
     """Start the generation job for a queued interior; on failure: failed + refunded, then 503."""
-    from lib import tasks
-
     try:
         # No arguments: the run claims queued interiors from Mongo, so the queue's identity needs only
         # run.jobs.run and a task can ask for nothing but a generation; the task name still dedupes.
@@ -417,8 +415,6 @@ def confirm_enqueued(doc: dict[str, Any]) -> None:
     its own clock (enqueued_at) next to the moment this request stops waiting for the reply (confirm_by). If
     the database applies it too late (after a pause, the request having answered 503 meanwhile), the stamp
     says so and the job fails and refunds the interior instead of generating it."""
-    import pymongo
-
     now = db.utcnow()
     confirm_by = min(doc["enqueue_by"], now + timedelta(milliseconds=get_settings().mongodb_timeout_ms))
     wait = (confirm_by - now).total_seconds()
@@ -610,8 +606,6 @@ def get_owned(user_id: str, interior_id: str) -> dict[str, Any]:
 
 
 def _url(ref: str | None) -> str | None:
-    from lib import storage
-
     return storage.client_url(ref) if ref else None
 
 
@@ -730,8 +724,6 @@ def delete(user_id: str, interior_id: str) -> None:
     """Remove the interior and its stored images; its unit comes back only if no provider call had started. A
     running generation notices at its next step (its lease updates stop matching) and stops; anything it wrote
     meanwhile lands under the deleted prefix and is removed again."""
-    from lib import storage
-
     interiors = db.collection(COLLECTION)
     if interiors.count_documents({"_id": interior_id, "user_id": user_id}, limit=1) == 0:
         raise errors.NotFound("No such interior.", code="INTERIOR_NOT_FOUND")
@@ -751,7 +743,5 @@ def delete(user_id: str, interior_id: str) -> None:
 
 def delete_all_for_user(user_id: str) -> None:
     """A deleted account's designs go with it. Running generations notice (their lease updates stop matching)."""
-    from lib import storage
-
     db.collection(COLLECTION).delete_many({"user_id": user_id})
     storage.delete_prefix(get_settings().images_bucket, f"interiors/{user_id}/")

@@ -21,6 +21,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from lib.config import get_settings
+
 # Names whose value is a credential: password, new_password, refresh_token, client_secret, api_key, X-Api-Key...
 # Every open-ended run in these patterns is anchored or bounded: a long log line must not cost quadratic time.
 _CREDENTIAL_NAME = (r"(?<![\w-])[\w-]{0,40}"
@@ -195,8 +197,6 @@ def setup_logging(project_id: str | None = None, level: int = logging.INFO) -> N
     if _configured:
         return
     if project_id is None:
-        from lib.config import get_settings
-
         try:
             project_id = get_settings().gcp_project
         except Exception:  # noqa: BLE001 - logging must come up even when settings are broken

@@ -22,6 +22,8 @@ Signed URLs are credentials: never log them (lib.log redacts X-Goog-Signature as
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 import threading
@@ -32,6 +34,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
+
+import google.auth
+import google.auth.exceptions
+import google.auth.transport.requests
+import requests
+from google.api_core.exceptions import NotFound
+from google.auth import crypt
+from google.oauth2 import service_account
 
 from lib import clients, errors
 from lib.config import get_settings
@@ -113,8 +123,6 @@ def delete_prefix(bucket_name: str, prefix: str) -> int:
     """Delete every object under `prefix` (e.g. a deleted user's folder); returns how many were deleted."""
     if not prefix:
         raise ValueError("refusing to delete a whole bucket: give a non-empty prefix")
-    from google.api_core.exceptions import NotFound
-
     deleted = 0
     for blob in client().list_blobs(bucket_name, prefix=prefix):
         try:
@@ -139,11 +147,7 @@ def _signing_credentials():
     settings = get_settings()
 
     def create():
-        from google.oauth2 import service_account
-
         if settings.signing_key_file:
-            from google.auth import crypt
-
             with open(settings.signing_key_file, encoding="utf-8") as handle:
                 signer = crypt.RSASigner.from_string(handle.read())
             email = (settings.signing_service_account
@@ -171,8 +175,6 @@ class IamSigner:
     key_id = None  # IAM picks the key; google.auth's Signer interface asks for this
 
     def __init__(self, base_url: str, email: str | None) -> None:
-        import requests
-
         self.base_url = base_url.rstrip("/")
         self._email = email
         self._credentials = None
@@ -185,10 +187,6 @@ class IamSigner:
 
     def _token(self, *, renew: bool = False) -> str:
         """A valid access token of the runtime identity, refreshed once for all signing threads."""
-        import google.auth
-        import google.auth.exceptions
-        import google.auth.transport.requests
-
         with self._token_lock:
             try:
                 if self._credentials is None:
@@ -214,10 +212,6 @@ class IamSigner:
         return self._email
 
     def sign(self, message: bytes | str) -> bytes:
-        import base64
-
-        import requests
-
         settings = get_settings()
         data = message.encode() if isinstance(message, str) else message
         url = f"{self.base_url}/v1/projects/-/serviceAccounts/{self.email()}:signBlob"
@@ -429,8 +423,6 @@ def finalized_object(cloud_event) -> dict | None:
     """The object resource (Cloud Storage JSON) of a `google.cloud.storage.object.v1.finalized` CloudEvent,
     or None for any other or malformed event (CloudEvent functions log and return: never raise on bad input,
     since a raise makes Eventarc redeliver it forever)."""
-    import json
-
     if cloud_event["type"] != FINALIZED_EVENT:
         return None
     data = cloud_event.data

@@ -22,6 +22,9 @@ import json
 import re
 from typing import Any
 
+import grpc
+from google.api_core import exceptions
+
 from lib import clients, cloudrun
 from lib.config import get_settings
 
@@ -44,7 +47,7 @@ def enqueue_job(job_name: str, *, task_id: str, args: list[str] | None = None, e
         raise ValueError("task ids are letters, digits, '-' and '_' (1-500 characters)")
     if get_settings().task_queue == "cloudtasks":
         return _enqueue_cloud(job_name, task_id, args or [], env or {}, shard_count)
-    from lib.local import task_queue
+    from lib.local import task_queue  # local stand-in: never imported in production
 
     return task_queue.enqueue_job(job_name, task_name(task_id), args or [], env or {}, shard_count)
 
@@ -52,10 +55,9 @@ def enqueue_job(job_name: str, *, task_id: str, args: list[str] | None = None, e
 # --- Cloud Tasks -----------------------------------------------------------------------------------------
 
 def _create_client(emulator_host: str):
-    from google.cloud import tasks_v2
+    from google.cloud import tasks_v2  # heavy client: loaded on the first enqueue
 
     if emulator_host:
-        import grpc
         from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
         return tasks_v2.CloudTasksClient(
@@ -94,8 +96,6 @@ def queue_definition() -> dict[str, Any]:
 
 def ensure_queue() -> None:
     """Create the queue if missing (local/contract use; production queues come from terraform)."""
-    from google.api_core import exceptions
-
     s = get_settings()
     with contextlib.suppress(exceptions.AlreadyExists):
         client().create_queue(parent=f"projects/{s.gcp_project}/locations/{s.gcp_region}", queue=queue_definition())
@@ -103,7 +103,6 @@ def ensure_queue() -> None:
 
 def _enqueue_cloud(job_name: str, task_id: str, args: list[str], env: dict[str, str],
                    shard_count: int | None) -> str:
-    from google.api_core import exceptions
     from google.cloud import tasks_v2
 
     s = get_settings()

@@ -27,10 +27,11 @@ import re
 from datetime import timedelta
 from typing import Any, Literal
 
+from google.api_core.exceptions import NotFound, PreconditionFailed
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from lib import db, errors, images, throttle
+from lib import db, errors, images, storage, throttle
 from lib.answers import Answer, Timestamp
 from lib.config import get_settings
 
@@ -164,8 +165,6 @@ def get_ready(user_id: str, upload_id: str) -> dict[str, Any]:
 
 def arrived_object(doc: dict[str, Any]) -> dict[str, Any] | None:
     """The raw object a signed upload's photo was PUT to (its Cloud Storage resource), or None if none arrived."""
-    from lib import storage
-
     if not isinstance(doc.get("raw"), str):
         return None
     bucket_name, raw_name = storage.parse_ref(doc["raw"])
@@ -190,8 +189,6 @@ def _settle_if_never_received(doc: dict[str, Any]) -> dict[str, Any]:
 
 def public_upload(doc: dict[str, Any]) -> Upload:
     """What a client sees: status, the reason if rejected, signed URLs of the normalized image when ready."""
-    from lib import storage
-
     reply: dict[str, Any] = {
         "id": doc["_id"], "status": doc["status"], "content_type": doc.get("content_type"),
         "size_bytes": doc.get("size_bytes"), "created_at": doc.get("created_at"), "updated_at": doc.get("updated_at"),
@@ -213,8 +210,6 @@ def public_upload(doc: dict[str, Any]) -> Upload:
 def create_pending(user_id: str, body: CreateBody, address: str | None = None) -> PendingUpload:
     """A pending upload and the signed PUT the browser uses: {upload, put_url, headers, expires_at}. `address`:
     the client's (lib.http.client_address), counted per hour; None for requests that are not a client's."""
-    from lib import storage
-
     content_type = normalize_content_type(body.content_type)
     _check_size(body.size_bytes)
     throttle.reserve_upload(user_id, address)  # after the checks: a refused request does not count
@@ -285,10 +280,6 @@ def handle_finalized(data: dict[str, Any]) -> str:
 
 
 def _delete_object(bucket: str, name: str, generation: int) -> None:
-    from google.api_core.exceptions import NotFound
-
-    from lib import storage
-
     with contextlib.suppress(NotFound):
         storage.bucket(bucket).blob(name, generation=generation).delete()
 
@@ -300,10 +291,6 @@ def _release_claim(upload_id: str, generation: int) -> None:
 
 
 def _process_claimed(doc: dict[str, Any], bucket: str, name: str, generation: int, size: int) -> str:
-    from google.api_core.exceptions import NotFound
-
-    from lib import storage
-
     settings = get_settings()
     limit = min(settings.max_upload_bytes, doc.get("size_bytes") or settings.max_upload_bytes)
     if size == 0:
@@ -340,10 +327,6 @@ def _process_claimed(doc: dict[str, Any], bucket: str, name: str, generation: in
 def _store_outputs(doc: dict[str, Any], version: str, result: images.NormalizedImage) -> tuple[str, str]:
     """Write the normalized image and thumbnail once: an object already there is from an earlier attempt of
     the same version (same input, same bytes), so a PreconditionFailed is success."""
-    from google.api_core.exceptions import PreconditionFailed
-
-    from lib import storage
-
     bucket = get_settings().images_bucket
     image_name, thumbnail_name = _output_names(doc["user_id"], doc["_id"], version)
     for object_name, data in ((image_name, result.jpeg), (thumbnail_name, result.thumbnail)):
@@ -396,8 +379,6 @@ def create_direct(user_id: str, data: bytes, declared_type: str | None, address:
 
 def delete_all_for_user(user_id: str) -> None:
     """A deleted account's photos go with it: raw objects, normalized images, thumbnails and documents."""
-    from lib import storage
-
     settings = get_settings()
     storage.delete_prefix(settings.uploads_bucket, _raw_name(user_id, ""))
     storage.delete_prefix(settings.images_bucket, f"uploads/{user_id}/")

@@ -25,6 +25,10 @@ from typing import Any
 
 from lib import clients, errors
 from lib.config import get_settings
+from lib.embed import embedder_identity
+
+# qdrant-client is imported inside the functions that use it: functions that never search skip its import
+# at cold start (tests/test_coldstart.py).
 
 _NAMESPACE = uuid.UUID("7d0f4a56-7f1e-4f4e-9a38-3c5b0d7a2e11")  # fixed: point ids must never change
 DIMENSION_KEYS = ("width_cm", "depth_cm", "height_cm")
@@ -60,8 +64,6 @@ def client():
 
 def collection_name(embedder_name: str | None = None, dim: int | None = None) -> str:
     if embedder_name is None or dim is None:
-        from lib.embed import embedder_identity
-
         embedder_name, dim = embedder_identity()
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in embedder_name)
     return f"{get_settings().qdrant_collection_prefix}__{safe}__{dim}"
@@ -95,8 +97,6 @@ def ensure_collection(name: str | None = None, dim: int | None = None) -> str:
     from qdrant_client import models
 
     if name is None or dim is None:
-        from lib.embed import embedder_identity
-
         dim = embedder_identity()[1]
         name = collection_name()
     settings = get_settings()

@@ -18,6 +18,7 @@ from typing import Any
 
 from lib import vectors
 from lib.config import get_settings
+from lib.embed import get_embedder
 from lib.local.inputs import open_rgb
 from lib.providers import Detection
 
@@ -75,8 +76,6 @@ class LocalDetector:
     def detect(self, image: bytes) -> list[Detection]:
         import numpy as np
         from PIL import Image
-
-        from lib.embed import get_embedder
 
         photo = open_rgb(image, "image")
         full_w, full_h = photo.size

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from lib.embed import EmbedError, unit_vector
 
@@ -98,7 +99,5 @@ class LocalEmbedder:
         workers = min(len(images), os.cpu_count() or 1, 4)
         if workers <= 1:
             return [self._features(image) for image in images]
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(self._features, images))

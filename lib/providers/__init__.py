@@ -87,16 +87,18 @@ def build_prompt(request: GenerationRequest) -> str:
 
 def _create_generator(kind: str) -> Generator:
     if kind == "replicate":
+        # the provider modules import this module's types, so they load when chosen
         from lib.providers.replicate import ReplicateGenerator
 
         return ReplicateGenerator()
-    from lib.local.generator import LocalGenerator
+    from lib.local.generator import LocalGenerator  # local stand-in: never imported in production
 
     return LocalGenerator()
 
 
 def _create_detector(kind: str) -> Detector:
     if kind == "http":
+        # the provider modules import this module's types, so they load when chosen
         from lib.providers.http_detector import HttpDetector
 
         return HttpDetector()
@@ -104,7 +106,7 @@ def _create_detector(kind: str) -> Detector:
         from lib.providers.vision import VisionDetector
 
         return VisionDetector()
-    from lib.local.detector import LocalDetector
+    from lib.local.detector import LocalDetector  # local stand-in: never imported in production
 
     return LocalDetector()
 
