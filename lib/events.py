@@ -36,7 +36,7 @@ def publish(topic: str, payload: dict[str, Any], *, kind: str) -> str:
 
 def _publisher():
     def create():
-        from google.cloud import pubsub_v1  # heavy client: loaded on the first publish
+        import google.cloud.pubsub_v1 as pubsub_v1  # heavy client: loaded on the first publish
 
         return pubsub_v1.PublisherClient()
 

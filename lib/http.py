@@ -261,7 +261,7 @@ def http_function(
     description: str = "",
     cached: bool = False,
     offline: bool = False,
-) -> Callable[[Callable[..., flask.Response]], Callable[[flask.Request], flask.Response]]:
+) -> Callable[[Callable[..., flask.Response]], functions_framework.HTTPFunction]:
     """Wrap `handler(request[, user][, body=][, query=])` (user with auth=True; body and query when declared)
     as a functions-framework HTTP function that follows every convention above. `methods` is a list of methods
     sharing the operation described by the other keywords, or a mapping method -> Operation."""
@@ -277,7 +277,7 @@ def http_function(
     contract = Contract(operations=operations, auth=auth, tags=tuple(tags))
     setup_logging()
 
-    def decorate(handler: Callable[..., flask.Response]) -> Callable[[flask.Request], flask.Response]:
+    def decorate(handler: Callable[..., flask.Response]) -> functions_framework.HTTPFunction:
         @functools.wraps(handler)
         def entry(request: flask.Request) -> flask.Response:
             cors = _cors_headers(request, allowed)

@@ -233,7 +233,9 @@ def _to_srgb(img: PILImage.Image) -> PILImage.Image:
 
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
             srgb = ImageCms.createProfile("sRGB")
-            return ImageCms.profileToProfile(img, source, srgb, outputMode="RGB")
+            converted = ImageCms.profileToProfile(img, source, srgb, outputMode="RGB")
+            if converted is not None:  # None only for an in-place conversion, which this is not
+                return converted
         except Exception:  # noqa: BLE001 - a broken profile is ignored, not fatal: the pixels are still good
             log.info("ignoring an unusable ICC profile")
     return img.convert("RGB") if img.mode != "RGB" else img

@@ -18,7 +18,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from lib.config import get_settings
@@ -34,7 +34,7 @@ def _redact_value(match: re.Match[str]) -> str:
     return f"{match.group(1)}{quote}[REDACTED]{quote}"
 
 
-_REDACTIONS = [
+_REDACTIONS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1[REDACTED]"),
     (re.compile(r"(?i)(basic\s+)[A-Za-z0-9+/]+=*"), r"\1[REDACTED]"),
     (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "[REDACTED_JWT]"),

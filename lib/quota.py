@@ -49,15 +49,16 @@ def take(user_id: str) -> datetime:
             raise errors.TooManyRequests("Generation is not available for this account.", code="QUOTA_EXCEEDED",
                                          retry_after_seconds=settings.generation_quota_period_seconds)
         # db.utcnow() is already in milliseconds, as Mongo stores it: the value handed out for a refund matches
-        period = {"used": 1, "resets_at": now + timedelta(seconds=settings.generation_quota_period_seconds)}
+        resets_at = now + timedelta(seconds=settings.generation_quota_period_seconds)
+        period = {"used": 1, "resets_at": resets_at}
         try:
             if current is None:
                 usage.insert_one({"_id": user_id, **period})
-                return period["resets_at"]
+                return resets_at
             # the old period is over: start a new one, unless a concurrent request already did
             started = usage.update_one({"_id": user_id, "resets_at": current["resets_at"]}, {"$set": period})
             if started.modified_count:
-                return period["resets_at"]
+                return resets_at
         except DuplicateKeyError:
             pass
     raise errors.DependencyUnavailable("The quota could not be updated; try again shortly.")

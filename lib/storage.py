@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 import google.auth
+import google.auth.credentials
 import google.auth.exceptions
 import google.auth.transport.requests
 import requests
@@ -177,7 +178,7 @@ class IamSigner:
     def __init__(self, base_url: str, email: str | None) -> None:
         self.base_url = base_url.rstrip("/")
         self._email = email
-        self._credentials = None
+        self._credentials: google.auth.credentials.Credentials | None = None
         self._token_lock = threading.Lock()
         self.session = requests.Session()
         pool = max(1, get_settings().signing_concurrency)
@@ -194,11 +195,14 @@ class IamSigner:
                         scopes=["https://www.googleapis.com/auth/cloud-platform"])
                 if renew or not self._credentials.valid:
                     self._credentials.refresh(google.auth.transport.requests.Request())
+                token = self._credentials.token
+                if not token:
+                    raise google.auth.exceptions.RefreshError("the credentials gave no token")
             except google.auth.exceptions.GoogleAuthError as exc:  # no identity, or its token source is down
                 log.error("no access token to sign links with: %s", type(exc).__name__)
                 raise errors.DependencyUnavailable("Links to your images could not be signed right now; "
                                                    "try again shortly.") from None
-            return self._credentials.token
+            return token
 
     def email(self) -> str:
         """The signing account: SIGNING_SERVICE_ACCOUNT, else the runtime account (compute credentials learn
@@ -219,13 +223,14 @@ class IamSigner:
         deadline = time.monotonic() + settings.signing_retry_seconds
         delay, renewed = 0.05, False
         while True:
+            answer: requests.Response | requests.RequestException
             try:
                 answer = self.session.post(url, json=body, timeout=settings.signing_timeout_seconds,
                                            headers={"Authorization": f"Bearer {self._token()}"})
                 status = answer.status_code
             except requests.RequestException as exc:
                 answer, status = exc, 0
-            if status == 200:
+            if status == 200 and isinstance(answer, requests.Response):
                 try:
                     return base64.b64decode(answer.json()["signedBlob"], validate=True)
                 except (ValueError, KeyError, TypeError):
@@ -383,11 +388,11 @@ def signed_links(build: Callable[[], T]) -> T:
         _wanted.reset(token)
     if not wanted:
         return first
-    token = _batch.set(_sign_links(wanted))
+    batch_token = _batch.set(_sign_links(wanted))
     try:
         return build()
     finally:
-        _batch.reset(token)
+        _batch.reset(batch_token)
 
 
 def _sign_links(keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:

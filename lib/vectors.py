@@ -188,6 +188,7 @@ def get_vector(product_id: str) -> list[float] | None:
 def _max_dims(max_dims: MaxDims) -> dict[str, float]:
     if not max_dims:
         return {}
+    pairs: Iterable[tuple[str, float | None]]
     if isinstance(max_dims, Mapping):
         pairs = ((k, max_dims.get(k)) for k in DIMENSION_KEYS)
     else:

@@ -35,12 +35,14 @@ def label_centroids() -> dict[str, list[float]]:
     key = vectors.version()
     if key in _centroids:
         return _centroids[key]
-    sums: dict[str | None, Any] = {}
-    counts: dict[str | None, int] = {}
+    sums: dict[str, Any] = {}
+    counts: dict[str, int] = {}
     for label, vector in vectors.labelled_vectors():
+        if label is None:  # an unlabelled point names no class
+            continue
         sums[label] = sums.get(label, 0) + np.asarray(vector, dtype=np.float64)
         counts[label] = counts.get(label, 0) + 1
-    result = {}
+    result: dict[str, list[float]] = {}
     for label, total in sums.items():
         mean = total / counts[label]
         norm = float(np.linalg.norm(mean))
@@ -79,7 +81,7 @@ class LocalDetector:
 
         photo = open_rgb(image, "image")
         full_w, full_h = photo.size
-        photo.thumbnail((ANALYSIS_EDGE_PX, ANALYSIS_EDGE_PX), Image.BILINEAR)
+        photo.thumbnail((ANALYSIS_EDGE_PX, ANALYSIS_EDGE_PX), Image.Resampling.BILINEAR)
         scale = full_w / photo.width
 
         centroids = label_centroids()

