@@ -11,7 +11,7 @@ HCL_STAMP := scripts/infra-tools/node_modules/.installed
 CONTRACT_STAMP := scripts/contract-tools/node_modules/.installed
 WEB_STAMP := scripts/web-assets/node_modules/.installed
 
-.PHONY: run test lint venv clean infra-tools infra-check contract-tools package lock web-assets browser
+.PHONY: run test lint typecheck venv clean infra-tools infra-check contract-tools package lock web-assets browser
 
 $(STAMP): requirements.txt requirements-local.txt scripts/requirements-dev.txt scripts/requirements-emulator.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ run: $(STAMP) $(WEB_STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+# Static types of lib/, functions/ and jobs/ (mypy, configured in pyproject.toml).
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 # Infra check tools (scripts/check_infra.py): checkov, trivy, check-jsonschema in their own venv, and
 # HashiCorp's HCL formatter from npm into a git-ignored node_modules.
@@ -103,7 +107,7 @@ contract-tools: $(CONTRACT_STAMP)
 package: $(STAMP) $(WEB_STAMP)
 	$(PY) scripts/package.py --out dist
 
-test: lint infra-check contract-tools $(WEB_STAMP) browser
+test: lint typecheck infra-check contract-tools $(WEB_STAMP) browser
 	$(PY) -m pytest
 
 # The generation journey against a fresh local stack; writes .local/demo/report.html and prints its path.
@@ -113,4 +117,4 @@ demo: $(STAMP) $(WEB_STAMP)
 
 clean:
 	rm -rf $(VENV) $(INFRA_VENV) $(LOCK_VENV) scripts/infra-tools/node_modules scripts/contract-tools/node_modules \
-		scripts/web-assets/node_modules dist .local .pytest_cache .ruff_cache
+		scripts/web-assets/node_modules dist .local .pytest_cache .ruff_cache .mypy_cache
