@@ -11,7 +11,7 @@ share a collection (switching embedders means re-importing into a new collection
 Points have deterministic ids (uuid5 of the product id), so re-imports overwrite instead of duplicating, and
 carry the payload the searches filter on: label (keyword index) and dimensions/price (float indexes).
 
-Issue 5's generation job searches for every detected part at once:
+The generation job searches for every detected part at once:
     search_similar_batch([(vector, "sofa", {"width_cm": 220}), (vector, "lamp", None)], limit=4)
         -> [[(product_id, score), ...], [...]]      # ONE request (query_batch_points)
 """

@@ -1,6 +1,6 @@
 """The demo catalog, generated deterministically (same bytes every run, nothing downloaded).
 
-- 10 styles, each with a palette, a texture and a 512 px reference image drawn here (issue 5's local generator
+- 10 styles, each with a palette, a texture and a 512 px reference image drawn here (the local generator
   uses it for style transfer, so every style looks distinct);
 - 6 room types;
 - 12 labels; for each, `per_label` products (default 90: 1,080 in all) with a drawn 256 px JPEG: the label's
