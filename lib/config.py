@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import urllib.parse
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -247,8 +248,6 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 def _endpoints_off_the_cloud(s: Settings) -> list[str]:
     """Production endpoints must be the cloud's: an endpoint on this machine, or plain http, only when it is one
     of EMULATOR_HOSTS (which may only name this machine, so it never admits anything elsewhere)."""
-    import urllib.parse
-
     problems = [f"EMULATOR_HOSTS names {entry} (only 127.0.0.1 or localhost emulators may be named)"
                 for entry in s.emulator_hosts if entry.rsplit(":", 1)[0] not in _LOOPBACK]
     allowed = {entry.lower() for entry in s.emulator_hosts}

@@ -15,12 +15,15 @@
 from __future__ import annotations
 
 import base64
+import io
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import requests
 
 from lib import clients
 from lib.config import get_settings
+from lib.providers.google_api import GoogleApiError, post_json, session
 
 
 class EmbedError(Exception):
@@ -102,15 +105,11 @@ class VertexEmbedder:
             return []
         if len(images) == 1:
             return [self._embed_one(images[0])]
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(max_workers=min(len(images), get_settings().vertex_concurrency)) as pool:
             return list(pool.map(self._embed_one, images))
 
     def _embed_one(self, data: bytes) -> list[float]:
         import numpy as np
-
-        from lib.providers.google_api import GoogleApiError, post_json, session
 
         body = {"instances": [{"image": {"bytesBase64Encoded": base64.b64encode(_shrunk(data, self.EDGE_PX))
                                          .decode("ascii")}}],
@@ -133,8 +132,6 @@ class VertexEmbedder:
 def _shrunk(data: bytes, edge: int) -> bytes:
     """A JPEG at most `edge` pixels on its long side (the bytes unchanged when they are already small enough, or
     not an image Pillow reads: the model then says what is wrong with them)."""
-    import io
-
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -142,10 +139,10 @@ def _shrunk(data: bytes, edge: int) -> bytes:
         if max(image.size) <= edge and image.format in ("JPEG", "PNG"):
             return data
         image.draft("RGB", (edge, edge))
-        image = image.convert("RGB")
-        image.thumbnail((edge, edge), Image.BILINEAR)
+        rgb = image.convert("RGB")
+        rgb.thumbnail((edge, edge), Image.Resampling.BILINEAR)
         out = io.BytesIO()
-        image.save(out, "JPEG", quality=90)
+        rgb.save(out, "JPEG", quality=90)
         return out.getvalue()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return data

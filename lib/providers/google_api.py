@@ -13,9 +13,15 @@ provider maps it onto its own failure (lib.providers.vision, lib.embed).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
+
+import google.auth
+import google.auth.exceptions
+import requests
+from google.auth.transport.requests import AuthorizedSession
 
 from lib import clients
 from lib.config import get_settings
@@ -47,11 +53,6 @@ def session():
     """The process's authorized session (created on first use; the pool fits the embedder's concurrency)."""
 
     def create():
-        import google.auth
-        import google.auth.exceptions
-        import requests
-        from google.auth.transport.requests import AuthorizedSession
-
         try:
             credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
         except google.auth.exceptions.DefaultCredentialsError:
@@ -63,17 +64,12 @@ def session():
         api.mount("http://", adapter)
         return api
 
-    import os
-
     # keyed by the credentials in use, so a process (or a test) that changes them gets a fresh session
     return clients.cached(("google-api", os.environ.get("GOOGLE_APPLICATION_CREDENTIALS", "")), create)
 
 
 def post_json(api, url: str, body: dict[str, Any]) -> dict[str, Any]:
     """POST `body` as JSON; the decoded JSON object answered, or GoogleApiError (after the retries)."""
-    import google.auth.exceptions
-    import requests
-
     s = get_settings()
     if api is None:
         raise GoogleApiError(0, "UNAUTHENTICATED", "no Google credentials (Application Default Credentials)")
@@ -112,8 +108,9 @@ def _error(response) -> GoogleApiError:
         error = {}
     if not isinstance(error, dict):
         error = {}
-    reason = error.get("status") if isinstance(error.get("status"), str) else f"HTTP_{response.status_code}"
-    message = error.get("message") if isinstance(error.get("message"), str) else response.reason or ""
+    status, text = error.get("status"), error.get("message")
+    reason = status if isinstance(status, str) else f"HTTP_{response.status_code}"
+    message = text if isinstance(text, str) else response.reason or ""
     return GoogleApiError(response.status_code, reason, message[:300])
 
 

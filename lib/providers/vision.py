@@ -23,7 +23,9 @@ import io
 import json
 import math
 
+from lib import images
 from lib.config import get_settings
+from lib.embed import EmbedError, EmbedUnavailable, get_embedder
 from lib.providers import (
     AUTH,
     BAD_RESPONSE,
@@ -119,8 +121,6 @@ class VisionDetector:
 
 def _open(data: bytes):
     """The variant decoded to RGB with the upload checks (size, pixels, decoded memory), or INVALID_IMAGE."""
-    from lib import images
-
     s = get_settings()
     try:
         photo, _ = images.open_checked(data, max_bytes=s.max_upload_bytes, max_pixels=s.max_image_pixels,
@@ -137,7 +137,7 @@ def _jpeg(photo, edge: int) -> bytes:
 
     if max(photo.size) > edge:
         photo = photo.copy()
-        photo.thumbnail((edge, edge), Image.BILINEAR)
+        photo.thumbnail((edge, edge), Image.Resampling.BILINEAR)
     out = io.BytesIO()
     photo.save(out, "JPEG", quality=90)
     return out.getvalue()
@@ -196,8 +196,6 @@ def _furniture(annotations: list, width: int, height: int) -> list[tuple[str, fl
 
 
 def _embed(crops: list[bytes]) -> list[list[float]]:
-    from lib.embed import EmbedError, EmbedUnavailable, get_embedder
-
     try:
         return get_embedder().embed_images(crops)
     except EmbedUnavailable as exc:
