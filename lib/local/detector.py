@@ -19,8 +19,7 @@ from typing import Any
 from lib import vectors
 from lib.config import get_settings
 from lib.embed import get_embedder
-from lib.local.inputs import open_rgb
-from lib.providers import Detection
+from lib.providers import Detection, open_rgb
 
 ANALYSIS_EDGE_PX = 512
 NMS_IOU = 0.3

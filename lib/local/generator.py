@@ -15,8 +15,7 @@ import io
 import threading
 
 from lib.config import get_settings
-from lib.local.inputs import open_rgb
-from lib.providers import INVALID_IMAGE, GenerationRequest, ProviderError
+from lib.providers import INVALID_IMAGE, GenerationRequest, ProviderError, open_rgb
 
 
 def fallback_style_image(style: str):

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from lib import clients
+from lib import clients, images
 from lib.config import get_settings
 
 # Reason codes stored on a failed interior and shown by the frontend.
@@ -40,6 +40,20 @@ class ProviderError(Exception):
         self.code = code
         self.message = message
         self.retryable = retryable
+
+
+def open_rgb(data: bytes, what: str):
+    """An input image of a provider, decoded to RGB: lib.images.open_checked (magic bytes, size, the pixel and
+    memory limits before decoding, as for an upload) or INVALID_IMAGE naming `what`."""
+    settings = get_settings()
+    try:
+        image, _ = images.open_checked(data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels,
+                                       max_decoded_bytes=settings.max_decoded_image_bytes)
+        return image.convert("RGB")
+    except images.ImageRejected as exc:
+        raise ProviderError(INVALID_IMAGE, f"The {what} is refused: {exc.message}") from None
+    except (OSError, ValueError):  # the header was fine, the pixels are not (truncated, corrupt)
+        raise ProviderError(INVALID_IMAGE, f"The {what} is not a readable image.") from None
 
 
 @dataclass(frozen=True)

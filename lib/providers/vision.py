@@ -23,7 +23,6 @@ import io
 import json
 import math
 
-from lib import images
 from lib.config import get_settings
 from lib.embed import EmbedError, EmbedUnavailable, get_embedder
 from lib.providers import (
@@ -35,6 +34,7 @@ from lib.providers import (
     UNAVAILABLE,
     Detection,
     ProviderError,
+    open_rgb,
 )
 from lib.providers.google_api import GoogleApiError, post_json, session
 
@@ -85,7 +85,7 @@ class VisionDetector:
     name = "vision"
 
     def detect(self, image: bytes) -> list[Detection]:
-        photo = _open(image)
+        photo = open_rgb(image, "image to analyse")
         width, height = photo.size
         annotations = self._annotate(_jpeg(photo, ANALYSIS_EDGE_PX))
         found = _furniture(annotations, width, height)
@@ -117,19 +117,6 @@ class VisionDetector:
         if not isinstance(annotations, list):
             raise ProviderError(BAD_RESPONSE, "The object detector sent malformed objects.", retryable=True)
         return annotations
-
-
-def _open(data: bytes):
-    """The variant decoded to RGB with the upload checks (size, pixels, decoded memory), or INVALID_IMAGE."""
-    s = get_settings()
-    try:
-        photo, _ = images.open_checked(data, max_bytes=s.max_upload_bytes, max_pixels=s.max_image_pixels,
-                                       max_decoded_bytes=s.max_decoded_image_bytes)
-        return photo.convert("RGB")
-    except images.ImageRejected as exc:
-        raise ProviderError(INVALID_IMAGE, f"The image to analyse is refused: {exc.message}") from None
-    except (OSError, ValueError):
-        raise ProviderError(INVALID_IMAGE, "The image to analyse is not a readable image.") from None
 
 
 def _jpeg(photo, edge: int) -> bytes:
