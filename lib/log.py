@@ -107,6 +107,8 @@ def trace_context(headers: Mapping[str, str]) -> tuple[str | None, str | None, b
     if not header:
         return None, None, False
     match = _XCLOUD_TRACE.match(header)
+    if match is None:
+        return None, None, False
     trace_id, span, sampled = match.group(1), match.group(3), match.group(5) == "1"
     try:
         span_int = int(span)

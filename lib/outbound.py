@@ -20,6 +20,11 @@ Hand-written on urllib3's public API rather than a library: the maintained SSRF 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # urllib3 loads with the first fetch
+    import urllib3
+
 import ipaddress
 import socket
 import threading
@@ -31,7 +36,7 @@ MAX_REDIRECTS = 3
 REFUSED = "refused: only https URLs of public addresses are fetched"
 FAILED = "could not be downloaded"
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_pools: dict[tuple[str, str, int, str], object] = {}
+_pools: dict[tuple[str, str, int, str], urllib3.HTTPConnectionPool] = {}
 _pools_lock = threading.Lock()
 
 
@@ -102,7 +107,7 @@ def _get(url: str, trusted: set[tuple[str, str, int]], deadline: float):
     if scheme != "https" and not is_trusted:
         raise FetchError(REFUSED)
     try:
-        addresses = [info[4][0] for info in socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)]
+        addresses = [str(info[4][0]) for info in socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)]
     except (OSError, UnicodeError):
         raise FetchError(FAILED) from None
     if not addresses or not (is_trusted or all(is_public(a) for a in addresses)):
@@ -138,7 +143,8 @@ def _read(response, max_bytes: int, deadline: float) -> bytes:
     length = response.headers.get("Content-Length", "")
     if length.isdigit() and int(length) > max_bytes:
         raise FetchError(f"larger than {max_bytes} bytes")
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     sock = getattr(getattr(response, "connection", None), "sock", None)
     try:
         while True:

@@ -188,6 +188,8 @@ def _take_warm(job_name: str) -> subprocess.Popen | None:
 
 def _hand_over(worker: subprocess.Popen, args: list[str], env: dict[str, str], log_path: Path) -> bool:
     """Give the warm worker its execution; False if it died meanwhile (the caller starts a fresh process)."""
+    if worker.stdin is None:  # started without a pipe: it cannot take work
+        return False
     try:
         worker.stdin.write(json.dumps({"args": args, "env": env, "log": str(log_path)}).encode() + b"\n")
         worker.stdin.close()

@@ -51,6 +51,8 @@ def warm_up_local_providers() -> None:
 
 def load_script(script: str):
     spec = importlib.util.spec_from_file_location("_local_job", script)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {script}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
