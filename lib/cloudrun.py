@@ -16,7 +16,6 @@ import json
 import os
 from typing import Any
 
-from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 
 from lib import clients
@@ -82,6 +81,7 @@ def _jobs_client():
     url = get_settings().cloud_run_api_url.rstrip("/")
 
     def create():
+        from google.api_core.client_options import ClientOptions  # google-api-core loads grpc: only on first use
         from google.cloud import run_v2
 
         credentials = None

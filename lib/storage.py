@@ -40,7 +40,6 @@ import google.auth.credentials
 import google.auth.exceptions
 import google.auth.transport.requests
 import requests
-from google.api_core.exceptions import NotFound
 from google.auth import crypt
 from google.oauth2 import service_account
 
@@ -122,6 +121,8 @@ def _retry():
 
 def delete_prefix(bucket_name: str, prefix: str) -> int:
     """Delete every object under `prefix` (e.g. a deleted user's folder); returns how many were deleted."""
+    from google.api_core.exceptions import NotFound  # google-api-core loads grpc: only on first use
+
     if not prefix:
         raise ValueError("refusing to delete a whole bucket: give a non-empty prefix")
     deleted = 0

@@ -22,9 +22,6 @@ import json
 import re
 from typing import Any
 
-import grpc
-from google.api_core import exceptions
-
 from lib import clients, cloudrun
 from lib.config import get_settings
 
@@ -55,6 +52,7 @@ def enqueue_job(job_name: str, *, task_id: str, args: list[str] | None = None, e
 # --- Cloud Tasks -----------------------------------------------------------------------------------------
 
 def _create_client(emulator_host: str):
+    import grpc  # only with the emulator, on the first enqueue
     from google.cloud import tasks_v2  # heavy client: loaded on the first enqueue
 
     if emulator_host:
@@ -96,6 +94,8 @@ def queue_definition() -> dict[str, Any]:
 
 def ensure_queue() -> None:
     """Create the queue if missing (local/contract use; production queues come from terraform)."""
+    from google.api_core import exceptions  # google-api-core loads grpc: only on first use
+
     s = get_settings()
     with contextlib.suppress(exceptions.AlreadyExists):
         client().create_queue(parent=f"projects/{s.gcp_project}/locations/{s.gcp_region}", queue=queue_definition())
@@ -103,6 +103,7 @@ def ensure_queue() -> None:
 
 def _enqueue_cloud(job_name: str, task_id: str, args: list[str], env: dict[str, str],
                    shard_count: int | None) -> str:
+    from google.api_core import exceptions  # google-api-core loads grpc: only on first use
     from google.cloud import tasks_v2
 
     s = get_settings()

@@ -27,7 +27,6 @@ import re
 from datetime import timedelta
 from typing import Any, Literal
 
-from google.api_core.exceptions import NotFound, PreconditionFailed
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
@@ -280,6 +279,8 @@ def handle_finalized(data: dict[str, Any]) -> str:
 
 
 def _delete_object(bucket: str, name: str, generation: int) -> None:
+    from google.api_core.exceptions import NotFound  # google-api-core loads grpc: only on first use
+
     with contextlib.suppress(NotFound):
         storage.bucket(bucket).blob(name, generation=generation).delete()
 
@@ -291,6 +292,8 @@ def _release_claim(upload_id: str, generation: int) -> None:
 
 
 def _process_claimed(doc: dict[str, Any], bucket: str, name: str, generation: int, size: int) -> str:
+    from google.api_core.exceptions import NotFound  # google-api-core loads grpc: only on first use
+
     settings = get_settings()
     limit = min(settings.max_upload_bytes, doc.get("size_bytes") or settings.max_upload_bytes)
     if size == 0:
@@ -327,6 +330,8 @@ def _process_claimed(doc: dict[str, Any], bucket: str, name: str, generation: in
 def _store_outputs(doc: dict[str, Any], version: str, result: images.NormalizedImage) -> tuple[str, str]:
     """Write the normalized image and thumbnail once: an object already there is from an earlier attempt of
     the same version (same input, same bytes), so a PreconditionFailed is success."""
+    from google.api_core.exceptions import PreconditionFailed  # google-api-core loads grpc: only on first use
+
     bucket = get_settings().images_bucket
     image_name, thumbnail_name = _output_names(doc["user_id"], doc["_id"], version)
     for object_name, data in ((image_name, result.jpeg), (thumbnail_name, result.thumbnail)):
