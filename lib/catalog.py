@@ -9,7 +9,9 @@ Documents (Mongo):
                search_tokens: [the words of name, brand and label, and their prefixes] (see search_tokens)}
   ar_models   {_id, label, name, model_url: gs://...glb, image_url, position, rotation, scale,
                dimensions {width_cm, depth_cm, height_cm}  (the model's own, true-to-size)}
-  label_stats {_id: label, dimensions {width_cm, depth_cm, height_cm} (medians of its products), counted_at}
+  label_stats {_id: label, dimensions {width_cm, depth_cm, height_cm} (medians of its products),
+               centroid: [float] (mean unit vector of its products in `vectors`, the Qdrant collection),
+               counted_at}
 Vectors live in Qdrant (lib.vectors). Stored refs are gs:// strings, signed only here, on the way out.
 Replies are cached by browsers/CDNs via lib.http.cached_json_response; the ETag basis includes a "signing
 epoch" that changes every half signed-URL lifetime, so a revalidated cached reply never holds expired URLs.
@@ -416,6 +418,16 @@ def search_products(query: SearchQuery) -> tuple[list[dict], str | None]:
     return docs[:query.limit], next_cursor
 
 
+def style_pictures(label: str, style: str | None, limit: int = 24) -> list[tuple[str, str]]:
+    """(product id, stored picture ref) of up to `limit` products of the label in the style (any style for
+    None), the first by id: the label_id index bounds the read at any catalog size. The local generator
+    draws them into rooms."""
+    query = {"label": label, **({"styles": style} if style else {})}
+    cursor = db.collection(PRODUCTS).find(query, {"image_urls": 1}).sort(
+        [("label", 1), ("_id", 1)]).limit(limit)
+    return [(d["_id"], d["image_urls"][0]) for d in cursor if d.get("image_urls")]
+
+
 def products_by_id(ids: Iterable[str]) -> dict[str, dict]:
     """The one way to read products by id: id -> product document (unknown ids are absent)."""
     return {d["_id"]: d for d in db.collection(PRODUCTS).find({"_id": {"$in": sorted(set(ids))}})}
@@ -461,18 +473,40 @@ def median_dimensions(label: str) -> dict[str, float] | None:
 
 
 def refresh_label_stats(labels: Iterable[str]) -> dict[str, dict[str, float] | None]:
-    """Count each label's median dimensions and store them in `label_stats`. The import calls this after it
-    writes products, so AR answers read one small document instead of every product of the label. A count
-    never overwrites one that started later (two import shards finishing together)."""
+    """Count each label's median dimensions and embedding centroid and store them in `label_stats`. The import
+    calls this after it writes products, so AR answers and the local detector read one small document instead
+    of every product of the label. A count never overwrites one that started later (two import shards
+    finishing together). Returns the dimensions."""
+    from lib import vectors
+
+    collection = vectors.collection_name()
     counted: dict[str, dict[str, float] | None] = {}
     for label in sorted(set(labels)):
         started = db.utcnow()
         counted[label] = median_dimensions(label)
+        centroid = vectors.label_centroid(label)
         with contextlib.suppress(DuplicateKeyError):  # the filter missed: a later count is already stored
             db.collection(LABEL_STATS).update_one(
                 {"_id": label, "$or": [{"counted_at": {"$lte": started}}, {"counted_at": {"$exists": False}}]},
-                {"$set": {"dimensions": counted[label], "counted_at": started}}, upsert=True)
+                {"$set": {"dimensions": counted[label], "centroid": centroid, "vectors": collection,
+                          "counted_at": started}}, upsert=True)
     return counted
+
+
+def label_centroids() -> dict[str, list[float]]:
+    """label -> the stored centroid of its products' vectors in the collection this process searches (the
+    local detector labels by the nearest): one read of small documents at any catalog size. A catalog whose
+    products were written without an import (by hand, in tests, before centroids were stored) has them
+    counted once, here, and stored."""
+    from lib import vectors
+
+    collection = vectors.collection_name()
+    query = {"vectors": collection, "centroid": {"$ne": None}}
+    stored = list(db.collection(LABEL_STATS).find(query, {"centroid": 1}).sort("_id", 1))
+    if not stored:
+        refresh_label_stats(db.collection(PRODUCTS).distinct("label"))
+        stored = list(db.collection(LABEL_STATS).find(query, {"centroid": 1}).sort("_id", 1))
+    return {d["_id"]: d["centroid"] for d in stored}
 
 
 def typical_dimensions(label: str) -> dict[str, float] | None:

@@ -240,12 +240,14 @@ def search_similar_batch(queries: Sequence[tuple[Sequence[float], str | None, Ma
     return [_hits(r.points) for r in responses] if responses else [[] for _ in queries]
 
 
-def labelled_vectors() -> Iterator[tuple[str | None, list[float]]]:
-    """(label, vector) of every point of the collection, page by page (none while it does not exist)."""
+def labelled_vectors(label: str | None = None) -> Iterator[tuple[str | None, list[float]]]:
+    """(label, vector) of every point of the collection (or of one label), page by page (none while it does not
+    exist)."""
     name = _readable_collection()
     offset = None
     while name:
-        page = _read(client().scroll, name, limit=512, offset=offset, with_vectors=True, with_payload=["label"])
+        page = _read(client().scroll, name, limit=512, offset=offset, with_vectors=True, with_payload=["label"],
+                     scroll_filter=build_filter(label))
         if page is None:
             return
         records, offset = page
@@ -253,6 +255,20 @@ def labelled_vectors() -> Iterator[tuple[str | None, list[float]]]:
             yield record.payload.get("label"), record.vector
         if offset is None:
             return
+
+
+def label_centroid(label: str) -> list[float] | None:
+    """The mean unit vector of the label's points (None without points): reads every vector of the label, so
+    the catalog counts it when it changes (lib.catalog.refresh_label_stats), never per request."""
+    import numpy as np
+
+    total = None
+    for _, vector in labelled_vectors(label):
+        total = np.asarray(vector, dtype=np.float64) + (0 if total is None else total)
+    if total is None:
+        return None
+    norm = float(np.linalg.norm(total))
+    return (total / norm).tolist() if norm else None
 
 
 def version() -> tuple:

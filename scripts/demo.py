@@ -1,10 +1,12 @@
 """`make demo`: the generation journey against a FRESH local stack, written up as an HTML report.
 
 Starts scripts/run_local.py (every local component, the demo catalog, the upload trigger, the local job runner)
-in a new folder under .local/demo/, drives the journey over HTTP (scripts/journey.py), downloads what the
-report shows (signed URLs expire, and the stack stops afterwards), writes .local/demo/report.html with the
-original photo, each variant with its detected boxes drawn, product cards and AR model links, prints its path,
-and stops the stack by its PID.
+in a new folder under .local/demo/, drives the journey over HTTP (scripts/journey.py) with a drawn living room
+(scripts/demo_catalog.draw_room: a wall with a window and a picture, a floor, a table, a sofa and a floor lamp),
+downloads what the report shows (signed URLs expire, and the stack stops afterwards), writes
+.local/demo/report.html with the original photo, each variant with its detected boxes drawn, product cards and
+AR model links, and .local/demo/redesign.jpg (the original beside the first variant and its boxes: the
+README's picture), prints the report's path, and stops the stack by its PID.
 """
 
 from __future__ import annotations
@@ -20,8 +22,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import requests  # noqa: E402
 
-from scripts.journey import Journey, room_photo  # noqa: E402
+from scripts.demo_catalog import draw_room  # noqa: E402
+from scripts.journey import Journey  # noqa: E402
 from scripts.localstack import ROOT, run_local_server  # noqa: E402
+
+DEMO_ROOM = 3  # draw_room's living room with a table, a sofa and a floor lamp
+
+
+def side_by_side(photo: bytes, variant: bytes, parts: list[dict], path: Path) -> None:
+    """The original and a variant with its detected parts boxed, as one small JPEG."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    original = Image.open(io.BytesIO(photo)).convert("RGB")
+    generated = Image.open(io.BytesIO(variant)).convert("RGB")
+    sx, sy = original.width / generated.width, original.height / generated.height
+    redesign = generated.resize(original.size)
+    draw = ImageDraw.Draw(redesign)
+    for part in parts:
+        b = part["box"]
+        x0, y0 = b["x"] * sx, b["y"] * sy
+        draw.rectangle([x0, y0, x0 + b["width"] * sx, y0 + b["height"] * sy], outline=(255, 59, 48), width=3)
+        draw.text((x0 + 4, y0 + 2), part["label"], fill=(255, 59, 48))
+    sheet = Image.new("RGB", (original.width * 2 + 8, original.height), (255, 255, 255))
+    sheet.paste(original, (0, 0))
+    sheet.paste(redesign, (original.width + 8, 0))
+    sheet.thumbnail((1000, 1000), Image.LANCZOS)
+    sheet.save(path, "JPEG", quality=80, optimize=True)
 
 
 def _data_uri(content: bytes, mime: str) -> str:
@@ -46,6 +74,8 @@ def write_report(out_dir: Path, photo: bytes, interior: dict, journey: Journey) 
     sections = []
     for variant in interior["variants"]:
         image = _fetch(variant["image_url"]) or b""
+        if variant["index"] == 0 and image:
+            side_by_side(photo, image, variant["detected_parts"], out_dir / "redesign.jpg")
         width, height = Image.open(io.BytesIO(image)).size if image else (1, 1)
         boxes, cards = [], []
         for part in variant["detected_parts"]:
@@ -102,7 +132,7 @@ def main() -> None:
     with run_local_server(out_dir / "stack") as base_url:
         journey = Journey(base_url)
         journey.account()
-        photo = room_photo()
+        photo, _ = draw_room(DEMO_ROOM)
         upload = journey.upload(photo)
         style, room_type = journey.pick_style()
         interior = journey.generate(upload["id"], style, room_type, variants=args.variants)

