@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +24,7 @@ from google.auth.transport.requests import AuthorizedSession
 
 from lib import clients
 from lib.config import get_settings
+from lib.retries import next_attempt, retry_after_seconds
 
 log = logging.getLogger("zipkku.providers.google")
 
@@ -92,12 +92,9 @@ def post_json(api, url: str, body: dict[str, Any]) -> dict[str, Any]:
             error = _error(response)
             if not error.retryable:
                 raise error
-            wait = _retry_after(response, s.google_api_retry_backoff_seconds * 2**attempt)
-        attempt += 1
-        if attempt > s.google_api_retries:
-            raise error
-        log.warning("%s answered %s; retry %d in %.1fs", url.split("?")[0], error.reason, attempt, wait)
-        time.sleep(wait)
+            wait = retry_after_seconds(response, s.google_api_retry_backoff_seconds * 2**attempt)
+        attempt = next_attempt(attempt, error, wait, retries=s.google_api_retries, what=url.split("?")[0],
+                               reason=error.reason)
 
 
 def _error(response) -> GoogleApiError:
@@ -114,8 +111,3 @@ def _error(response) -> GoogleApiError:
     return GoogleApiError(response.status_code, reason, message[:300])
 
 
-def _retry_after(response, default: float) -> float:
-    try:
-        return max(0.0, min(30.0, float(response.headers.get("Retry-After", default))))
-    except ValueError:
-        return default

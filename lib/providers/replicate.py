@@ -36,6 +36,7 @@ from lib.providers import (
     ProviderError,
     build_prompt,
 )
+from lib.retries import next_attempt, retry_after_seconds
 
 log = logging.getLogger("zipkku.providers.replicate")
 
@@ -121,12 +122,9 @@ class ReplicateGenerator:
                 error = _http_error(response)
                 if not error.retryable:
                     raise error
-                wait = _retry_after(response, s.replicate_retry_backoff_seconds * 2**attempt)
-            attempt += 1
-            if attempt > s.replicate_retries or time.monotonic() + wait >= deadline:
-                raise error
-            log.warning("replicate %s answered %s; retry %d in %.1fs", method, error.code, attempt, wait)
-            time.sleep(wait)
+                wait = retry_after_seconds(response, s.replicate_retry_backoff_seconds * 2**attempt)
+            attempt = next_attempt(attempt, error, wait, retries=s.replicate_retries, what=f"replicate {method}",
+                                   reason=error.code, deadline=deadline)
 
     def _url(self, prediction: dict[str, Any], kind: str) -> str:
         url = (prediction.get("urls") or {}).get(kind)
@@ -188,8 +186,3 @@ def _http_error(response: requests.Response) -> ProviderError:
     return ProviderError(FAILED, f"The image generator answered HTTP {status}.")
 
 
-def _retry_after(response: requests.Response, default: float) -> float:
-    try:
-        return max(0.0, min(30.0, float(response.headers.get("Retry-After", default))))
-    except ValueError:
-        return default
