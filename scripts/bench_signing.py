@@ -62,6 +62,7 @@ def setup(per_label: int) -> dict:
     for variants in (1, 4):
         body = interiors.GenerateBody(upload_id=upload_id, room_type="living-room", style="modern", variants=variants)
         doc, _ = interiors.store_request(user, body, None)
+        interiors.confirm_enqueued(doc)  # as the request does once the job is enqueued
         assert generation.run([doc["_id"]])["done"] == 1
         done[variants] = doc["_id"]
     # The library: 20 designs, each with its own images (copies of the 1-variant design's), 6 of them saved.
