@@ -143,3 +143,28 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
            "DEMO_CATALOG_PER_LABEL": os.environ.get("DEMO_CATALOG_PER_LABEL", "8")}  # ~100 products: quick start
     with run_local_server(tmp_path_factory.mktemp("live") / "stack", env=env, timeout=180) as url:
         yield url
+
+
+@contextlib.contextmanager
+def seeded_demo_catalog(name: str, **seed_args: object) -> Iterator[tuple[dict[str, str], dict]]:
+    """The demo catalog seeded into a database and vector collection of its own (for a module of read-only tests):
+    yields (the environment that points at them, what demo_catalog.seed returned); both are removed afterwards."""
+    from lib import db, vectors
+    from lib.config import get_settings
+    from scripts import demo_catalog
+
+    env = {"MONGODB_DB": f"test_{name}_{uuid.uuid4().hex[:8]}",
+           "QDRANT_COLLECTION_PREFIX": f"t{name}{uuid.uuid4().hex[:8]}"}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    db.forget_indexes()
+    vectors.reset_caches()
+    result = demo_catalog.seed(**seed_args)
+    yield env, result
+    os.environ.update(env)
+    get_settings.cache_clear()
+    vectors.client().delete_collection(vectors.collection_name())
+    db.client().drop_database(env["MONGODB_DB"])
+    os.environ.pop("QDRANT_COLLECTION_PREFIX", None)
+    get_settings.cache_clear()
+    vectors.reset_caches()

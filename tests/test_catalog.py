@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import uuid
 
 import pytest
 import requests
@@ -17,6 +16,7 @@ from lib.config import get_settings
 from lib.local import glb
 from lib.local.detector import label_centroids
 from scripts import demo_catalog
+from tests.conftest import seeded_demo_catalog
 
 LABELS = ["sofa", "armchair", "chair", "bed", "desk", "table", "wardrobe", "bookshelf", "lamp", "rug"]
 PER_LABEL = 12
@@ -24,21 +24,8 @@ PER_LABEL = 12
 
 @pytest.fixture(scope="module")
 def seeded(stack):
-    env = {"MONGODB_DB": f"test_catalog_{uuid.uuid4().hex[:8]}",
-           "QDRANT_COLLECTION_PREFIX": f"tcat{uuid.uuid4().hex[:8]}"}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    db.forget_indexes()
-    vectors.reset_caches()
-    result = demo_catalog.seed(per_label=PER_LABEL, labels=LABELS)
-    yield {**result, "env": env}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    vectors.client().delete_collection(vectors.collection_name())
-    db.client().drop_database(env["MONGODB_DB"])
-    os.environ.pop("QDRANT_COLLECTION_PREFIX", None)
-    get_settings.cache_clear()
-    vectors.reset_caches()
+    with seeded_demo_catalog("catalog", per_label=PER_LABEL, labels=LABELS) as (env, result):
+        yield {**result, "env": env}
 
 
 @pytest.fixture(autouse=True)

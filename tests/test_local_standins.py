@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import os
-import uuid
 
 import pytest
 
@@ -15,27 +14,15 @@ from lib.config import get_settings
 from lib.providers import GenerationRequest
 from scripts import demo_catalog
 from scripts.bench_detector import iou
+from tests.conftest import seeded_demo_catalog
 
 PER_LABEL = 10
 
 
 @pytest.fixture(scope="module")
 def seeded(stack):
-    env = {"MONGODB_DB": f"test_standins_{uuid.uuid4().hex[:8]}",
-           "QDRANT_COLLECTION_PREFIX": f"tsi{uuid.uuid4().hex[:8]}"}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    db.forget_indexes()
-    vectors.reset_caches()
-    demo_catalog.seed(per_label=PER_LABEL)
-    yield env
-    os.environ.update(env)
-    get_settings.cache_clear()
-    vectors.client().delete_collection(vectors.collection_name())
-    db.client().drop_database(env["MONGODB_DB"])
-    os.environ.pop("QDRANT_COLLECTION_PREFIX", None)
-    get_settings.cache_clear()
-    vectors.reset_caches()
+    with seeded_demo_catalog("standins", per_label=PER_LABEL) as (env, _):
+        yield env
 
 
 @pytest.fixture(autouse=True)
