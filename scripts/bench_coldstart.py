@@ -113,20 +113,19 @@ def first_answer(target: str, source: str, request, env: dict[str, str],
 def seed(env: dict[str, str]) -> dict[str, str]:
     """One account, three styles with images, two room types; returns the account's access token."""
     os.environ.update({k: env[k] for k in ("MONGODB_URI", "JWT_SECRET", "SIGNING_KEY_FILE")})
-    from lib import accounts, auth, db
+    from lib import accounts, db
     from lib.config import get_settings
 
     get_settings.cache_clear()
-    accounts.signup(accounts.SignupBody(email="cold@example.com", password=PASSWORD, name="Cold"))
-    user = db.collection("users").find_one({"email": "cold@example.com"})
+    accounts.signup(accounts.SignupBody(email="cold@example.com", password=PASSWORD, name="Cold"), "127.0.0.1")
     bucket = get_settings().catalog_bucket
     db.collection("styles").insert_many([
         {"_id": s, "name": s.title(), "description": f"{s} rooms", "image_url": f"gs://{bucket}/styles/{s}.jpg",
          "room_types": ["living-room", "bedroom"], "palette": ["#eeeeee"]} for s in ("japandi", "boho", "modern")])
     db.collection("room_types").insert_many([{"_id": "living-room", "name": "Living room"},
                                              {"_id": "bedroom", "name": "Bedroom"}])
-    token, _ = auth.issue_access_token(user)
-    return {"token": token}
+    tokens = accounts.login(accounts.LoginBody(email="cold@example.com", password=PASSWORD), "127.0.0.1")
+    return {"token": tokens["access_token"]}
 
 
 def scenarios(token: str) -> dict:
