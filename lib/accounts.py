@@ -13,10 +13,8 @@ from pydantic.networks import validate_email
 from pymongo import ASCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
-from lib import auth, db, errors, interiors, notifications, throttle, uploads
+from lib import auth, db, errors, throttle
 from lib.answers import Answer, Timestamp
-from lib.interiors import InteriorSummary
-from lib.notifications import Notification
 
 USERS = db.declare("users", [IndexModel([("email", ASCENDING)], unique=True, name="email_unique")])
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
@@ -126,21 +124,6 @@ class ProfileAnswer(Answer):
         "Only after a password change: a fresh pair for this session (every other session is signed out)"))
 
 
-class Usage(Answer):
-    """The generation quota of the current period."""
-    used: int = Field(description="Generations taken this period")
-    limit: int = Field(description="Generations allowed per period")
-    resets_at: Timestamp | None = Field(description="When the period ends; null before the first generation")
-
-
-class MeAnswer(Answer):
-    user: User
-    usage: Usage
-    recent_saved: list[InteriorSummary] = Field(description="Up to 6 saved designs, newest first")
-    notifications: list[Notification] = Field(description="The 20 newest, newest first")
-    unread_notifications: int = Field(description="How many notifications are unread (for a badge)")
-
-
 def public_user(user: dict[str, Any]) -> User:
     return User(id=user["_id"], email=user["email"], name=user["name"], created_at=user["created_at"])
 
@@ -242,7 +225,7 @@ def login(body: LoginBody, address: str) -> dict[str, Any]:
     return auth.issue_token_pair(user)
 
 
-def _require_current_password(user: dict[str, Any], password: str | None, action: str) -> None:
+def require_current_password(user: dict[str, Any], password: str | None, action: str) -> None:
     """403 CURRENT_PASSWORD_REQUIRED unless `password` is the user's. Each check is counted before it is made
     and wrong ones are throttled per user (429 PASSWORD_THROTTLED), as logins are per email."""
     if password is not None:
@@ -259,7 +242,7 @@ def update_profile(user: dict[str, Any], body: ProfileUpdate) -> tuple[dict[str,
     signs out every other session and returns a fresh token pair for this one."""
     changes: dict[str, Any] = {}
     if body.email is not None or body.new_password is not None:
-        _require_current_password(user, body.current_password, "Changing the email or password")
+        require_current_password(user, body.current_password, "Changing the email or password")
     if body.name is not None:
         changes["name"] = body.name
     if body.email is not None:
@@ -288,21 +271,10 @@ def update_profile(user: dict[str, Any], body: ProfileUpdate) -> tuple[dict[str,
     return updated, tokens
 
 
-def delete_account(user: dict[str, Any], body: DeleteAccountBody) -> None:
-    """Delete the account once the current password checks out: the person's photos, designs and notifications
-    are deleted (objects and documents), then the account is deactivated: every token stops working and login
-    is refused from now on.
-
-    The data goes first and every step is idempotent, so when one fails (storage down) the account is still
-    active and the person can simply retry. The account record stays, so the email stays reserved, but keeps
-    only what that and refusing the account need: its name, password hash and known addresses are removed."""
-    def delete_personal_data() -> None:
-        uploads.delete_all_for_user(user["_id"])
-        interiors.delete_all_for_user(user["_id"])
-        notifications.delete_all_for_user(user["_id"])
-
-    _require_current_password(user, body.current_password, "Deleting the account")
-    delete_personal_data()
+def deactivate(user: dict[str, Any]) -> None:
+    """The account's end (lib.me deletes its data around this): every token stops working and login is refused
+    from now on. The record stays, so the email stays reserved, but keeps only what that and refusing the
+    account need: its name, password hash, known addresses and ended sessions are removed."""
     now = db.utcnow()
     db.collection(USERS).update_one(
         {"_id": user["_id"]},
@@ -311,5 +283,3 @@ def delete_account(user: dict[str, Any], body: DeleteAccountBody) -> None:
          "$inc": {"session_epoch": 1}},
     )
     auth.revoke_all_for_user(user["_id"])
-    delete_personal_data()  # again: what a request of this account still in flight created meanwhile
-    audit.info("user %s deleted their account; photos and designs removed", user["_id"])

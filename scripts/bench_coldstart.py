@@ -61,9 +61,9 @@ def probe_env() -> dict[str, str]:
     return {**os.environ, "JWT_SECRET": "x" * 48, "PYTHONPATH": str(ROOT)}
 
 
-def loaded_at_start(target: str, source: str) -> list[str]:
-    """The heavy libraries a function has imported once functions-framework loaded it (before any request)."""
-    out = subprocess.run([sys.executable, "-c", PROBE, target, source, ",".join(HEAVY_MODULES)], env=probe_env(),
+def loaded_at_start(target: str, source: str, modules: tuple[str, ...] = HEAVY_MODULES) -> list[str]:
+    """Which of `modules` a function has imported once functions-framework loaded it (before any request)."""
+    out = subprocess.run([sys.executable, "-c", PROBE, target, source, ",".join(modules)], env=probe_env(),
                          cwd=ROOT, capture_output=True, text=True, check=True, timeout=120)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

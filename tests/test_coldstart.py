@@ -16,3 +16,14 @@ EXPECTED_AT_START = {"pymongo", "argon2", "jwt"}  # the database driver and, for
 @pytest.mark.parametrize("name", function_names())
 def test_loading_a_function_imports_no_heavy_client(name):
     assert set(loaded_at_start(name, str(function_source(name)))) <= EXPECTED_AT_START
+
+
+# Signing in reads and writes accounts and tokens only: designs, the catalog and the Cloud Storage stack
+# (google-auth's transport, requests, urllib3: ~80 ms of CPU) are not on its path.
+SIGN_IN = ("auth_signup", "auth_login", "auth_refresh")
+NOT_FOR_SIGN_IN = ("lib.interiors", "lib.catalog", "lib.uploads", "lib.storage", "requests", "google.auth")
+
+
+@pytest.mark.parametrize("name", SIGN_IN)
+def test_signing_in_loads_no_design_catalog_or_storage_code(name):
+    assert loaded_at_start(name, str(function_source(name)), NOT_FOR_SIGN_IN) == []

@@ -1,12 +1,12 @@
 """/me: GET the caller's account (with generation usage, recent saved designs and notifications),
 PATCH it {name?, email?, new_password + current_password?}, DELETE it {current_password}."""
 
-from lib import accounts, interiors, notifications, quota, storage
+from lib import account_page, accounts
 from lib.http import Operation, http_function, json_response, no_content
 
 
 @http_function(auth=True, tags=["accounts"], methods={
-    "GET": Operation("The caller's account, usage, saved designs and notifications", response=accounts.MeAnswer),
+    "GET": Operation("The caller's account, usage, saved designs and notifications", response=account_page.MeAnswer),
     "PATCH": Operation(
         "Change name, email or password", body=accounts.ProfileUpdate, response=accounts.ProfileAnswer,
         errors=(403, 409, 429),
@@ -27,12 +27,6 @@ def me(request, user, body=None):
             reply.tokens = accounts.TokenPair.model_validate(tokens)
         return json_response(reply)
     if request.method == "DELETE":
-        accounts.delete_account(user, body)
+        account_page.delete_account(user, body)
         return no_content()
-    saved = interiors.recent_saved(user["_id"], 6)
-    return json_response(accounts.MeAnswer(
-        user=accounts.public_user(user), usage=accounts.Usage.model_validate(quota.usage(user["_id"])),
-        recent_saved=storage.signed_links(lambda: [interiors.summary_view(d) for d in saved]),
-        notifications=notifications.recent(user["_id"]),
-        unread_notifications=notifications.unread_count(user["_id"]),
-    ))
+    return json_response(account_page.overview(user))
