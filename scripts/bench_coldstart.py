@@ -2,17 +2,19 @@
 
     .venv/bin/python scripts/bench_coldstart.py [--runs 7] [--functions auth_login styles_list me] [--before REV]
 
-For every run it spawns a fresh `python -m functions_framework --target NAME --source main.py` on a free
-127.0.0.1 port (gunicorn, as Cloud Run starts it), connects as soon as the port opens, sends one real request
-and stops the process when the answer arrived; the time is spawn -> answer. The requests do their real work
-against a SecantusDB started for the run: `auth_login` a login that fails (Mongo,
-throttle, a dummy argon2id check), `styles_list` the style list with V4-signed image links (Mongo, Cloud Storage signing
-with a local key), `me` a profile read with an access token (JWT, Mongo). The baseline is a bare
-functions-framework function answering `ok`, measured alternately with ours in the same run. Prints the median
-per function and its ratio to the bare median (the goal: <= 1.5x), and, per function, the heavy libraries
-loaded before the first request (tests/test_coldstart.py holds every function to that list, with
-`loaded_at_start`). `--before REV` also measures the functions of git revision REV (exported with git archive,
-run with this venv), alternated with the others, so the change is a ratio measured under the same load.
+For every run it spawns a fresh `python -m functions_framework --target NAME --source main.py` on a free 127.0.0.1
+port (gunicorn, as Cloud Run starts it), connects as soon as the port opens, sends one real request and stops the
+process when the answer arrived; the time is spawn -> answer. The requests do their real work against a SecantusDB
+started for the run: `auth_login` a login that fails (Mongo, throttle, a dummy argon2id check), `styles_list` the
+style list with V4-signed image links (Mongo, Cloud Storage signing with a local key), `me` a profile read with an
+access token (JWT, Mongo). The baseline is a bare functions-framework function answering `ok`, measured alternately
+with ours in the same run. A second baseline, `floor`, is a function of a few lines that loads the libraries every
+request of ours needs (pydantic, pymongo, PyJWT) and answers after one Mongo round trip and one token check: its
+ratio is the least our functions can reach with those libraries. Prints the median per function and its ratio to the
+bare median (the goal: <= 1.5x), and, per function, the heavy libraries loaded before the first request
+(tests/test_coldstart.py holds every function to that list, with `loaded_at_start`). `--before REV` also measures
+the functions of git revision REV (exported with git archive, run with this venv), alternated with the others, so
+the change is a ratio measured under the same load.
 """
 
 from __future__ import annotations
@@ -51,6 +53,30 @@ print(json.dumps(sorted(m for m in sys.argv[3].split(",") if m in sys.modules)))
 """
 
 BARE = "import functions_framework\n\n\n@functions_framework.http\ndef bare(request):\n    return 'ok'\n"
+# The least any function of ours does: the libraries every request needs (pydantic for the body and the answer,
+# pymongo for one round trip, PyJWT for a token), without our code. Its ratio to `bare` is the floor of
+# the ratio our functions can reach with these libraries.
+FLOOR = """import os
+
+import functions_framework
+import jwt
+from pydantic import BaseModel
+from pymongo import MongoClient
+
+client = MongoClient(os.environ["MONGODB_URI"])
+KEY = "k" * 48
+
+
+class Answer(BaseModel):
+    ok: bool
+
+
+@functions_framework.http
+def floor(request):
+    client.get_database(os.environ["MONGODB_DB"]).command("ping")
+    jwt.decode(jwt.encode({"sub": "x"}, KEY, algorithm="HS256"), KEY, algorithms=["HS256"])
+    return Answer(ok=True).model_dump_json()
+"""
 PASSWORD = "a long enough password"  # noqa: S105 - the benchmark's own throwaway account
 # COLDSTART_LOG=path keeps the spawned functions' output (to see why one failed)
 LOG = open(os.environ["COLDSTART_LOG"], "ab") if os.environ.get("COLDSTART_LOG") else subprocess.DEVNULL  # noqa: SIM115
@@ -169,6 +195,9 @@ def main() -> None:
             token = seed(env)["token"]
             bare = Path(tmp) / "main.py"
             bare.write_text(BARE)
+            floor = Path(tmp) / "floor" / "main.py"
+            floor.parent.mkdir()
+            floor.write_text(FLOOR)
             table = scenarios(token)
             times: dict[str, list[float]] = {}
             for _ in range(args.runs):  # alternated, so load on the machine hits every side alike
@@ -176,6 +205,8 @@ def main() -> None:
                     request, expect = table[name]
                     times.setdefault("bare", []).append(
                         first_answer("bare", str(bare), ("GET", "/", {}, None), env, 200))
+                    times.setdefault("floor: libraries only", []).append(
+                        first_answer("floor", str(floor), ("GET", "/", {}, None), env, 200))
                     times.setdefault(name, []).append(
                         first_answer(name, str(function_source(name)), request, env, expect))
                     if before_root is not None:
