@@ -21,7 +21,8 @@ we still hold the lease, so a run that lost it stops instead of overwriting):
 
 Failures: a ProviderError that may pass (rate limit, outage, timeout) or any unexpected error releases the
 interior for another attempt; a permanent one (billing, rejected prompt, invalid image) fails it at once with
-its reason code. Either failure refunds the quota unit.
+its reason code. A failed interior is refunded unless its unit is spent: a provider may have done paid work for
+it (interiors.spent; a call the provider refused outright does not count).
 """
 
 from __future__ import annotations
@@ -135,10 +136,15 @@ def generate_variants(doc: StoredInterior, owner: str, images: dict[int, bytes])
     for i in missing:
         # Before every provider call: the unit is recorded spent and the lease renewed, or LeaseLost (deleted,
         # taken over) stops us without calling the provider.
-        interiors.provider_call_starting(
+        marked = interiors.provider_call_starting(
             doc, owner, {"stage": "generating", "percent": 5 + int(55 * len(variants) / wanted)})
         seed = seed_for(doc["_id"], i)
-        image = images[i] = generator.generate(request, seed)
+        try:
+            image = images[i] = generator.generate(request, seed)
+        except ProviderError as exc:
+            if marked and not exc.work_started:  # refused outright: nothing ran, the unit is not spent
+                interiors.provider_call_refused(doc, owner)
+            raise
         name = f"{interiors.images_prefix(doc['user_id'], doc['_id'])}variant-{i}.jpg"
         storage.upload_bytes(settings.images_bucket, name, image, "image/jpeg")
         width, height = images_lib.pixel_size(image)  # boxes are in these pixels: a client scales them

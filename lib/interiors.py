@@ -453,7 +453,8 @@ def fail_unconfirmed(interior_id: str) -> StoredInterior | None:
 
 def fail(interior_id: str, reason: str, message: str, *, only_status: tuple[str, ...] = ("queued", "running"),
          lease_owner: str | None = None, where: dict[str, Any] | None = None) -> StoredInterior | None:
-    """Mark failed with a reason code and refund its quota unit, exactly once (the status guards it)."""
+    """Mark failed with a reason code and refund its quota unit unless it is spent, exactly once (the status
+    guards it)."""
     query: dict[str, Any] = {"_id": interior_id, "status": {"$in": list(only_status)}, **(where or {})}
     if lease_owner is not None:
         query["lease_owner"] = lease_owner
@@ -464,15 +465,23 @@ def fail(interior_id: str, reason: str, message: str, *, only_status: tuple[str,
                   "finished_at": now, "lease_expires_at": None}},
         return_document=True,
     )
-    if failed is not None:
+    if failed is not None and not spent(failed):
         quota.refund(failed["user_id"], failed.get("quota_period"))
     return failed
+
+
+def spent(doc: StoredInterior) -> bool:
+    """Is the interior's generation unit spent: may a provider have done paid work for it? Recorded before every
+    provider call (provider_call_starting) and taken back only when the provider refused that call outright
+    (provider_call_refused). A variant stored by an older job without spent_at also counts (it was delivered).
+    A failed or deleted interior is refunded only when not spent."""
+    return bool(doc.get("spent_at") or any(v.get("image") for v in doc.get("variants") or []))
 
 
 # --- the job's side: leases, progress, outcome ---------------------------------------------------------------
 # queued (stored) -> confirmed by its request (enqueued_at) | failed unconfirmed (fail_unconfirmed, refunded)
 # queued -> running (claim: a lease for one owner, one attempt counted) -> checkpoints (progress, lease renewed,
-# only while the lease is held) -> done (finish) | failed (fail, refunded) | queued again (release). After
+# only while the lease is held) -> done (finish) | failed (fail, refunded unless spent) | queued again (release). After
 # JOB_MAX_ATTEMPTS an unheld interior is failed (fail_exhausted). Finished ones are announced (announced_at).
 
 class LeaseLost(Exception):
@@ -540,14 +549,28 @@ def checkpoint(doc: StoredInterior, owner: str, changes: dict[str, Any]) -> None
     doc.update(changes)  # type: ignore[typeddict-item]
 
 
-def provider_call_starting(doc: StoredInterior, owner: str, progress: StoredProgress) -> None:
-    """Record, before the job calls the (paid) provider, that the interior's unit is spent: a delete from now
-    on gives nothing back. A checkpoint, so it raises LeaseLost for an interior that was deleted or is no longer
-    this owner's lease, and the provider is then never called for it."""
+def provider_call_starting(doc: StoredInterior, owner: str, progress: StoredProgress) -> bool:
+    """Record, before the job calls the (paid) provider, that the interior's unit is spent: a delete or a
+    failure from now on gives nothing back. A checkpoint, so it raises LeaseLost for an interior that was deleted
+    or is no longer this owner's lease, and the provider is then never called for it. True when this call is
+    the one that marked it (only such a mark may be taken back: provider_call_refused)."""
     changes: dict[str, Any] = {"progress": progress}
-    if not doc.get("spent_at"):
+    marks = not doc.get("spent_at")
+    if marks:
         changes["spent_at"] = db.utcnow()
     checkpoint(doc, owner, changes)
+    return marks
+
+
+def provider_call_refused(doc: StoredInterior, owner: str) -> None:
+    """The provider refused the call that marked the unit spent before doing any work (an error answer to the
+    create: nothing ran, nothing is billed): the unit is not spent after all, so a failure refunds it. Only
+    while the lease is held (LeaseLost otherwise: a delete that saw the mark kept the unit, and that stands)."""
+    result = db.collection(COLLECTION).update_one(
+        {"_id": doc["_id"], "status": "running", "lease_owner": owner}, {"$unset": {"spent_at": ""}})
+    if not result.matched_count:
+        raise LeaseLost(doc["_id"])
+    doc.pop("spent_at", None)
 
 
 def release(doc: StoredInterior, owner: str, reason: str) -> None:
@@ -735,9 +758,7 @@ def delete(user_id: str, interior_id: str) -> None:
     # Refund only work that never reached a provider. The job records spent_at before its first provider call
     # (provider_call_starting), and that write and this delete are each atomic: either the delete saw spent_at
     # (no refund; the call may go on and is paid for), or the job's write finds no interior and it never calls.
-    # A variant stored by an older job without spent_at also counts as spent (it was delivered).
-    spent = doc.get("spent_at") or any(v.get("image") for v in doc.get("variants") or [])
-    if doc["status"] in ("queued", "running") and not spent:
+    if doc["status"] in ("queued", "running") and not spent(doc):
         quota.refund(user_id, doc.get("quota_period"))
 
 

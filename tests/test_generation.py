@@ -267,8 +267,13 @@ def test_provider_500_then_success(replicate, user):
     assert len(replicate.creates) == 2 and _doc(doc["_id"])["status"] == "done"
 
 
-@pytest.mark.parametrize(("plan", "reason"), [([402], "PROVIDER_BILLING"), (["nsfw"], "PROVIDER_REJECTED_PROMPT")])
-def test_permanent_provider_failure_fails_and_refunds(replicate, user, fn, make_user, plan, reason):
+# A unit is spent once the provider may have done paid work for it: a prediction it accepted and then failed or
+# filtered (Replicate bills the time it ran) is not refunded, or a photo made to fail after generating would be
+# free generations; a call the provider refused outright (402 billing: no prediction was created) is.
+@pytest.mark.parametrize(("plan", "reason", "used"), [([402], "PROVIDER_BILLING", 0),
+                                                      (["nsfw"], "PROVIDER_REJECTED_PROMPT", 1)])
+def test_permanent_provider_failure_fails_and_refunds_only_unstarted_work(replicate, user, fn, make_user, plan,
+                                                                          reason, used):
     seed_mini_catalog()
     login = make_user()
     doc = queued_interior({"id": login["user"]["id"]}, ready_upload(login["user"]["id"]))
@@ -278,12 +283,38 @@ def test_permanent_provider_failure_fails_and_refunds(replicate, user, fn, make_
     r = fn("interiors_get").get(f"/?id={doc['_id']}", headers=login["headers"])
     body = r.get_json()["interior"]
     assert r.status_code == 200 and body["status"] == "failed" and body["reason"] == reason
-    assert quota.usage(login["user"]["id"])["used"] == 0
+    assert quota.usage(login["user"]["id"])["used"] == used
     me = fn("me").get("/", headers=login["headers"]).get_json()
-    assert me["usage"]["used"] == 0 and me["notifications"][0]["status"] == "failed"
+    assert me["usage"]["used"] == used and me["notifications"][0]["status"] == "failed"
 
 
-def test_retryable_failures_use_up_the_attempts_then_fail(replicate, env, user):
+def test_a_generation_that_fails_after_its_prediction_ran_is_not_refunded(replicate, env, user):
+    """Failed predictions (Replicate bills their run time) on every attempt: the interior fails, the unit stays
+    spent. Asking again and again with a photo that makes the model fail costs a unit each time."""
+    seed_mini_catalog()
+    env(replicate_retries=0, job_max_attempts=2)
+    doc = queued_interior(user, ready_upload(user["id"]))
+    replicate.plan = ["failed", "failed"]
+    assert generation.run([doc["_id"]], retry_delay=0)["failed"] == 1
+    failed = _doc(doc["_id"])
+    assert failed["status"] == "failed" and failed["attempts"] == 2 and failed.get("spent_at")
+    assert len(replicate.creates) == 2 and quota.usage(user["id"])["used"] == 1
+
+
+def test_a_refused_call_after_a_started_one_keeps_the_unit_spent(replicate, env, user):
+    """The first attempt's prediction ran and failed; the second attempt's call is refused (503). The first
+    one's work was paid, so the refusal does not give the unit back."""
+    seed_mini_catalog()
+    env(replicate_retries=0, job_max_attempts=2)
+    doc = queued_interior(user, ready_upload(user["id"]))
+    replicate.plan = ["failed", 503]
+    assert generation.run([doc["_id"]], retry_delay=0)["failed"] == 1
+    assert quota.usage(user["id"])["used"] == 1
+
+
+def test_retryable_refusals_use_up_the_attempts_then_fail_and_refund(replicate, env, user):
+    """Every call refused (503: no prediction was created): nothing reached the provider's models, so the
+    failed interior is refunded and carries no spent mark."""
     seed_mini_catalog()
     env(replicate_retries=0, job_max_attempts=2)
     doc = queued_interior(user, ready_upload(user["id"]))
@@ -292,6 +323,7 @@ def test_retryable_failures_use_up_the_attempts_then_fail(replicate, env, user):
     failed = _doc(doc["_id"])
     assert failed["status"] == "failed" and failed["reason"] == "PROVIDER_UNAVAILABLE" and failed["attempts"] == 2
     assert len(replicate.creates) == 2 and quota.usage(user["id"])["used"] == 0
+    assert "spent_at" not in failed
 
 
 def test_an_interior_deleted_during_the_run_stops_the_job_and_leaves_no_images(replicate, user):

@@ -87,7 +87,8 @@ class LocalGenerator:
 
         photo = open_rgb(request.image, "photo")
         if min(photo.size) < MIN_EDGE_PX:
-            raise ProviderError(INVALID_IMAGE, f"The photo is too small to redesign ({photo.width}x{photo.height}).")
+            raise ProviderError(INVALID_IMAGE, f"The photo is too small to redesign ({photo.width}x{photo.height}).",
+                                work_started=False)
         photo.thumbnail((get_settings().local_generator_max_edge_px,) * 2, Image.Resampling.LANCZOS)
         strength = max(0.0, min(1.0, request.strength))
         style = self._style(request.style)

@@ -35,25 +35,31 @@ INVALID_IMAGE = "INVALID_IMAGE"
 
 
 class ProviderError(Exception):
-    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+    """A provider's failure. `work_started` says whether the provider may have done (billed) work for the call:
+    True unless the provider refused the call outright (an error answer to the request that would start the
+    work), so a generation unit is refunded only for calls that surely ran nothing."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False, work_started: bool = True) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retryable = retryable
+        self.work_started = work_started
 
 
 def open_rgb(data: bytes, what: str):
     """An input image of a provider, decoded to RGB: lib.images.open_checked (magic bytes, size, the pixel and
-    memory limits before decoding, as for an upload) or INVALID_IMAGE naming `what`."""
+    memory limits before decoding, as for an upload) or INVALID_IMAGE naming `what`: refused before any work,
+    as a hosted model refuses input it cannot read."""
     settings = get_settings()
     try:
         image, _ = images.open_checked(data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels,
                                        max_decoded_bytes=settings.max_decoded_image_bytes)
         return image.convert("RGB")
     except images.ImageRejected as exc:
-        raise ProviderError(INVALID_IMAGE, f"The {what} is refused: {exc.message}") from None
+        raise ProviderError(INVALID_IMAGE, f"The {what} is refused: {exc.message}", work_started=False) from None
     except (OSError, ValueError):  # the header was fine, the pixels are not (truncated, corrupt)
-        raise ProviderError(INVALID_IMAGE, f"The {what} is not a readable image.") from None
+        raise ProviderError(INVALID_IMAGE, f"The {what} is not a readable image.", work_started=False) from None
 
 
 @dataclass(frozen=True)

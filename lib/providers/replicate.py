@@ -79,7 +79,7 @@ class ReplicateGenerator:
             url = f"{s.replicate_api_url}/predictions"
         else:
             url = f"{s.replicate_api_url}/models/{s.replicate_model}/predictions"
-        prediction = self._call("POST", url, deadline, json=body,
+        prediction = self._call("POST", url, deadline, creates=True, json=body,
                                 headers={"Prefer": f"wait={s.replicate_wait_seconds}"})
         while prediction.get("status") not in TERMINAL:
             if time.monotonic() >= deadline:
@@ -95,16 +95,23 @@ class ReplicateGenerator:
         return {"Authorization": f"Bearer {get_settings().replicate_api_token.get_secret_value()}",
                 "Content-Type": "application/json", "User-Agent": "zipkku-backend"}
 
-    def _call(self, method: str, url: str, deadline: float, **kwargs: Any) -> dict[str, Any]:
-        """One API call with retries for 429/5xx/connection errors; a prediction dict or a ProviderError."""
+    def _call(self, method: str, url: str, deadline: float, *, creates: bool = False,
+              **kwargs: Any) -> dict[str, Any]:
+        """One API call with retries for 429/5xx/connection errors; a prediction dict or a ProviderError.
+
+        `creates`: the call creates a prediction. Its error says work_started=False only when every attempt got
+        an error ANSWER (402, 422, 429, 5xx: no prediction exists, nothing ran or is billed); an attempt that got
+        no answer (a timeout, a reset) may have created one, so the work counts as started."""
         s = get_settings()
         headers = {**self._headers(), **kwargs.pop("headers", {})}
         attempt = 0
+        maybe_created = False
         while True:
             timeout = max(1.0, min(deadline - time.monotonic(), s.replicate_wait_seconds + 10.0))
             try:
                 response = self.http.request(method, url, headers=headers, timeout=timeout, **kwargs)
             except requests.RequestException as exc:
+                maybe_created = True
                 error = ProviderError(UNAVAILABLE, f"The image generator is unreachable ({type(exc).__name__}).",
                                       retryable=True)
                 wait = s.replicate_retry_backoff_seconds * 2**attempt
@@ -120,9 +127,10 @@ class ReplicateGenerator:
                                             retryable=True)
                     return prediction
                 error = _http_error(response)
-                if not error.retryable:
-                    raise error
                 wait = retry_after_seconds(response, s.replicate_retry_backoff_seconds * 2**attempt)
+            error.work_started = maybe_created or not creates
+            if not error.retryable:
+                raise error
             attempt = next_attempt(attempt, error, wait, retries=s.replicate_retries, what=f"replicate {method}",
                                    reason=error.code, deadline=deadline)
 
