@@ -43,7 +43,8 @@ run: $(STAMP) $(WEB_STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-# Static types of lib/, functions/ and jobs/ (mypy, configured in pyproject.toml).
+# Static types of lib/, functions/, jobs/ and scripts/ (mypy, configured in pyproject.toml): the benchmarks and
+# local tools are checked against the code they call, so a changed signature fails here, not in a later run.
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 

@@ -80,7 +80,12 @@ def main() -> None:
             assert response.status_code == 200, response.data
 
         results["products_similar_function"] = timed(call_similar, args.requests)
-        vecs = {pid: vectors.get_vector(pid) for pid in picks[:50]}
+        vecs: dict[str, list[float]] = {}
+        for pid in picks[:50]:
+            vector = vectors.get_vector(pid)
+            if vector is None:
+                raise SystemExit(f"product {pid} has no vector")
+            vecs[pid] = vector
         labels = {d["_id"]: d["label"] for d in db.collection("products").find({"_id": {"$in": list(vecs)}})}
         keys = list(vecs)
         def one_query(i: int) -> None:
@@ -118,6 +123,8 @@ def main() -> None:
         done = job_runner.wait(execution, timeout=600)
         seconds = time.perf_counter() - started
         doc = db.collection("imports").find_one({"_id": "bench-2"})
+        if doc is None:
+            raise SystemExit("the import job left no progress document")
         results["import_job_2_shards_rerun"] = {
             "rows": rows, "imported": doc["counts"]["imported"], "ok": done.succeeded,
             "seconds_incl_process_start": round(seconds, 2), "rows_per_s": round(rows / seconds, 1)}

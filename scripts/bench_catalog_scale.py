@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -60,7 +61,7 @@ def synthetic_vectors(labels: list[str], seed: int = 7):
     return out
 
 
-def rss_mb(pid: int) -> dict[str, float]:
+def rss_mb(pid: int) -> dict[str, float | None]:
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
@@ -95,7 +96,7 @@ def start_dev_server(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"dev server exited: {proc.stderr.read()[-2000:]}")
+            raise RuntimeError(f"dev server exited: {proc.communicate()[1][-2000:]}")
         try:
             requests.get(f"{base}/", timeout=5)  # 404 from the dispatcher: the server is up
             return proc, base
@@ -175,7 +176,7 @@ def measure_search(args, results: dict, bench_env: dict, products, labels, catal
     def new_query(params: dict) -> list[dict]:
         return catalog.search_products(catalog.SearchQuery(**params))[0]
 
-    side_by_side = {}
+    side_by_side: dict[str, dict[str, Any]] = {}
     for name, searches in (("any_word", any_word), ("own_material", own_word)):
         n = min(args.regex_requests, len(searches))
         # substring vs word start: the same first page, except where a material is inside another word
@@ -193,7 +194,7 @@ def measure_search(args, results: dict, bench_env: dict, products, labels, catal
         session = requests.Session()
         session.get(f"{base}/products-search", params=any_word[0], timeout=30)  # warm
         for name, searches in (("any_word", any_word), ("own_material", own_word)):
-            hits = []
+            hits: list[int] = []
 
             def search(k: int, s=searches, h=hits) -> None:
                 response = session.get(f"{base}/products-search", params=s[k], timeout=30)
@@ -218,7 +219,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script: load, then measure eac
     import numpy as np
     import requests
 
-    results: dict[str, object] = {"products": args.products, "dim": DIM, "machine_cpus": os.cpu_count(),
+    results: dict[str, Any] = {"products": args.products, "dim": DIM, "machine_cpus": os.cpu_count(),
                                   "load_average_at_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp, LocalStack(Path(tmp) / "local", persistent=False) as stack:
         bench_env = {**stack.env, "MONGODB_DB": "bench_scale", "EMBEDDER": "http",
@@ -318,7 +319,8 @@ def main() -> None:  # noqa: PLR0915 - one linear script: load, then measure eac
             by_label.setdefault(label, []).append(i)
         batches = [[rng.choice(by_label[lab]) for lab in rng.sample(sorted(by_label), 6)]
                    for _ in range(args.requests // 2)]
-        found_b, exact_b = [], []
+        found_b: list[list[str]] = []
+        exact_b: list[list[str]] = []
 
         def batch_query(k: int) -> None:
             queries = [(matrix[i].tolist(), labels[i], {"width_cm": float(width[i]) * 1.1}) for i in batches[k]]
@@ -337,7 +339,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script: load, then measure eac
 
             def similar(k: int) -> None:
                 response = session.get(f"{base}/products-similar",
-                                       params={"product_id": ids[picks[k]], "limit": 10}, timeout=30)
+                                       params={"product_id": ids[picks[k]], "limit": "10"}, timeout=30)
                 assert response.status_code == 200, response.text
                 assert len(response.json()["products"]) == 10
 

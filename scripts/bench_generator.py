@@ -43,7 +43,8 @@ def main() -> None:
         demo_catalog.seed(per_label=args.per_label)
         generator = LocalGenerator()
         styles = [s[0] for s in demo_catalog.STYLES]
-        first, next_ = [], []
+        first: list[float] = []
+        next_: list[float] = []
         for room in range(args.rooms):
             photo, _ = demo_catalog.draw_room(room)
             request = GenerationRequest(image=photo, room_type="any", style=styles[room % len(styles)], strength=0.6)

@@ -15,14 +15,26 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import TypedDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lib import images  # noqa: E402
 from tests import photos  # noqa: E402
 
-LIMITS = {"max_bytes": 64 * 1024 * 1024, "max_pixels": 60_000_000, "max_decoded_bytes": 128 * 2**20, "min_edge": 256,
-          "max_aspect_ratio": 4.0, "max_edge": 2048, "thumbnail_edge": 384}
+
+class Limits(TypedDict):
+    max_bytes: int
+    max_pixels: int
+    max_decoded_bytes: int
+    min_edge: int
+    max_aspect_ratio: float
+    max_edge: int
+    thumbnail_edge: int
+
+
+LIMITS: Limits = {"max_bytes": 64 * 1024 * 1024, "max_pixels": 60_000_000, "max_decoded_bytes": 128 * 2**20,
+                  "min_edge": 256, "max_aspect_ratio": 4.0, "max_edge": 2048, "thumbnail_edge": 384}
 
 
 def measure(data: bytes, runs: int) -> list[float]:

@@ -30,6 +30,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -139,8 +140,9 @@ def main() -> None:
                                   "imported": summary["imported"]}
             if args.kill_at > 0:
                 from pymongo import MongoClient
+                from pymongo.collection import Collection
 
-                imports = MongoClient(mongo.uri)["bench"]["imports"]
+                imports: Collection[dict[str, Any]] = MongoClient(mongo.uri)["bench"]["imports"]
                 target = args.rows * args.kill_at
 
                 def far_enough() -> bool:
@@ -149,7 +151,10 @@ def main() -> None:
                     return done >= target
 
                 killed_after, _, _ = run_job([*job, "--name", "again", "--import-id", "resumed"], env, far_enough)
-                checkpoint = imports.find_one({"_id": "resumed"})["shards"]["0"]["checkpoint"]
+                killed = imports.find_one({"_id": "resumed"})
+                if killed is None:
+                    raise SystemExit("the killed import left no progress document")
+                checkpoint = killed["shards"]["0"]["checkpoint"]
                 seconds, code, output = run_job([*job, "--name", "again", "--import-id", "resumed"], env)
                 if code != 0:
                     raise SystemExit(output[-3000:])

@@ -58,7 +58,9 @@ def load(base_url: str, headers: dict, make_request, clients: int, seconds: floa
 
     def client(worker: int) -> None:
         session = requests.Session()
-        mine, codes, i = [], {}, worker
+        mine: list[float] = []
+        codes: dict[int, int] = {}
+        i = worker
         start_gate.wait()
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline:

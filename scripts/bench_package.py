@@ -55,7 +55,7 @@ def _canonical(name: str) -> str:
 def installed_closure(path: Path) -> dict[str, int]:
     """distribution -> installed bytes, for every distribution `path` needs (transitively)."""
     sizes: dict[str, int] = {}
-    pending = [(r, None) for r in _requirements(path)]
+    pending: list[tuple[Requirement, str | None]] = [(r, None) for r in _requirements(path)]
     while pending:
         requirement, extra = pending.pop()
         name = _canonical(requirement.name)

@@ -47,15 +47,16 @@ def main() -> int:
         default_config = root / "default-logging.properties"
         default_config.write_text("handlers=java.util.logging.ConsoleHandler\n"
                                   "java.util.logging.ConsoleHandler.level=ALL\n.level=INFO\n")
-        emulators = {"quiet (make run)": PubSubEmulator("bench", root / "quiet.log"),
-                     "default": DefaultLoggingEmulator("bench", root / "default.log", default_config)}
+        logs = {"quiet (make run)": root / "quiet.log", "default": root / "default.log"}
+        emulators = {"quiet (make run)": PubSubEmulator("bench", logs["quiet (make run)"]),
+                     "default": DefaultLoggingEmulator("bench", logs["default"], default_config)}
         try:
             for emulator in emulators.values():
                 emulator.start()
                 emulator.create_topic("bench-topic")
                 emulator.create_subscription("bench-sub", "bench-topic")
             sessions = {name: requests.Session() for name in emulators}
-            before = {name: e.log_path.stat().st_size for name, e in emulators.items()}
+            before = {name: log.stat().st_size for name, log in logs.items()}
             deadline = time.monotonic() + args.seconds
             pulls = 0
             while time.monotonic() < deadline:
@@ -64,7 +65,7 @@ def main() -> int:
                                         json={"maxMessages": 20, "returnImmediately": True}, timeout=30)
                 pulls += 1
                 time.sleep(args.interval)
-            grown = {name: e.log_path.stat().st_size - before[name] for name, e in emulators.items()}
+            grown = {name: log.stat().st_size - before[name] for name, log in logs.items()}
         finally:
             for emulator in emulators.values():
                 emulator.stop()

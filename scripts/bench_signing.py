@@ -41,6 +41,16 @@ def client(name: str):
     return functions_framework.create_app(target=name, source=str(ROOT / "functions" / name / "main.py")).test_client()
 
 
+def _one(collection: str, query: dict, **options) -> dict:
+    """The first document of `collection` matching `query`; setup stops if there is none."""
+    from lib import db
+
+    doc = db.collection(collection).find_one(query, **options)
+    if doc is None:
+        raise SystemExit(f"setup: no document in {collection} matches {query}")
+    return doc
+
+
 def setup(per_label: int) -> dict:
     """Catalog, account, designs; signed with the local key (setup is not measured)."""
     from lib import db, generation, interiors, storage
@@ -57,7 +67,7 @@ def setup(per_label: int) -> dict:
                                       headers=headers, content_type="multipart/form-data")
     assert r.status_code == 201, r.get_json()
     upload_id = r.get_json()["upload"]["id"]
-    user = db.collection("users").find_one({"email": email})
+    user = _one("users", {"email": email})
     done = {}
     for variants in (1, 4):
         body = interiors.GenerateBody(upload_id=upload_id, room_type="living-room", style="modern", variants=variants)
@@ -66,7 +76,7 @@ def setup(per_label: int) -> dict:
         assert generation.run([doc["_id"]])["done"] == 1
         done[variants] = doc["_id"]
     # The library: 20 designs, each with its own images (copies of the 1-variant design's), 6 of them saved.
-    template = db.collection("interiors").find_one({"_id": done[1]})
+    template = _one("interiors", {"_id": done[1]})
     bucket = get_settings().images_bucket
     image = storage.download_bytes(*storage.parse_ref(template["variants"][0]["image"]))
     for i in range(18):
@@ -75,7 +85,7 @@ def setup(per_label: int) -> dict:
         storage.upload_bytes(bucket, name, image, "image/jpeg")
         copy["variants"] = [{**template["variants"][0], "image": storage.ref(bucket, name)}]
         db.collection("interiors").insert_one(copy)
-    product = db.collection("products").find_one({}, sort=[("_id", 1)])["_id"]
+    product = _one("products", {}, sort=[("_id", 1)])["_id"]
     return {"headers": headers, "interior_1": done[1], "interior_4": done[4], "product": product}
 
 

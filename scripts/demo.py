@@ -48,7 +48,7 @@ def side_by_side(photo: bytes, variant: bytes, parts: list[dict], path: Path) ->
     sheet = Image.new("RGB", (original.width * 2 + 8, original.height), (255, 255, 255))
     sheet.paste(original, (0, 0))
     sheet.paste(redesign, (original.width + 8, 0))
-    sheet.thumbnail((1000, 1000), Image.LANCZOS)
+    sheet.thumbnail((1000, 1000), Image.Resampling.LANCZOS)
     sheet.save(path, "JPEG", quality=80, optimize=True)
 
 

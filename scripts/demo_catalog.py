@@ -140,11 +140,12 @@ ADJECTIVES = ["Alva", "Bruno", "Cleo", "Dune", "Elm", "Fjord", "Gala", "Haven", 
 
 
 def _rgb(hex_colour: str) -> tuple[int, int, int]:
-    return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return int(hex_colour[1:3], 16), int(hex_colour[3:5], 16), int(hex_colour[5:7], 16)
 
 
 def _shade(rgb: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
-    return tuple(max(0, min(255, round(c * factor))) for c in rgb)
+    red, green, blue = (max(0, min(255, round(c * factor))) for c in rgb)
+    return red, green, blue
 
 
 # --- products ----------------------------------------------------------------------------------------------
@@ -351,8 +352,8 @@ def draw_room(seed: int, width: int = 768, height: int = 576) -> tuple[bytes, li
             depth = rng.randrange(4, max(5, (height - horizon) // 4))  # how far in front of the wall
             top = max(0, min(height - target_h - 4, horizon + depth - target_h + int(target_h * 0.15)))
             x += target_w + rng.randrange(24, 70)
-        art_img = Image.fromarray(art).resize((target_w, target_h), Image.BILINEAR)
-        mask_img = Image.fromarray(mask.astype(np.uint8) * 255).resize((target_w, target_h), Image.NEAREST)
+        art_img = Image.fromarray(art).resize((target_w, target_h), Image.Resampling.BILINEAR)
+        mask_img = Image.fromarray(mask.astype(np.uint8) * 255).resize((target_w, target_h), Image.Resampling.NEAREST)
         region = pixels[top:top + target_h, left:left + target_w]
         m = np.asarray(mask_img)[: region.shape[0], : region.shape[1]] > 0
         region[m] = np.asarray(art_img)[: region.shape[0], : region.shape[1]][m]
@@ -489,7 +490,7 @@ def seed(per_label: int = 90, labels: list[str] | None = None, workers: int = 8,
         {"_id": sid, "name": name, "description": desc, "palette": palette, "texture": texture,
          "room_types": rooms, "image_url": storage.ref(bucket, f"{STYLE_PREFIX}{sid}.jpg")}
         for sid, name, desc, palette, texture, rooms in STYLES])
-    first_image = {}
+    first_image: dict[str, str] = {}
     for p, ref in zip(products, image_refs, strict=True):
         first_image.setdefault(p.label, ref)
     catalog.upsert_ar_models([

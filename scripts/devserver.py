@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from wsgiref.types import WSGIApplication
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAYGROUND = ROOT / "scripts" / "playground"
@@ -103,7 +104,7 @@ def build_app(root: Path = ROOT, names: Iterable[str] | None = None, playground_
     import functions_framework
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-    mounts = {}
+    mounts: dict[str, WSGIApplication] = {}
     for name in discovery.function_names(root) if names is None else names:
         app = functions_framework.create_app(target=name, source=str(discovery.function_source(name, root)))
         # Wrapped one by one: DispatcherMiddleware empties PATH_INFO only when it hands over to the mount.

@@ -81,10 +81,16 @@ class Front:
     def __init__(self, upstream: str, signing_key_pem: bytes, cors_origins: list[str],
                  bucket_methods: dict[str, list[str]]) -> None:
         from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
 
         parsed = urllib.parse.urlparse(upstream)
+        if not parsed.hostname:
+            raise ValueError(f"the upstream URL names no host: {upstream!r}")
         self.upstream_host, self.upstream_port = parsed.hostname, parsed.port or 80
-        self.public_key = serialization.load_pem_private_key(signing_key_pem, password=None).public_key()
+        signing_key = serialization.load_pem_private_key(signing_key_pem, password=None)
+        if not isinstance(signing_key, rsa.RSAPrivateKey):  # V4 signatures are GOOG4-RSA-SHA256
+            raise ValueError(f"the signing key must be an RSA key, not {type(signing_key).__name__}")
+        self.public_key = signing_key.public_key()
         self.cors_origins = set(cors_origins)
         self.bucket_methods = {name: [m.upper() for m in methods] for name, methods in bucket_methods.items()}
         self._locks: dict[str, threading.Lock] = {}
@@ -243,7 +249,7 @@ class Handler(BaseHTTPRequestHandler):
         """The request body: Content-Length bytes, or a chunked body decoded (the emulator gets a length)."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self._body_read = True
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 try:
                     size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)

@@ -57,9 +57,13 @@ class IamDouble:
     def __init__(self, key_file: str | Path, email: str, latency: float = 0.0, port: int = 0,
                  quota_per_minute: int | None = None) -> None:
         from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
 
         pem = Path(key_file).read_bytes()
-        self.key = serialization.load_pem_private_key(pem, password=None)
+        key = serialization.load_pem_private_key(pem, password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):  # signBlob answers RSA-SHA256 signatures (service-account keys)
+            raise ValueError(f"the service-account key must be an RSA key, not {type(key).__name__}")
+        self.key = key
         public = self.key.public_key().public_bytes(serialization.Encoding.DER,
                                                     serialization.PublicFormat.SubjectPublicKeyInfo)
         self.key_id = hashlib.sha1(public).hexdigest()  # noqa: S324 - an identifier, like IAM's key ids

@@ -27,6 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TextIO
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -73,15 +74,16 @@ def spawn(argv: list[str], log_path: Path | None = None, env: dict[str, str] | N
     the terminal reaches only us, who stop it in order), with `env` on top of `base_env` (this process's
     environment by default). It gets SIGTERM if this process dies (see lib/local/process.py: call from the
     main thread, or from a thread that lives as long as the child)."""
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed below
     try:
         return subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            argv, stdout=subprocess.DEVNULL if log is None else log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
             env={**(os.environ if base_env is None else base_env), **(env or {})}, preexec_fn=die_with_parent(),
         )
     finally:
-        if log_path:
-            out.close()  # the child has its own copy of the descriptor
+        if log is not None:
+            log.close()  # the child has its own copy of the descriptor
 
 
 def log_tail(path: Path | None, lines: int = 15) -> str:
@@ -116,7 +118,7 @@ class StackLock:
 
     def __init__(self, local_dir: Path) -> None:
         self.path = local_dir / "stack.lock"
-        self._file = None
+        self._file: TextIO | None = None
 
     def acquire(self) -> StackLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,9 +161,11 @@ def process_start_time(pid: int) -> str | None:
 
 
 def write_pidfile(path: Path, name: str, proc: subprocess.Popen) -> None:
+    args = proc.args  # a list from spawn(); Popen also takes one string or path
+    argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else args
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"name": name, "pid": proc.pid, "start_time": process_start_time(proc.pid),
-                                "argv": [str(a) for a in proc.args]}) + "\n")
+                                "argv": [str(a) for a in argv]}) + "\n")
 
 
 def terminate_pid(pid: int, timeout: float = 10.0) -> None:
@@ -276,7 +280,7 @@ class ChildServer:
         except (RuntimeError, TimeoutError) as exc:
             self.stop()
             tail = log_tail(self.log_path)
-            where = f"; last lines of {shown_path(self.log_path)}:\n{tail}" if tail else ""
+            where = f"; last lines of {shown_path(self.log_path)}:\n{tail}" if tail and self.log_path else ""
             raise ComponentFailed(f"{exc}{where}") from None
         return self
 

@@ -31,6 +31,7 @@ import tarfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TypedDict
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -158,13 +159,20 @@ def tar_gz_bytes(entries: dict[str, bytes]) -> bytes:
     return compressed.getvalue()
 
 
-def build(root: Path, out: Path, names: Iterable[str] | None = None) -> dict[str, dict[str, object]]:
+class Artifact(TypedDict):
+    """One manifest entry: the artifact's digest and size."""
+
+    sha256: str
+    bytes: int
+
+
+def build(root: Path, out: Path, names: Iterable[str] | None = None) -> dict[str, Artifact]:
     """Write every artifact (or only `names`) under `out`; returns the manifest."""
     wanted = set(names or [])
     unknown = wanted - set(discovery.function_names(root)) - set(discovery.job_names(root))
     if unknown:
         raise SystemExit(f"no function or job named: {', '.join(sorted(unknown))}")
-    manifest: dict[str, dict[str, object]] = {}
+    manifest: dict[str, Artifact] = {}
     for kind, names_in, make_entries, pack, suffix in (
         ("functions", discovery.function_names, function_entries, zip_bytes, ".zip"),
         ("jobs", discovery.job_names, job_entries, tar_gz_bytes, ".tar.gz"),

@@ -40,7 +40,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import qdrant_edge as edge
 from pydantic import ValidationError
@@ -99,7 +101,7 @@ class Collection:
 
     def __init__(self, folder: Path, spec: models.CreateCollection, generation: int, shard) -> None:
         self.folder, self.spec, self.generation, self.shard = folder, spec, generation, shard
-        self.params: models.VectorParams = spec.vectors
+        self.params = _vector_params(spec)
         self.write_lock = threading.Lock()  # writes, and the optimizer's copy and swap
         self.replay: list | None = None  # writes made while a copy is being optimized
         self.last_write = 0.0
@@ -178,8 +180,7 @@ class QdrantStandIn:
         body = self._body(req, models.CreateCollection)
         if not _NAME.match(name):
             raise BadRequest(f"Validation error in path parameters: [name: invalid collection name `{name}`]")
-        if not isinstance(body.vectors, models.VectorParams):
-            raise BadRequest("Wrong input: this stand-in serves one unnamed dense vector per collection")
+        _vector_params(body)
         with self.lock:
             if name in self.collections:
                 raise BadRequest(f"Wrong input: Collection `{name}` already exists!")
@@ -223,7 +224,7 @@ class QdrantStandIn:
             vectors, payloads = batch.vectors, batch.payloads or [None] * len(batch.ids)
             if not isinstance(vectors, list) or len(vectors) != len(batch.ids) or len(payloads) != len(batch.ids):
                 raise BadRequest("Wrong input: batch ids, vectors and payloads differ in length")
-            triples = zip(batch.ids, vectors, payloads, strict=True)
+            triples: Iterable[tuple[Any, Any, Any]] = zip(batch.ids, vectors, payloads, strict=True)
         else:
             triples = ((p.id, p.vector, p.payload) for p in self._parse(models.PointsList, data).points)
         points = [edge.Point(pid, self._vector(col, vector), payload or {}) for pid, vector, payload in triples]
@@ -324,7 +325,7 @@ class QdrantStandIn:
 
     @staticmethod
     def _config(spec: models.CreateCollection):
-        params = spec.vectors
+        params = _vector_params(spec)
         hnsw = {**_HNSW_DEFAULT, **(spec.hnsw_config.model_dump(exclude_none=True) if spec.hnsw_config else {})}
         return edge.EdgeConfig(
             vectors=edge.EdgeVectorParams(size=params.size, distance=_DISTANCES[params.distance.value]),
@@ -502,15 +503,22 @@ def _condition(cond):
     raise BadRequest(f"Wrong input: {type(cond).__name__} is not served by the local stand-in")
 
 
+def _vector_params(spec: models.CreateCollection) -> models.VectorParams:
+    """The collection's one unnamed dense vector: what this stand-in serves."""
+    if not isinstance(spec.vectors, models.VectorParams):
+        raise BadRequest("Wrong input: this stand-in serves one unnamed dense vector per collection")
+    return spec.vectors
+
+
 def _match(match):
     if match is None:
         return None
     if isinstance(match, models.MatchValue):
         return edge.MatchValue(match.value)
     if isinstance(match, models.MatchAny):
-        return edge.MatchAny(list(match.any))
+        return edge.MatchAny(match.any)
     if isinstance(match, models.MatchExcept):
-        return edge.MatchExcept(list(match.except_))
+        return edge.MatchExcept(match.except_)
     if isinstance(match, models.MatchText):
         return edge.MatchText(match.text)
     if isinstance(match, models.MatchPhrase):

@@ -192,7 +192,8 @@ class StorageEventBridge:
 
     def _pull_once(self) -> bool:
         received = self._pubsub("pull", {"maxMessages": 20, "returnImmediately": True}).get("receivedMessages", [])
-        done, retry = [], []
+        done: list[str] = []
+        retry: list[str] = []
         for item in received:
             message = item["message"]
             attributes = message.get("attributes", {})
