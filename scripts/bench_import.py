@@ -23,6 +23,7 @@ import io
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -113,6 +114,18 @@ def run_job(argv: list[str], env: dict[str, str], kill_when=None) -> tuple[float
         return time.perf_counter() - started, proc.returncode, out.read().decode("utf-8", "replace")
 
 
+def job_summary(code: int, output: str, rows: int) -> dict[str, Any]:
+    """The job's summary line; stops the bench unless the job imported every row (a run that refused its rows
+    would otherwise report a fast import of nothing)."""
+    if code != 0:
+        raise SystemExit(output[-3000:])
+    summary = json.loads(output.strip().splitlines()[-1])
+    if summary["imported"] != rows:
+        raise SystemExit(f"the import job imported {summary['imported']} of {rows} rows "
+                         f"({summary['invalid']} invalid, {summary['failed']} failed): {summary['errors'][:3]}")
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
@@ -129,13 +142,13 @@ def main() -> None:
             write_catalog(path, args.rows, host.url)
             env = {**os.environ, **mongo.env(), **qdrant.env(), "PYTHONPATH": str(ROOT), "MONGODB_DB": "bench",
                    "EMBEDDER": "http", "EMBEDDER_URL": f"{host.url}/embed", "EMBEDDER_DIM": str(DIM),
-                   "EMBEDDER_NAME": "bench-cheap", "IMPORT_BATCH_SIZE": str(args.batch), "LOCAL_DIR": tmp}
+                   "EMBEDDER_NAME": "bench-cheap", "IMPORT_BATCH_SIZE": str(args.batch), "LOCAL_DIR": tmp,
+                   # the picture server is on loopback, which the import refuses unless trusted
+                   "IMPORT_TRUSTED_IMAGE_ORIGINS": host.url}
             job = [sys.executable, str(ROOT / "jobs" / "import_catalog" / "main.py"), "--source", str(path)]
             if not args.no_full:
                 seconds, code, output = run_job([*job, "--import-id", "full"], env)
-                if code != 0:
-                    raise SystemExit(output[-3000:])
-                summary = json.loads(output.strip().splitlines()[-1])
+                summary = job_summary(code, output, args.rows)
                 report["full"] = {"seconds": round(seconds, 1), "rows_per_second": round(args.rows / seconds, 1),
                                   "imported": summary["imported"]}
             if args.kill_at > 0:
@@ -150,15 +163,14 @@ def main() -> None:
                     done = doc.get("shards", {}).get("0", {}).get("checkpoint", {}).get("counts", {}).get("rows", 0)
                     return done >= target
 
-                killed_after, _, _ = run_job([*job, "--name", "again", "--import-id", "resumed"], env, far_enough)
+                killed_after, code, _ = run_job([*job, "--name", "again", "--import-id", "resumed"], env, far_enough)
                 killed = imports.find_one({"_id": "resumed"})
-                if killed is None:
-                    raise SystemExit("the killed import left no progress document")
+                if code != -signal.SIGKILL or killed is None:
+                    raise SystemExit(f"the import to kill ended (exit code {code}) before {args.kill_at:.0%} of its "
+                                     "rows were checkpointed: use more --rows or a smaller --batch")
                 checkpoint = killed["shards"]["0"]["checkpoint"]
                 seconds, code, output = run_job([*job, "--name", "again", "--import-id", "resumed"], env)
-                if code != 0:
-                    raise SystemExit(output[-3000:])
-                summary = json.loads(output.strip().splitlines()[-1])
+                summary = job_summary(code, output, args.rows)
                 report["kill_and_resume"] = {
                     "killed_after_seconds": round(killed_after, 1), "rows_done_at_kill": checkpoint["counts"]["rows"],
                     "resumed_seconds": round(seconds, 1), "rows_left": args.rows - checkpoint["counts"]["rows"],
