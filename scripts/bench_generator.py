@@ -30,9 +30,11 @@ from scripts.localstack import LocalStack  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rooms", type=int, default=10)
-    parser.add_argument("--variants", type=int, default=3)
+    parser.add_argument("--variants", type=int, default=3, help="per room, at least 2 (the first and the next)")
     parser.add_argument("--per-label", type=int, default=10)
     args = parser.parse_args()
+    if args.variants < 2:
+        parser.error("--variants must be at least 2: the first variant and the next ones are reported apart")
     with tempfile.TemporaryDirectory() as folder, LocalStack(Path(folder), persistent=False) as stack:
         os.environ.update(stack.env)
         from lib.config import get_settings
