@@ -5,7 +5,7 @@ only when a reply goes to a client is a reference turned into a short-lived sign
 Browsers upload straight to the bucket through a signed PUT URL bound to the content type and a size range
 (`signed_put_url`), so photo bytes never pass through a function.
 
-Signing (`generate_signed_url` with service-account credentials whose signer is one of):
+Signing (`v4_signed_url`: Cloud Storage's V4 signing process, with one of two signers):
 - production (Cloud Run, no key file): `IamSigner`, the IAM Credentials API signBlob at IAM_CREDENTIALS_URL
   with the runtime identity's token (the signing account needs roles/iam.serviceAccountTokenCreator on
   itself). Each signature is a round trip, so links a client may fetch are cached per signing epoch and the
@@ -23,6 +23,7 @@ Signed URLs are credentials: never log them (lib.log redacts X-Goog-Signature as
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -33,7 +34,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
+from urllib.parse import quote, urlsplit
 
 import google.auth
 import google.auth.credentials
@@ -41,7 +43,6 @@ import google.auth.exceptions
 import google.auth.transport.requests
 import requests
 from google.auth import crypt
-from google.oauth2 import service_account
 
 from lib import clients, errors
 from lib.config import get_settings
@@ -137,32 +138,63 @@ def delete_prefix(bucket_name: str, prefix: str) -> int:
 
 # --- signed URLs --------------------------------------------------------------------------------------------
 
-def _signing_kwargs() -> dict:
-    """Credentials arguments for generate_signed_url: credentials whose signer is the local key file, or IAM
-    signBlob on Cloud Run (an `IamSigner`)."""
-    return {"credentials": _signing_credentials()}
+class Signer(Protocol):
+    def sign(self, message: bytes) -> bytes: ...
 
 
-def _signing_credentials():
-    """Service-account credentials used only to sign (never to call an API): the signer is the local PEM key
-    (SIGNING_KEY_FILE) or, in production, IAM signBlob at IAM_CREDENTIALS_URL for the signing account."""
+def _signing_identity() -> tuple[Signer, str]:
+    """(signer, signing account email): the local PEM key (SIGNING_KEY_FILE) or, in production, IAM signBlob at
+    IAM_CREDENTIALS_URL for the signing account."""
     settings = get_settings()
 
-    def create():
+    def create() -> tuple[Signer, str]:
         if settings.signing_key_file:
             with open(settings.signing_key_file, encoding="utf-8") as handle:
-                signer = crypt.RSASigner.from_string(handle.read())
-            email = (settings.signing_service_account
-                     or f"zipkku-local@{settings.gcp_project}.iam.gserviceaccount.com")
-        else:
-            signer = IamSigner(settings.iam_credentials_url, settings.signing_service_account or None)
-            email = signer.email()
-        return service_account.Credentials(
-            signer, email, token_uri="https://oauth2.googleapis.com/token"  # noqa: S106 - a URL, unused
-        )
+                key_signer = crypt.RSASigner.from_string(handle.read())
+            return key_signer, (settings.signing_service_account
+                                or f"zipkku-local@{settings.gcp_project}.iam.gserviceaccount.com")
+        iam_signer = IamSigner(settings.iam_credentials_url, settings.signing_service_account or None)
+        return iam_signer, iam_signer.email()
 
     return clients.cached(("signing", settings.signing_key_file, settings.iam_credentials_url,
                            settings.signing_service_account), create)
+
+
+STORAGE_ENDPOINT = "https://storage.googleapis.com"
+MAX_SIGNED_SECONDS = 7 * 24 * 3600  # Cloud Storage refuses a V4 signature valid longer
+
+
+def v4_signed_url(bucket_name: str, name: str, method: str, ttl_seconds: int,
+                  headers: dict[str, str] | None = None, now: datetime | None = None,
+                  endpoint: str | None = None) -> str:
+    """A V4 signed URL (path style) for one object: Cloud Storage's documented signing process
+    (cloud.google.com/storage/docs/access-control/signing-urls-manually), building the same canonical request
+    as google-cloud-storage's `Blob.generate_signed_url(version="v4")` (tests/test_signing.py holds the two
+    byte for byte), without importing that library: its import costs every function that signs a link about as
+    much as functions-framework's own at the first request. `headers` are signed too (with Host), so a request
+    must send them exactly; the payload is unsigned, as browsers' PUTs cannot sign a body."""
+    if not 0 < ttl_seconds <= MAX_SIGNED_SECONDS:
+        raise ValueError(f"a V4 signed URL lives 1 s to 7 days, not {ttl_seconds} s")
+    signer, email = _signing_identity()
+    # The client library's own endpoint rule: the emulator's address when STORAGE_EMULATOR_HOST is set
+    endpoint = endpoint or os.environ.get("STORAGE_EMULATOR_HOST") or STORAGE_ENDPOINT
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    timestamp, scope = moment.strftime("%Y%m%dT%H%M%SZ"), f"{moment:%Y%m%d}/auto/storage/goog4_request"
+    signed = {"host": urlsplit(endpoint).netloc}
+    signed.update({key.lower().strip(): " ".join(value.split()) for key, value in (headers or {}).items()})
+    ordered = sorted(signed.items())
+    signed_headers = ";".join(key for key, _ in ordered)
+    query = {"X-Goog-Algorithm": "GOOG4-RSA-SHA256", "X-Goog-Credential": f"{email}/{scope}",
+             "X-Goog-Date": timestamp, "X-Goog-Expires": str(ttl_seconds), "X-Goog-SignedHeaders": signed_headers}
+    canonical_query = "&".join(sorted(f"{quote(k, safe='~')}={quote(v, safe='~')}" for k, v in query.items()))
+    resource = f"/{bucket_name}/{quote(name, safe='/~')}"
+    canonical_request = "\n".join([method, resource, canonical_query,
+                                   "".join(f"{key}:{value}\n" for key, value in ordered), signed_headers,
+                                   "UNSIGNED-PAYLOAD"])
+    string_to_sign = "\n".join(["GOOG4-RSA-SHA256", timestamp, scope,
+                                hashlib.sha256(canonical_request.encode("ascii")).hexdigest()])
+    signature = signer.sign(string_to_sign.encode("ascii")).hex()
+    return f"{endpoint}{resource}?{canonical_query}&X-Goog-Signature={signature}"
 
 
 class IamSigner:
@@ -265,16 +297,9 @@ def signed_put_url(bucket_name: str, name: str, content_type: str, max_bytes: in
     not exist yet and answers 412 to any later PUT, so a leaked or replayed link cannot overwrite the photo.
     """
     settings = get_settings()
-    headers = {"x-goog-content-length-range": f"0,{int(max_bytes)}", "x-goog-if-generation-match": "0"}
-    url = bucket(bucket_name).blob(name).generate_signed_url(
-        version="v4",
-        method="PUT",
-        expiration=timedelta(seconds=settings.signed_put_ttl_seconds),
-        content_type=content_type,
-        headers=dict(headers),  # the library adds Content-Type and Host to the dict it is given
-        **_signing_kwargs(),
-    )
-    return url, {"Content-Type": content_type, **headers}
+    headers = {"Content-Type": content_type, "x-goog-content-length-range": f"0,{int(max_bytes)}",
+               "x-goog-if-generation-match": "0"}
+    return v4_signed_url(bucket_name, name, "PUT", settings.signed_put_ttl_seconds, headers), headers
 
 
 def signed_put_expiry() -> datetime:
@@ -285,9 +310,7 @@ def signed_put_expiry() -> datetime:
 def signed_get_url(bucket_name: str, name: str, ttl_seconds: int | None = None) -> str:
     """A short-lived V4 signed GET URL for one object, signed now (uncached: see `client_url`)."""
     ttl = ttl_seconds or get_settings().signed_get_ttl_seconds
-    return bucket(bucket_name).blob(name).generate_signed_url(
-        version="v4", method="GET", expiration=timedelta(seconds=ttl), **_signing_kwargs()
-    )
+    return v4_signed_url(bucket_name, name, "GET", ttl)
 
 
 # --- links a client may fetch: the one helper, cached per signing epoch ---------------------------------------
@@ -401,7 +424,7 @@ def _sign_links(keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
     ordered = sorted(keys)
     if len(ordered) == 1 or get_settings().signing_concurrency == 1:
         return {key: _sign_link(key, epoch) for key in ordered}
-    _signing_credentials()  # created (and its token fetched) once, before the threads start
+    _signing_identity()  # created (and its token fetched) once, before the threads start
     links = _signing_pool().map(lambda key: _sign_link(key, epoch), ordered)
     return dict(zip(ordered, links, strict=True))
 

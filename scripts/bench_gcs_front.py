@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -45,8 +44,9 @@ def main() -> None:
 
             from lib import storage
 
-            clients = {"front": gcs.Client(project="bench", client_options={"api_endpoint": server.front_url}),
-                       "direct": gcs.Client(project="bench", client_options={"api_endpoint": server.url})}
+            endpoints = {"front": server.front_url, "direct": server.url}
+            clients = {way: gcs.Client(project="bench", client_options={"api_endpoint": url})
+                       for way, url in endpoints.items()}
             headers = {"x-goog-content-length-range": f"0,{len(photo)}", "x-goog-if-generation-match": "0"}
             small = photos.image_bytes("JPEG", 96, 96)
             ops = ("put", "download", "small_upload")
@@ -54,9 +54,8 @@ def main() -> None:
             for _ in range(args.runs):
                 for way, client in clients.items():
                     blob = client.bucket(BUCKET).blob(f"raw/{uuid.uuid4().hex}")
-                    url = blob.generate_signed_url(version="v4", method="PUT", expiration=timedelta(minutes=5),
-                                                   content_type="image/jpeg", headers=dict(headers),
-                                                   **storage._signing_kwargs())
+                    url = storage.v4_signed_url(BUCKET, blob.name, "PUT", 300,
+                                                {"Content-Type": "image/jpeg", **headers}, endpoint=endpoints[way])
                     started = time.perf_counter()
                     requests.put(url, data=photo, headers={"Content-Type": "image/jpeg", **headers},
                                  timeout=60).raise_for_status()
