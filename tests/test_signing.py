@@ -82,7 +82,8 @@ def seed_product(image_ref: str) -> None:
 @pytest.mark.parametrize("status", [429, 503])
 def test_quota_or_outage_at_iam_is_a_503_after_bounded_retries(iam, fn, settings_env, status):
     seed_product(put_object("catalog/p1.jpg"))
-    settings_env(signing_retry_seconds=0.3)
+    # long enough for a retry even when the first call (with the token fetch) is slow on a loaded machine
+    settings_env(signing_retry_seconds=1.5)
     iam.plan = [status] * 50
     r = fn("products_search").get("/")
     assert r.status_code == 503, r.get_json()
