@@ -282,3 +282,13 @@ def reset_caches() -> None:
     """Tests point the process at another Qdrant between cases."""
     _ready.clear()
     _writes[0] += 1
+
+
+def vectors_by_id(product_ids: Iterable[str]) -> dict[str, list[float]]:
+    """product id -> its stored vector, for those of `product_ids` that have one, in one request (the local
+    stack's scaled demo catalog derives its products' vectors from their sources', scripts/scale_catalog.py)."""
+    by_point = {point_id(pid): pid for pid in product_ids}
+    name = _readable_collection()
+    records = _read(client().retrieve, name, ids=list(by_point), with_vectors=True,
+                    with_payload=False) if name and by_point else None
+    return {by_point[str(r.id)]: list(r.vector) for r in records or []}

@@ -458,6 +458,22 @@ def _dims_doc(dims: tuple[float, float, float]) -> dict[str, float]:
     return {"width_cm": float(dims[0]), "depth_cm": float(dims[1]), "height_cm": float(dims[2])}
 
 
+def image_name(product: DemoProduct) -> str:
+    """The product's picture in the catalog bucket."""
+    return f"{PRODUCT_PREFIX}{product.label}/{product.slug}.jpg"
+
+
+def catalog_record(product: DemoProduct, image_ref: str) -> dict:
+    """The product as a row of a catalog file (what lib.catalog_import validates and writes)."""
+    p = product
+    return {
+        "name": p.name, "product_url": p.product_url, "image_url": image_ref,
+        "width": p.dims[0], "depth": p.dims[1], "height": p.dims[2], "price": p.price, "label": p.label,
+        "brand": p.brand, "currency": "EUR", "styles": p.styles,
+        "description": f"{p.material.capitalize()} {p.label} in {p.colour}.",
+    }
+
+
 def seed(per_label: int = 90, labels: list[str] | None = None, workers: int = 8,
          progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Upload and write the whole demo catalog; returns counts and timings. `progress(stage, done, total)` is
@@ -470,7 +486,7 @@ def seed(per_label: int = 90, labels: list[str] | None = None, workers: int = 8,
     bucket = get_settings().catalog_bucket
     labels = labels or list(LABELS)
     products = make_products(per_label, labels)
-    image_names = [f"{PRODUCT_PREFIX}{p.label}/{p.slug}.jpg" for p in products]
+    image_names = [image_name(p) for p in products]
     image_refs = [storage.ref(bucket, name) for name in image_names]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         report("draw", 0, len(products))
@@ -502,12 +518,8 @@ def seed(per_label: int = 90, labels: list[str] | None = None, workers: int = 8,
         for label in labels])
 
     by_url = dict(zip(image_refs, images, strict=True))
-    records = [(line, {
-        "name": p.name, "product_url": p.product_url, "image_url": ref,
-        "width": p.dims[0], "depth": p.dims[1], "height": p.dims[2], "price": p.price, "label": p.label,
-        "brand": p.brand, "currency": "EUR", "styles": p.styles,
-        "description": f"{p.material.capitalize()} {p.label} in {p.colour}.",
-    }, None) for line, (p, ref) in enumerate(zip(products, image_refs, strict=True), start=2)]
+    records = [(line, catalog_record(p, ref), None)
+               for line, (p, ref) in enumerate(zip(products, image_refs, strict=True), start=2)]
 
     def counted(rows: list) -> Iterator:
         for done, row in enumerate(rows):  # read a batch ahead of the embedding: close enough for a progress line

@@ -1,4 +1,5 @@
-"""Prepare a local stack for use: the Mongo indexes and the demo catalog."""
+"""Prepare a local stack for use: the Mongo indexes and the demo catalog, grown to DEMO_CATALOG_SIZE products
+when that is set (scripts/scale_catalog.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ def prepare_local(stack) -> None:
 
     db.ensure_all_indexes()
     _seed_demo_catalog()
+    _grow_demo_catalog()
 
 
 class SeedProgress:
@@ -17,7 +19,8 @@ class SeedProgress:
     one every `every` seconds while it runs."""
 
     _what = {"draw": "drawing {} product images", "upload": "uploading {} objects",
-             "import": "embedding and importing {} products"}
+             "import": "embedding and importing {} products",
+             "scale": "adding variants of its products: {} written"}
 
     def __init__(self, every: float = 5.0) -> None:
         self.every = every
@@ -51,3 +54,29 @@ def _seed_demo_catalog() -> None:
         print("demo catalog: already seeded", flush=True)
     else:
         print(f"demo catalog seeded in {time.monotonic() - started:.0f} s: {json.dumps(result)}", flush=True)
+
+
+def _grow_demo_catalog() -> None:
+    """DEMO_CATALOG_SIZE=N (e.g. 100000) grows the demo catalog to N products with variants of its own
+    (scripts/scale_catalog.py); unset or not above the demo's size, nothing is added."""
+    import json
+    import os
+
+    from scripts import demo_catalog, scale_catalog
+
+    size = int(os.environ.get("DEMO_CATALOG_SIZE") or 0)
+    per_label = int(os.environ.get("DEMO_CATALOG_PER_LABEL", "90"))
+    if size <= 0:
+        return
+    if per_label <= 0:
+        print("demo catalog: DEMO_CATALOG_SIZE needs the demo catalog (DEMO_CATALOG_PER_LABEL > 0); not grown",
+              flush=True)
+        return
+    started = time.monotonic()
+    result = scale_catalog.grow(size, per_label, progress=SeedProgress())
+    if result is None:
+        print(f"demo catalog: already grown to {max(size, per_label * len(demo_catalog.LABELS))} products",
+              flush=True)
+    else:
+        print(f"demo catalog grown to {result['products']} products in {time.monotonic() - started:.0f} s: "
+              f"{json.dumps(result)}", flush=True)
