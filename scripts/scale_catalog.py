@@ -15,6 +15,9 @@ lib.catalog.upsert_products) and lib.vectors.upsert_products, the two stores at 
 skipped at once. The catalog never shrinks: a smaller size than what was written leaves the extra variants.
 
     python scripts/scale_catalog.py --size 100000     # grow the running local stack's catalog (needs its env)
+    python scripts/scale_catalog.py --measure http://127.0.0.1:8080 --local-dir .local --until-green
+        # products-similar p50/p95 on a running `make run` (200 requests), now and once the HNSW index is built
+        # (--compare-unindexed: also one filtered vector query on the stand-in and on an unindexed copy)
 """
 
 from __future__ import annotations
@@ -36,7 +39,10 @@ from scripts import demo_catalog  # noqa: E402
 
 VERSION = 1  # bump when variants change, so a scaled catalog is written again
 SOURCE = "demo-scale"  # the source name of the variants' ids, and their catalog_meta marker
-BATCH = 1000  # variants per write, and per block of noise (so a variant's noise never depends on where a run began)
+BATCH = 1000  # variants per checkpoint, and per block of noise (a variant's noise never depends on where a run began)
+# One write's size: a Mongo bulk write of about the import's batch (it must finish within MONGODB_TIMEOUT_MS on a
+# loaded machine), and Qdrant upserts of 500 points (~1 MB of JSON).
+DOCS_PER_WRITE, POINTS_PER_WRITE = 100, 500
 NOISE_COSINE = 0.97  # expected cosine between a variant's vector and its source's
 
 
@@ -133,6 +139,11 @@ def written_variants(per_label: int, demo_seeded_at) -> int:
     return written
 
 
+def _in_chunks(write: Callable[[list], object], items: list, size: int) -> None:
+    for i in range(0, len(items), size):
+        write(items[i:i + size])
+
+
 def _write_batch(sources: list[Source], start: int, stop: int, pool: ThreadPoolExecutor) -> set[str]:
     """Variants start..stop-1 into Mongo and Qdrant (concurrently: two servers); returns their labels."""
     from lib import catalog, catalog_import, vectors
@@ -146,7 +157,8 @@ def _write_batch(sources: list[Source], start: int, stop: int, pool: ThreadPoolE
         doc = catalog_import._product_doc(pid, row, SOURCE, f"{SOURCE}-v{VERSION}", row.image_url)
         docs.append({"_id": pid, **doc})
         points.append((pid, vector, {"label": row.label, "price": doc["price"], **doc["dimensions"]}))
-    written = [pool.submit(catalog.upsert_products, docs), pool.submit(vectors.upsert_products, points)]
+    written = [pool.submit(_in_chunks, catalog.upsert_products, docs, DOCS_PER_WRITE),
+               pool.submit(_in_chunks, vectors.upsert_products, points, POINTS_PER_WRITE)]
     for future in written:
         future.result()
     return {d["label"] for d in docs}
@@ -177,16 +189,147 @@ def grow(size: int, per_label: int, progress: Callable[[str, int, int], None] | 
             _save_marker(per_label, done, demo_seeded_at)
     report("scale", done, wanted)
     written = time.perf_counter()
-    catalog.refresh_label_stats(labels)  # as the import does: the labels' typical sizes and centroids
+    for n, label in enumerate(sorted(labels)):  # as the import does: the labels' typical sizes and centroids
+        report("stats", n, len(labels))
+        catalog.refresh_label_stats([label])
     return {"products": demo_count + wanted, "variants_added": wanted - resumed_at, "resumed_at": resumed_at,
             "seconds": {"write": round(written - started, 1),
                         "label_stats": round(time.perf_counter() - written, 1)}}
 
 
+# --- measuring a running `make run` --------------------------------------------------------------------------
+
+def _stand_in(local_dir: Path) -> tuple[str, int]:
+    """(URL, PID) of the local stack's Qdrant stand-in, from <local dir>/pids/."""
+    record = json.loads((local_dir / "pids" / "qdrant-stand-in.pid").read_text())
+    return f"http://127.0.0.1:{record['argv'][record['argv'].index('--port') + 1]}", record["pid"]
+
+
+def stand_in_state(local_dir: Path) -> dict:
+    """The local stack's Qdrant stand-in: each collection's status, points and indexed vectors, and its memory."""
+    import requests
+
+    url, pid = _stand_in(local_dir)
+    collections = {}
+    for c in requests.get(f"{url}/collections", timeout=10).json()["result"]["collections"]:
+        info = requests.get(f"{url}/collections/{c['name']}", timeout=10).json()["result"]
+        collections[c["name"]] = {k: info[k] for k in ("status", "points_count", "indexed_vectors_count")}
+    memory = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            memory[{"VmRSS": "rss_mb", "VmHWM": "peak_rss_mb"}[key]] = round(int(value.split()[0]) / 1024)
+    return {"collections": collections, **memory}
+
+
+def measure_similar(base_url: str, count: int) -> dict:
+    """products-similar (limit 10) for `count` products spread over the labels, one request each in turn over a
+    kept-alive connection, as a browser sends them; ids come from products-search. Milliseconds."""
+    import requests
+
+    from scripts.bench_catalog import percentiles
+
+    session = requests.Session()
+    labels = list(demo_catalog.LABELS)
+    ids_by_label = [[p["id"] for p in session.get(f"{base_url}/products-search", params={
+        "label": label, "limit": 100}, timeout=30).json()["products"]] for label in labels]
+    ids = [ids_by_label[i % len(labels)][i // len(labels) % 100] for i in range(count)]
+    session.get(f"{base_url}/products-similar", params={"product_id": ids[-1]}, timeout=30)  # warm
+    samples, same_label = [], 0
+    for i, pid in enumerate(ids):
+        started = time.perf_counter()
+        response = session.get(f"{base_url}/products-similar", params={"product_id": pid, "limit": 10}, timeout=30)
+        samples.append(time.perf_counter() - started)
+        response.raise_for_status()
+        hits = response.json()["products"]
+        same_label += len(hits) == 10 and {h["label"] for h in hits} == {labels[i % len(labels)]}
+    return {**percentiles(samples), "ten_of_the_label": f"{same_label}/{count}"}
+
+
+def compare_unindexed(local_dir: Path, count: int) -> dict:
+    """One filtered vector query (as lib.vectors.search_similar sends it: label filter, top 10) on the stack's
+    stand-in and on a copy of its collection in a stand-in of our own that never builds the HNSW graph: what
+    products-similar meets before the background build has run. Side by side, twice each, in one run."""
+    import subprocess
+
+    from qdrant_client import QdrantClient, models
+
+    from lib.vectors import build_filter
+    from scripts.bench_catalog import percentiles
+    from scripts.localstack import ROOT, free_port, stop_process, wait_for_port
+
+    url, _ = _stand_in(local_dir)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "qdrant_local.py"), "--port", str(port),
+                             "--path", ":memory:", "--optimize-min-points", str(10**12)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for_port(port, proc, 60, "qdrant stand-in (unindexed)")
+        built = QdrantClient(url=url, check_compatibility=False, timeout=60)
+        plain = QdrantClient(url=f"http://127.0.0.1:{port}", check_compatibility=False, timeout=60)
+        name = next(c.name for c in built.get_collections().collections if c.name.startswith("products__"))
+        info = built.get_collection(name)
+        plain.create_collection(name, vectors_config=info.config.params.vectors)
+        plain.create_payload_index(name, "label", models.PayloadSchemaType.KEYWORD)
+        queries, offset, started = [], None, time.perf_counter()
+        while True:  # copy every point; every 500th is a query (its vector, its label)
+            records, offset = built.scroll(name, limit=1000, offset=offset, with_vectors=True, with_payload=True)
+            plain.upsert(name, [models.PointStruct(id=r.id, vector=r.vector, payload=r.payload) for r in records])
+            queries += [(r.vector, r.payload["label"]) for r in records[::500]]
+            if offset is None:
+                break
+        copied_s = time.perf_counter() - started
+        queries = (queries * (1 + count // max(1, len(queries))))[:count]
+        results: dict = {"copied_points": plain.count(name).count, "copy_s": round(copied_s),
+                         "unindexed_copy_indexed_vectors": plain.get_collection(name).indexed_vectors_count}
+        found: dict[str, list] = {}
+        for run, (label, client) in enumerate([("built", built), ("unindexed", plain)] * 2):
+            samples, found[label] = [], []
+            for vector, query_label in queries:
+                t = time.perf_counter()
+                hits = client.query_points(name, query=vector, query_filter=build_filter(query_label), limit=10,
+                                           with_payload=False)
+                samples.append(time.perf_counter() - t)
+                found[label].append({str(h.id) for h in hits.points})
+            results[f"{label}_{1 + run // 2}"] = percentiles(samples)
+        same = sum(a == b for a, b in zip(found["built"], found["unindexed"], strict=True))
+        results["same_top10"] = f"{same}/{len(queries)}"
+        return results
+    finally:
+        stop_process(proc)
+
+
+def measure(base_url: str, local_dir: Path, count: int, until_green: bool) -> dict:
+    """products-similar twice over the same products: right away, and again (with `until_green`, once the
+    stand-in's collections are green: no HNSW build pending)."""
+    runs = {"first": {"stand_in": stand_in_state(local_dir), "products_similar": measure_similar(base_url, count)}}
+    started = time.perf_counter()
+    while until_green and any(c["status"] != "green" for c in stand_in_state(local_dir)["collections"].values()):
+        time.sleep(5)
+    runs["second"] = {"waited_for_green_s": round(time.perf_counter() - started),
+                      "stand_in": stand_in_state(local_dir), "products_similar": measure_similar(base_url, count)}
+    return runs
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, required=True, help="products in all, the demo's own included")
+    parser.add_argument("--size", type=int, help="products in all, the demo's own included")
     parser.add_argument("--per-label", type=int, default=90, help="the seeded demo catalog's products per label")
+    parser.add_argument("--measure", metavar="URL", help="measure products-similar on a running `make run` instead")
+    parser.add_argument("--local-dir", type=Path, default=Path(".local"), help="with --measure: its LOCAL_DIR")
+    parser.add_argument("--requests", type=int, default=200, help="with --measure")
+    parser.add_argument("--until-green", action="store_true",
+                        help="with --measure: measure again once the stand-in's HNSW index is built")
+    parser.add_argument("--compare-unindexed", action="store_true",
+                        help="with --measure: also the filtered vector query on an unindexed copy of the collection")
     args = parser.parse_args()
-    print(json.dumps(grow(args.size, args.per_label,
-                          progress=lambda stage, done, total: print(f"{done}/{total}", flush=True)), indent=2))
+    if args.measure:
+        results = measure(args.measure.rstrip("/"), args.local_dir, args.requests, args.until_green)
+        if args.compare_unindexed:
+            results["vector_query_built_vs_unindexed"] = compare_unindexed(args.local_dir, args.requests)
+        print(json.dumps(results, indent=2))
+    elif args.size:
+        print(json.dumps(grow(args.size, args.per_label,
+                              progress=lambda stage, done, total: print(f"{done}/{total}", flush=True)), indent=2))
+    else:
+        parser.error("give --size N (grow) or --measure URL")

@@ -20,7 +20,8 @@ class SeedProgress:
 
     _what = {"draw": "drawing {} product images", "upload": "uploading {} objects",
              "import": "embedding and importing {} products",
-             "scale": "adding variants of its products: {} written"}
+             "scale": "growing it to DEMO_CATALOG_SIZE with variants of its products: {} written",
+             "stats": "counting each label's typical size and vector centroid: {} labels done"}
 
     def __init__(self, every: float = 5.0) -> None:
         self.every = every
