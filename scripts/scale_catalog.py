@@ -32,6 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -232,7 +233,7 @@ def measure_similar(base_url: str, count: int) -> dict:
     session = requests.Session()
     labels = list(demo_catalog.LABELS)
     ids_by_label = [[p["id"] for p in session.get(f"{base_url}/products-search", params={
-        "label": label, "limit": 100}, timeout=30).json()["products"]] for label in labels]
+        "label": label, "limit": "100"}, timeout=30).json()["products"]] for label in labels]
     ids = [ids_by_label[i % len(labels)][i // len(labels) % 100] for i in range(count)]
     session.get(f"{base_url}/products-similar", params={"product_id": ids[-1]}, timeout=30)  # warm
     samples, same_label = [], 0
@@ -275,7 +276,7 @@ def compare_unindexed(local_dir: Path, count: int) -> dict:
         while True:  # copy every point; every 500th is a query (its vector, its label)
             records, offset = built.scroll(name, limit=1000, offset=offset, with_vectors=True, with_payload=True)
             plain.upsert(name, [models.PointStruct(id=r.id, vector=r.vector, payload=r.payload) for r in records])
-            queries += [(r.vector, r.payload["label"]) for r in records[::500]]
+            queries += [(cast(list[float], r.vector), (r.payload or {})["label"]) for r in records[::500]]
             if offset is None:
                 break
         copied_s = time.perf_counter() - started
@@ -302,7 +303,8 @@ def compare_unindexed(local_dir: Path, count: int) -> dict:
 def measure(base_url: str, local_dir: Path, count: int, until_green: bool) -> dict:
     """products-similar twice over the same products: right away, and again (with `until_green`, once the
     stand-in's collections are green: no HNSW build pending)."""
-    runs = {"first": {"stand_in": stand_in_state(local_dir), "products_similar": measure_similar(base_url, count)}}
+    runs: dict[str, dict[str, Any]] = {
+        "first": {"stand_in": stand_in_state(local_dir), "products_similar": measure_similar(base_url, count)}}
     started = time.perf_counter()
     while until_green and any(c["status"] != "green" for c in stand_in_state(local_dir)["collections"].values()):
         time.sleep(5)
