@@ -167,7 +167,8 @@ def _write_batch(sources: list[Source], start: int, stop: int, pool: ThreadPoolE
 
 def grow(size: int, per_label: int, progress: Callable[[str, int, int], None] | None = None) -> dict | None:
     """Add variants until the catalog holds `size` products (the demo's own included); None when nothing was
-    missing. `progress("scale", done, total)` is called per batch."""
+    missing. `progress(stage, done, total)` is called per batch ("scale": variants written) and per label
+    ("stats": its typical size and vector centroid counted again)."""
     from lib import catalog
 
     report = progress or (lambda stage, done, total: None)
