@@ -61,3 +61,24 @@ def test_a_worker_whose_runner_went_away_exits_without_running_anything(tmp_path
 def test_only_the_generation_job_keeps_a_warm_worker():
     assert job_runner._wants_warm("generate-interior")
     assert not job_runner._wants_warm("import-catalog")
+
+
+def test_the_generation_jobs_warm_worker_loads_its_models_and_waits_for_work():
+    """The generation job's worker warms the local providers up and stays ready: a warm-up that fails leaves
+    every execution to a fresh process, silently paying the start-up the worker exists to save."""
+    worker = subprocess.run(
+        [sys.executable, "-m", "lib.local.job_worker", str(discovery.job_script("generate-interior"))],
+        cwd=str(discovery.ROOT), input=b"", capture_output=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(discovery.ROOT), "GENERATOR": "local", "DETECTOR": "local",
+             "EMBEDDER": "local"})
+    assert worker.returncode == 0, worker.stdout.decode()[-2000:] + worker.stderr.decode()[-2000:]
+    assert b"Traceback" not in worker.stdout + worker.stderr
+
+
+def test_a_warm_worker_that_died_before_its_execution_is_reported_and_not_used(caplog):
+    dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"], stdin=subprocess.PIPE)
+    dead.wait(timeout=30)
+    job_runner._warm["some-job"] = dead
+    with caplog.at_level("WARNING", logger="zipkku.jobs"):
+        assert job_runner._take_warm("some-job") is None  # the runner starts a fresh process instead
+    assert "warm some-job worker exited with 1 before taking work" in caplog.text

@@ -169,9 +169,9 @@ def prewarm(job_name: str) -> None:
         current = _warm.get(job_name)
         if current is not None and current.poll() is None:
             return
-        logs = Path(get_settings().local_dir).resolve() / "logs" / "jobs"
-        logs.mkdir(parents=True, exist_ok=True)
-        with open(logs / f"warm-{job_name}.log", "ab") as out:  # its start-up; the execution's own log follows
+        log_path = _warm_log(job_name)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as out:  # its start-up; the execution's own log follows
             _warm[job_name] = subprocess.Popen(
                 [sys.executable, "-m", "lib.local.job_worker", str(discovery.job_script(job_name))], cwd=str(ROOT),
                 stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
@@ -180,10 +180,20 @@ def prewarm(job_name: str) -> None:
             )
 
 
+def _warm_log(job_name: str) -> Path:
+    return Path(get_settings().local_dir).resolve() / "logs" / "jobs" / f"warm-{job_name}.log"
+
+
 def _take_warm(job_name: str) -> subprocess.Popen | None:
     with _warm_lock:
         worker = _warm.pop(job_name, None)
-    return worker if worker is not None and worker.poll() is None else None
+    if worker is not None and worker.poll() is not None:
+        # it failed while loading (an exit before its execution is never the normal case): say so, or every
+        # execution silently pays the fresh start the worker exists to save
+        log.warning("the warm %s worker exited with %s before taking work; a fresh process runs it (see %s)",
+                    job_name, worker.returncode, _shown(_warm_log(job_name)))
+        return None
+    return worker
 
 
 def _hand_over(worker: subprocess.Popen, args: list[str], env: dict[str, str], log_path: Path) -> bool:

@@ -5,11 +5,12 @@
 A Cloud Run Job execution on a fresh local subprocess pays for Python's start, the job's imports and, for the
 generation job, the local models (ONNX sessions) before any work: about a second per generation. A warm
 worker pays that ahead of time: it imports the job script, creates the local providers the settings select and
-runs each once on a tiny image, then blocks on stdin. The runner hands it one execution as one JSON line
-{"args": [...], "env": {...}, "log": path}: the worker takes that environment (the settings are read again),
-sends its output to the execution's log and runs the script's `main(args)`; its exit code is the execution's.
-One execution per process, as on Cloud Run: nothing carries over from one execution to the next but the
-loaded code and models. If the runner goes away the worker reads end-of-file and exits.
+runs their models once on a small picture (no catalog, no database), then blocks on stdin. The runner hands it
+one execution as one JSON line {"args": [...], "env": {...}, "log": path}: the worker takes that environment
+(the settings are read again), sends its output to the execution's log and runs the script's `main(args)`; its
+exit code is the execution's. One execution per process, as on Cloud Run: nothing carries over from one
+execution to the next but the loaded code and models. If the runner goes away the worker reads end-of-file and
+exits.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import sys
 def warm_up_local_providers() -> None:
     """Load what the first interior would otherwise load: the clients' libraries (Cloud Storage, Qdrant; no
     connection is made, the execution's environment may point elsewhere), and the local generator, detector and
-    embedder with each model run once on a tiny image. Only local (offline) providers: never a paid call."""
+    embedder with each model run once on a small picture. Nothing here reads the catalog or calls a provider:
+    only local (offline) models are touched, never a paid call."""
     import google.cloud.storage  # noqa: F401
     import qdrant_client  # noqa: F401
 
@@ -38,15 +40,21 @@ def warm_up_local_providers() -> None:
     from lib import providers
     from lib.embed import get_embedder
 
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (180, 140, 100)).save(buffer, "JPEG")
-    tiny = buffer.getvalue()
+    picture = Image.new("RGB", (160, 120), (200, 190, 170))
+    picture.paste((120, 90, 60), (0, 80, 160, 120))  # a floor
+    picture.paste((60, 80, 120), (50, 55, 110, 100))  # something standing on it
     if settings.embedder == "local":
-        get_embedder().embed_images([tiny])
+        buffer = io.BytesIO()
+        picture.save(buffer, "JPEG")
+        get_embedder().embed_images([buffer.getvalue()])
+    if "local" in (settings.generator, settings.detector):
+        from lib.local.detector import analyse
+
+        analyse(picture)  # the segmentation both use (scikit-image, scipy), without the catalog's labels
     if settings.detector == "local":
         providers.detector()
     if settings.generator == "local":
-        providers.generator().generate(providers.GenerationRequest(image=tiny, room_type="-", style="-"), seed=0)
+        providers.generator()
 
 
 def load_script(script: str):
