@@ -99,18 +99,6 @@ def _download(ref: str) -> bytes:
     return storage.download_bytes(*storage.parse_ref(ref))
 
 
-def _style_image(style: dict[str, Any]) -> bytes | None:
-    """The style's reference picture (lib.catalog keeps it as a gs:// `image_url`), if it can be read."""
-    value = style.get("image_url")
-    if not (isinstance(value, str) and value.startswith("gs://")):
-        return None
-    try:
-        return _download(value)
-    except Exception:  # noqa: BLE001 - a missing reference picture degrades, it does not fail
-        log.warning("style picture %s unavailable", value)
-        return None
-
-
 def _generation_request(doc: StoredInterior) -> GenerationRequest:
     generator = get_settings().generator
     style = catalog.resolve_style(doc["style"]) or {}
@@ -118,7 +106,6 @@ def _generation_request(doc: StoredInterior) -> GenerationRequest:
         image=_download(doc["original_image"]), room_type=doc["room_type"], style=style.get("name", doc["style"]),
         prompt=doc.get("prompt", ""), strength=doc.get("strength", 0.6),
         image_url=storage.client_url(doc["original_image"]) if generator == "replicate" else None,
-        style_image=_style_image(style) if generator == "local" else None,
         style_description=style.get("description", "") or "",
     )
 

@@ -70,7 +70,6 @@ class GenerationRequest:
     prompt: str = ""
     strength: float = 0.6            # 0 keeps the photo, 1 follows the style fully
     image_url: str | None = None     # a URL the provider can fetch the photo from (else a data URI is sent)
-    style_image: bytes | None = None  # the style's reference picture (the local generator restyles with it)
     style_description: str = ""
 
 
