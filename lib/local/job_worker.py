@@ -28,7 +28,11 @@ def warm_up_local_providers() -> None:
     embedder with each model run once on a small picture. Nothing here reads the catalog or calls a provider:
     only local (offline) models are touched, never a paid call."""
     import google.cloud.storage  # noqa: F401
-    import qdrant_client  # noqa: F401
+    from qdrant_client import QdrantClient
+
+    # a throwaway client does qdrant-client's once-per-process set-up (it sends no request); the execution
+    # creates its own client for the URL it is given
+    QdrantClient(url="http://127.0.0.1:9", check_compatibility=False).close()
 
     from lib.config import get_settings
 
