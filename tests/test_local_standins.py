@@ -134,3 +134,70 @@ def test_the_parts_of_a_variant_lead_to_the_products_drawn_into_it():
             in_style += bool(hit) and hit[0][0] in styled
     # about a fifth of a label's products carry a given style: chance alone would give about 0.2 (measured: 0.5-0.6)
     assert parts_seen >= 8 and in_style / parts_seen >= 0.4, (parts_seen, in_style)
+
+
+def _analyses(caplog) -> list[str]:
+    return [r.getMessage().rsplit(" ", 1)[1] for r in caplog.records if r.getMessage().startswith("room analysis")]
+
+
+def test_a_photos_room_analysis_is_reused_by_the_next_process_for_that_photo_only(tmp_path, monkeypatch, caplog):
+    """Each generation's job is a fresh process: the analysis of a photo is kept on disk, and a different or a
+    changed photo never gets another photo's analysis."""
+    from PIL import Image, ImageDraw
+
+    from lib.local.generator import LocalGenerator
+
+    monkeypatch.setenv("LOCAL_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    photo, _ = demo_catalog.draw_room(3)
+    changed = Image.open(io.BytesIO(photo)).convert("RGB")
+    ImageDraw.Draw(changed).rectangle((300, 250, 420, 330), fill=(40, 40, 45))  # a dark piece moved in
+    out = io.BytesIO()
+    changed.save(out, "JPEG", quality=90)
+    other, _ = demo_catalog.draw_room(4)
+
+    def redesign(image: bytes) -> bytes:  # a new generator: nothing in memory, as in the next job's process
+        return LocalGenerator().generate(GenerationRequest(image=image, room_type="any", style="modern"), 5)
+
+    caplog.set_level("DEBUG", logger="zipkku.local.generator")
+    first = redesign(photo)
+    assert redesign(photo) == first  # the stored analysis gives the very same redesign
+    assert redesign(out.getvalue()) != first
+    redesign(other)
+    assert _analyses(caplog) == ["computed", "reused", "computed", "computed"]
+    assert len(list((tmp_path / "cache" / "room-analysis").glob("*.npz"))) == 3
+
+
+def test_a_damaged_stored_analysis_is_computed_again(tmp_path, monkeypatch, caplog):
+    from lib.local.generator import LocalGenerator
+
+    monkeypatch.setenv("LOCAL_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    photo, _ = demo_catalog.draw_room(5)
+    request = GenerationRequest(image=photo, room_type="any", style="rustic")
+    first = LocalGenerator().generate(request, 2)
+    (stored,) = (tmp_path / "cache" / "room-analysis").glob("*.npz")
+    stored.write_bytes(stored.read_bytes()[:100])  # cut short, as by a full disk
+    caplog.set_level("DEBUG", logger="zipkku.local.generator")
+    assert LocalGenerator().generate(request, 2) == first  # no failure: the analysis is done again
+    assert _analyses(caplog) == ["again", "computed"]  # "... unreadable; computing it again"
+    assert LocalGenerator().generate(request, 2) == first and _analyses(caplog)[-1] == "reused"
+
+
+def test_the_analysis_key_changes_with_the_photo_the_catalog_labels_and_the_parts_kept(monkeypatch):
+    from PIL import Image
+
+    from lib.local.generator import RoomAnalyses
+
+    photo = Image.new("RGB", (200, 150), (120, 110, 100))
+    centroids = {"sofa": [1.0, 0.0], "lamp": [0.0, 1.0]}
+    key = RoomAnalyses.key(photo, centroids)
+    assert RoomAnalyses.key(photo.copy(), dict(reversed(centroids.items()))) == key
+    one_pixel = photo.copy()
+    one_pixel.putpixel((10, 10), (121, 110, 100))
+    assert RoomAnalyses.key(one_pixel, centroids) != key
+    assert RoomAnalyses.key(photo.resize((150, 200)), centroids) != key  # same pixels, another shape
+    assert RoomAnalyses.key(photo, {**centroids, "sofa": [0.9, 0.1]}) != key  # the catalog was re-imported
+    monkeypatch.setenv("DETECTOR_MAX_PARTS", "3")
+    get_settings.cache_clear()
+    assert RoomAnalyses.key(photo, centroids) != key

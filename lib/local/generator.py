@@ -2,8 +2,9 @@
 the same room.
 
 1. Find the room's wall, floor and furniture with the local detector's analysis (lib.local.detector.analyse)
-   and label each piece by the catalog's label centroids. The same photo gives every variant of an interior,
-   so this runs once per photo and process.
+   and label each piece by the catalog's label centroids. The same photo gives every variant of an interior
+   and every later generation of it, so the analysis is kept (see RoomAnalyses): in memory, and on disk under
+   <LOCAL_DIR>/cache/room-analysis/ for the next process (each generation's job runs in a fresh one).
 2. Recolour the wall and the floor toward the style's palette (lib.catalog styles), keeping their light and
    texture (each pixel keeps its brightness relative to the surface's); windows and whatever is not wall,
    floor or furniture stay as they are.
@@ -19,11 +20,18 @@ products it shows. It is a stand-in for local runs, tests and demos, not a diffu
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import io
+import json
+import logging
 import math
+import os
 import threading
+import uuid
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from lib.config import get_settings
@@ -34,6 +42,8 @@ FULL_REPLACEMENT_STRENGTH = 0.5  # from here on every piece is replaced
 PRODUCTS_PER_PIECE = 24          # the seed picks among this many products of the label and style
 _CACHE_SIZE = 64
 SURFACE_LIKE = 45  # a pixel this close to a surface's colour (sum over RGB) is that surface
+
+log = logging.getLogger("zipkku.local.generator")
 
 
 def fallback_palette(style: str) -> list[str]:
@@ -74,12 +84,104 @@ def _lru_get(cache: OrderedDict, key, create):
     return value
 
 
+@functools.cache
+def _analysis_code() -> str:
+    """The analysis's code (lib/local/detector.py): an analysis stored by other code is never reused."""
+    from lib.local import detector
+
+    return hashlib.sha256(Path(detector.__file__).read_bytes()).hexdigest()
+
+
+class RoomAnalyses:
+    """The room analysis (layout and labelled pieces) of each photo, computed once and kept on disk.
+
+    Each generation's job runs in a fresh process (a Cloud Run Job execution; locally a worker that takes one
+    execution), so a user who tries several styles on one photo would pay the analysis every time. The key is
+    a digest of everything the analysis depends on: the photo's pixels and size (a different or changed photo
+    never reuses one), the catalog's label centroids and the embedder (the labels and embeddings of the pieces),
+    the number of pieces kept and the analysis's code. One .npz file per key (arrays only, read without
+    pickle), written to a temporary name and renamed, so concurrent jobs never read half a file; an unreadable
+    entry is computed again. Local stand-in only: the production generator (Replicate) analyses nothing.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @staticmethod
+    def key(photo, centroids: dict[str, list[float]]) -> str:
+        from lib.embed import embedder_identity
+
+        digest = hashlib.sha256()
+        described = {"code": _analysis_code(), "size": photo.size, "mode": photo.mode,
+                     "embedder": embedder_identity(), "parts": get_settings().detector_max_parts}
+        digest.update(json.dumps(described, sort_keys=True).encode())
+        digest.update(json.dumps(centroids, sort_keys=True).encode())
+        digest.update(photo.tobytes())
+        return digest.hexdigest()
+
+    def get(self, key: str, compute):
+        """The stored analysis of `key`, or `compute()`'s, stored."""
+        path = self.folder / f"{key}.npz"
+        stored = self._load(path)
+        if stored is not None:
+            log.debug("room analysis %s reused", key[:12])
+            return stored
+        layout, pieces = compute()
+        log.debug("room analysis %s computed", key[:12])
+        with contextlib.suppress(OSError):  # a read-only or full disk costs the next job the analysis, no more
+            self._save(path, layout, pieces)
+        return layout, pieces
+
+    @staticmethod
+    def _save(path: Path, layout, pieces) -> None:
+        import numpy as np
+
+        objects = layout.objects
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.npz")
+        try:
+            np.savez_compressed(
+                temporary, scale=np.float64(layout.scale), size=np.asarray(layout.size, dtype=np.int64),
+                horizon=np.int64(layout.horizon), wall=layout.wall, floor=layout.floor, windows=layout.windows,
+                boxes=np.asarray([o.box for o in objects], dtype=np.int64).reshape(-1, 4),
+                masks=np.asarray([o.mask for o in objects], dtype=bool).reshape(-1, *layout.wall.shape),
+                labels=np.asarray([p[1] for p in pieces], dtype=str),
+                confidences=np.asarray([p[2] for p in pieces], dtype=np.float64),
+                embeddings=np.asarray([p[3] for p in pieces], dtype=np.float32) if pieces else np.zeros((0, 0)))
+            os.replace(temporary, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+
+    @staticmethod
+    def _load(path: Path):
+        import numpy as np
+
+        from lib.local.detector import RoomLayout, RoomObject
+
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                objects = [RoomObject(tuple(int(v) for v in box), mask)
+                           for box, mask in zip(data["boxes"], data["masks"], strict=True)]
+                width, height = (int(v) for v in data["size"])
+                layout = RoomLayout(float(data["scale"]), (width, height), data["wall"], data["floor"],
+                                    int(data["horizon"]), data["windows"], objects)
+                pieces = [(obj, str(label), float(confidence), embedding.tolist()) for obj, label, confidence, embedding
+                          in zip(objects, data["labels"], data["confidences"], data["embeddings"], strict=False)]
+        except FileNotFoundError:
+            return None
+        except Exception:  # noqa: BLE001 - a damaged entry (a crash while writing elsewhere, a full disk) is redone
+            log.warning("room analysis %s unreadable; computing it again", path.name)
+            return None
+        return layout, pieces
+
+
 class LocalGenerator:
     name = "local"
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._rooms: OrderedDict = OrderedDict()     # photo digest -> (layout, [(object, label)])
+        self._rooms: OrderedDict = OrderedDict()     # RoomAnalyses.key -> (layout, [(object, label, ...)])
         self._pictures: OrderedDict = OrderedDict()  # picture ref -> cut_out(picture) (None: unreadable)
 
     def generate(self, request: GenerationRequest, seed: int) -> bytes:
@@ -92,9 +194,13 @@ class LocalGenerator:
         photo.thumbnail((get_settings().local_generator_max_edge_px,) * 2, Image.Resampling.LANCZOS)
         strength = max(0.0, min(1.0, request.strength))
         style = self._style(request.style)
-        digest = hashlib.sha256(photo.tobytes()).hexdigest()
+        from lib.local.detector import label_centroids
+
+        centroids = label_centroids()
+        analyses = RoomAnalyses(Path(get_settings().local_dir).resolve() / "cache" / "room-analysis")
+        key = analyses.key(photo, centroids)
         with self._lock:
-            layout, pieces = _lru_get(self._rooms, digest, lambda: self._room(photo))
+            layout, pieces = _lru_get(self._rooms, key, lambda: analyses.get(key, lambda: self._room(photo, centroids)))
         result = self._restyle(photo, layout, pieces, style, strength, seed)
         out = io.BytesIO()
         result.save(out, "JPEG", quality=88, optimize=True)
@@ -110,11 +216,11 @@ class LocalGenerator:
         return {"id": style.get("_id"), "palette": style.get("palette") or fallback_palette(name)}
 
     @staticmethod
-    def _room(photo):
+    def _room(photo, centroids: dict[str, list[float]]):
         from lib.local.detector import analyse, label_objects
 
         layout = analyse(photo)
-        return layout, label_objects(photo, layout, layout.objects[: get_settings().detector_max_parts])
+        return layout, label_objects(photo, layout, layout.objects[: get_settings().detector_max_parts], centroids)
 
     def _picture(self, ref: str):
         from PIL import Image
