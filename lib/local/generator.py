@@ -161,8 +161,8 @@ class RoomAnalyses:
 
         try:
             with np.load(path, allow_pickle=False) as data:
-                objects = [RoomObject(tuple(int(v) for v in box), mask)
-                           for box, mask in zip(data["boxes"], data["masks"], strict=True)]
+                objects = [RoomObject((int(x), int(y), int(w), int(h)), mask)
+                           for (x, y, w, h), mask in zip(data["boxes"], data["masks"], strict=True)]
                 width, height = (int(v) for v in data["size"])
                 layout = RoomLayout(float(data["scale"]), (width, height), data["wall"], data["floor"],
                                     int(data["horizon"]), data["windows"], objects)
