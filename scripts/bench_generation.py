@@ -71,8 +71,9 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=3.0,
                         help="seconds between generations (a person looks at the result before the next one)")
     args = parser.parse_args()
-    # one account makes every generation: the quotas a person has would stop a long run
-    limits = {"GENERATION_QUOTA": "10000", "GENERATIONS_PER_ADDRESS_PER_HOUR": "10000"}
+    # one account makes every generation: the quotas a person has would stop a long run. No generation sweep
+    # (every 60 s a fresh process that claims whatever is queued): a beat that lands on a run times the sweep.
+    limits = {"GENERATION_QUOTA": "10000", "GENERATIONS_PER_ADDRESS_PER_HOUR": "10000", "LOCAL_SWEEP_SECONDS": "0"}
     sides = {"warm": limits, **({"cold": {**limits, "LOCAL_WARM_JOBS": "0"}} if args.compare_cold else {})}
     with tempfile.TemporaryDirectory(prefix="zipkku-bench-") as tmp, contextlib.ExitStack() as stack:
         journeys = {}
