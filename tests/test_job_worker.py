@@ -82,3 +82,19 @@ def test_a_warm_worker_that_died_before_its_execution_is_reported_and_not_used(c
     with caplog.at_level("WARNING", logger="zipkku.jobs"):
         assert job_runner._take_warm("some-job") is None  # the runner starts a fresh process instead
     assert "warm some-job worker exited with 1 before taking work" in caplog.text
+
+
+def test_a_worker_whose_warm_up_fails_still_runs_the_execution_it_was_handed(tmp_path):
+    """The runner may hand an execution over while the worker still loads: a failed warm-up must cost that
+    execution its head start, never the execution itself (nothing would run it until the next sweep)."""
+    script = tmp_path / "main.py"
+    script.write_text("WARM_LOCAL_JOB = True\n\n\ndef main(argv):\n    print('ran', argv)\n    return 0\n")
+    log = tmp_path / "execution.log"
+    base = {**os.environ, "PYTHONPATH": str(discovery.ROOT)}
+    worker = subprocess.Popen([sys.executable, "-m", "lib.local.job_worker", str(script)], cwd=str(discovery.ROOT),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env={**base, "DETECTOR_MAX_PARTS": "0"})  # the warm-up's settings are refused
+    execution = {"args": ["--interior", "abc"], "env": base, "log": str(log)}
+    out, _ = worker.communicate(json.dumps(execution).encode() + b"\n", timeout=60)
+    assert b"warm-up failed" in out
+    assert worker.returncode == 0 and log.read_text().splitlines() == ["ran ['--interior', 'abc']"]

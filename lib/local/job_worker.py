@@ -10,7 +10,7 @@ one execution as one JSON line {"args": [...], "env": {...}, "log": path}: the w
 (the settings are read again), sends its output to the execution's log and runs the script's `main(args)`; its
 exit code is the execution's. One execution per process, as on Cloud Run: nothing carries over from one
 execution to the next but the loaded code and models. If the runner goes away the worker reads end-of-file and
-exits.
+exits. A warm-up that fails is logged, and the execution handed over still runs (loading what it needs itself).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import io
 import json
 import os
 import sys
+import traceback
 
 
 def warm_up_local_providers() -> None:
@@ -73,7 +74,11 @@ def load_script(script: str):
 def serve_one(script: str) -> int:
     module = load_script(script)
     if getattr(module, "WARM_LOCAL_JOB", False):
-        warm_up_local_providers()
+        try:
+            warm_up_local_providers()
+        except Exception:  # noqa: BLE001 - the runner may have handed an execution over already: still run it
+            traceback.print_exc()
+            print("warm-up failed; the execution will load what it needs itself", file=sys.stderr, flush=True)
     line = sys.stdin.readline()
     if not line:
         return 0  # the runner went away before giving work
