@@ -11,9 +11,11 @@ queueing + job process start-up. Prints a JSON summary with medians, per variant
 By default the local job runner hands each execution to a warm worker (imports and local models loaded ahead;
 lib/local/job_worker.py). `--compare-cold` starts a second stack with LOCAL_WARM_JOBS=0 (a fresh Python process
 per execution, loading onnxruntime and the models, as a Cloud Run Job execution would) and alternates the runs
-between the two, so both sides see the same machine load.
+between the two, so both sides see the same machine load. `--compare-tree DIR` does the same with a stack run
+from another checkout (e.g. `git archive <commit> | tar -x -C DIR`): before and after a change, side by side.
 
-    .venv/bin/python scripts/bench_generation.py --runs 3 --variants 1 2 [--compare-cold] [--pause 3]
+    .venv/bin/python scripts/bench_generation.py --runs 3 --variants 1 2 [--compare-cold] [--compare-tree DIR]
+        [--pause 3]
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts.journey import Journey, room_photo  # noqa: E402
 
 ROUNDS = ("first", "again")  # the photo's first generation; a second one on the same photo
-from scripts.localstack import run_local_server  # noqa: E402
+from scripts.localstack import ROOT, run_local_server  # noqa: E402
 
 
 def _generate_once(journey: Journey, upload: dict, style: str, room_type: str, variants: int) -> dict:
@@ -68,6 +70,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--variants", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--compare-cold", action="store_true", help="also a stack with LOCAL_WARM_JOBS=0")
+    parser.add_argument("--compare-tree", type=Path, help="also a stack run from the checkout in this folder")
     parser.add_argument("--pause", type=float, default=3.0,
                         help="seconds between generations (a person looks at the result before the next one)")
     args = parser.parse_args()
@@ -75,10 +78,15 @@ def main() -> None:
     # (every 60 s a fresh process that claims whatever is queued): a beat that lands on a run times the sweep.
     limits = {"GENERATION_QUOTA": "10000", "GENERATIONS_PER_ADDRESS_PER_HOUR": "10000", "LOCAL_SWEEP_SECONDS": "0"}
     sides = {"warm": limits, **({"cold": {**limits, "LOCAL_WARM_JOBS": "0"}} if args.compare_cold else {})}
+    roots = {side: ROOT for side in sides}
+    if args.compare_tree:
+        if not (args.compare_tree / "scripts" / "run_local.py").is_file():
+            parser.error(f"{args.compare_tree} is not a checkout of this project (no scripts/run_local.py)")
+        sides["other tree"], roots["other tree"] = limits, args.compare_tree.resolve()
     with tempfile.TemporaryDirectory(prefix="zipkku-bench-") as tmp, contextlib.ExitStack() as stack:
         journeys = {}
         for side, env in sides.items():
-            url = stack.enter_context(run_local_server(Path(tmp) / side, env=env))
+            url = stack.enter_context(run_local_server(Path(tmp) / side, env=env, root=roots[side]))
             journey = Journey(url)
             journey.account()
             style, room_type = journey.pick_style()

@@ -605,24 +605,25 @@ _STACK_VARIABLES = ("MONGODB_URI", "MONGODB_DB", "STORAGE_EMULATOR_HOST", "SIGNI
                     "LOCAL_STORAGE_EVENTS_SUBSCRIPTION", "LOCAL_DIR", "JWT_SECRET", "LOCAL_EVENTS_PUSH_URL")
 
 
-def local_server_command(local_dir: Path, port: int) -> tuple[list[str], dict[str, str]]:
-    """argv and base environment of scripts/run_local.py on `port` and `local_dir`, started from a process that
-    may itself point at another stack (whose variables it must not inherit)."""
-    argv = [sys.executable, str(ROOT / "scripts" / "run_local.py"), "--port", str(port), "--local-dir", str(local_dir),
+def local_server_command(local_dir: Path, port: int, root: Path = ROOT) -> tuple[list[str], dict[str, str]]:
+    """argv and base environment of scripts/run_local.py (of the checkout at `root`: a benchmark may compare
+    another one) on `port` and `local_dir`, started from a process that may itself point at another stack (whose
+    variables it must not inherit)."""
+    argv = [sys.executable, str(root / "scripts" / "run_local.py"), "--port", str(port), "--local-dir", str(local_dir),
             "--playground-port", "0"]  # any free port: port + 1 may be taken (the index at / links the playground)
     return argv, {k: v for k, v in os.environ.items() if k not in _STACK_VARIABLES}
 
 
 @contextlib.contextmanager
-def run_local_server(local_dir: Path, env: dict[str, str] | None = None, timeout: float = 300.0):
-    """scripts/run_local.py (what `make run` starts) on a free port with its own fresh local folder and
-    components; yields the base URL and stops it, and everything it started, by its PID."""
+def run_local_server(local_dir: Path, env: dict[str, str] | None = None, timeout: float = 300.0, root: Path = ROOT):
+    """scripts/run_local.py (what `make run` starts; of the checkout at `root`) on a free port with its own fresh
+    local folder and components; yields the base URL and stops it, and everything it started, by its PID."""
     if local_dir.exists():
         shutil.rmtree(local_dir)
     local_dir.mkdir(parents=True)
     port = free_port()
     log_path = local_dir / "run_local.log"
-    argv, base_env = local_server_command(local_dir, port)
+    argv, base_env = local_server_command(local_dir, port, root)
     proc = spawn(argv, log_path, env=env, base_env=base_env)
     try:
         wait_for_port(port, proc, timeout=timeout, name="run_local.py")
