@@ -220,14 +220,14 @@ def fetch_image(url: str, base_dir: Path | None, max_bytes: int) -> bytes:
 # --- the import --------------------------------------------------------------------------------------------
 
 def _product_doc(pid: str, row: CatalogRow, source: str, import_id: str, image_ref: str) -> dict:
-    doc = {
+    """A product's fields from its row; catalog.upsert_products adds the search fields."""
+    return {
         "label": row.label, "name": row.name, "brand": row.brand,
         "price": round(row.price, 2), "currency": row.currency, "product_url": row.product_url,
         "image_urls": [image_ref],
         "dimensions": {"width_cm": row.width, "depth_cm": row.depth, "height_cm": row.height},
         "styles": row.styles, "description": row.description, "source": source, "import_id": import_id,
     }
-    return {**doc, "search_tokens": catalog.search_tokens(doc)}
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from lib import catalog, db
+from lib import catalog, catalog_import, db
 
 
 def product(pid, name, label="sofa", brand="Hjem", price=500.0, width=200.0, **extra):
@@ -103,15 +103,110 @@ def test_products_written_without_tokens_are_found_after_the_backfill(fn, shop):
 
 @pytest.mark.parametrize("params", [
     {"q": "oak"}, {"q": "oak sofa", "label": "sofa"}, {"q": "oak", "label": "sofa", "min_price": 10},
-    {"label": "sofa"}, {"label": "sofa", "min_price": 10, "max_width_cm": 100}, {"min_price": 10},
-    {"q": "oak", "label": "sofa", "max_price": 900, "max_width_cm": 100, "cursor": catalog.encode_cursor("p1")},
+    {"label": "sofa"}, {"label": "sofa", "min_price": 10, "max_width_cm": 100}, {"min_price": 10}, {},
+    {"max_depth_cm": 50},
 ])
-def test_the_indexed_part_of_every_search_is_served_by_an_index(stack, shop, params):
-    """SecantusDB scans the collection for a filter its planner cannot serve; 100k products then take seconds."""
+def test_every_window_of_a_search_is_an_index_range(stack, shop, params):
+    """SecantusDB scans the collection for a filter its planner cannot serve (100k products then take seconds),
+    and fetches everything inside the bounds it can: each window must be equalities plus one _id range."""
     indexed, _rest = catalog.search_stages(catalog.SearchQuery(**params))
-    plan = db.collection("products").find(indexed).sort("_id", 1).explain()["queryPlanner"]["winningPlan"]
-    stages = []
+    window = {**indexed, "_id": {"$gte": "00010000", "$lt": "00210000"}}
+    plan = db.collection("products").find(window).sort("_id", 1).explain()["queryPlanner"]["winningPlan"]
+    stages, index = [], None
     while plan:
         stages.append(plan["stage"])
+        index = plan.get("keyPattern") or index
         plan = plan.get("inputStage")
     assert "IXSCAN" in stages and "COLLSCAN" not in stages, stages
+    assert list(index) == [*indexed, "_id"], index  # the equalities, then the window
+
+
+# --- pages over many products: the _id windows -------------------------------------------------------------
+
+def many(count=600):
+    """Products with ids as the import makes them (hex digests, spread over the id space), a few more at the
+    edges of the first windows (an id equal to a window's bound, just below it, or not hex at all), and
+    criteria that let through about one in seven: the page's walk spans many windows."""
+    ids = [catalog_import.product_id("test", f"https://shop.example/{i}") for i in range(count)]
+    ids += ["00010000", "0000ffffffffffffffffffff", "00000000", "+first", "Zebra-9", "zz-last"]
+    docs = []
+    for n, pid in enumerate(ids):
+        label = ("sofa", "lamp", "desk")[n % 3]
+        name = f"{('Oak', 'Pine', 'Teak')[n % 7 % 3]} {('round', 'tall')[n % 2]} {label} {n}"
+        docs.append(product(pid, name, label=label, price=float(50 + (n * 37) % 900), width=float(40 + n % 7 * 30)))
+    write(*docs)
+    return docs
+
+
+def expected(docs, label=None, q=None, min_price=None, max_price=None, max_width_cm=None, **_):
+    words = catalog.query_tokens(q) if q else []
+    return sorted(d["_id"] for d in docs
+                  if (label is None or d["label"] == label)
+                  and all(w in catalog.search_tokens(d) for w in words)
+                  and (min_price is None or d["price"] >= min_price) and (max_price is None or d["price"] <= max_price)
+                  and (max_width_cm is None or d["dimensions"]["width_cm"] <= max_width_cm))
+
+
+def every_page(fn, **params):
+    seen, cursor, pages = [], None, 0
+    while True:
+        body = fn("products_search").get("/", query_string={**params, **({"cursor": cursor} if cursor else {})})
+        assert body.status_code == 200, body.get_json()
+        page = [p["id"] for p in body.get_json()["products"]]
+        cursor, pages = body.get_json()["next_cursor"], pages + 1
+        assert len(page) == params["limit"] or cursor is None  # only the last page is short
+        assert page or pages == 1  # and a last page is never empty, unless it is the only one
+        seen += page
+        if cursor is None:
+            return seen
+
+
+@pytest.mark.parametrize("params", [
+    {"limit": 7}, {"limit": 100}, {"label": "sofa", "limit": 5}, {"q": "oak", "limit": 6},
+    {"q": "oak tall", "label": "lamp", "limit": 3},
+    {"label": "desk", "max_price": 200, "max_width_cm": 100, "limit": 4},
+    {"min_price": 900, "limit": 2},  # about one in a hundred: most windows hold no match
+    {"q": "teak", "label": "sofa", "min_price": 100, "max_price": 300, "limit": 1},
+])
+def test_pages_across_windows_hold_every_match_once_in_order(fn, params):
+    docs = many()
+    want = expected(docs, **params)
+    assert want, "the case must match something"
+    assert every_page(fn, **params) == want
+
+
+def test_a_page_starting_at_a_window_bound_or_after_an_id_that_is_not_hex(fn):
+    docs = many(200)
+    every = expected(docs)
+    for after in ("00010000", "0000ffffffffffffffffffff", "+first", "Zebra-9", every[len(every) // 2]):
+        body = fn("products_search").get("/", query_string={"limit": 5, "cursor": catalog.encode_cursor(after)})
+        assert [p["id"] for p in body.get_json()["products"]] == [i for i in every if i > after][:5]
+
+
+@pytest.mark.parametrize("params", [
+    {"label": "sofa", "max_price": 10}, {"q": "oak", "max_width_cm": 1}, {"max_price": 1}, {"label": "chair"},
+    {"q": "walnut"},
+])
+def test_a_search_that_matches_nothing_after_many_windows_is_one_empty_page(fn, params):
+    many(300)
+    body = fn("products_search").get("/", query_string={**params, "limit": 5}).get_json()
+    assert body == {"products": [], "next_cursor": None}
+
+
+def test_the_last_page_is_exactly_full_and_says_so(fn):
+    docs = many(300)
+    want = expected(docs, label="lamp", q="pine")
+    search = {"label": "lamp", "q": "pine"}
+    body = fn("products_search").get("/", query_string={**search, "limit": len(want)}).get_json()
+    assert [p["id"] for p in body["products"]] == want and body["next_cursor"] is None
+    body = fn("products_search").get("/", query_string={**search, "limit": len(want) - 1}).get_json()
+    assert [p["id"] for p in body["products"]] == want[:-1] and body["next_cursor"]
+
+
+def test_the_backfill_brings_products_of_an_older_search_version_up_to_date(fn, shop):
+    products = db.collection("products")
+    products.update_one({"_id": "p1"}, {"$set": {"search_version": 0, "search_tokens": ["stale"]}})
+    products.update_one({"_id": "p2"}, {"$unset": {"search_version": ""}})
+    assert ids(fn) == ["p3", "p4", "p5"]  # a search without label or words lists the products of this version
+    assert catalog.backfill_search_tokens() == 2
+    assert ids(fn) == ["p1", "p2", "p3", "p4", "p5"] and ids(fn, q="cafe oak") == ["p1"]
