@@ -44,12 +44,16 @@ LABEL_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
 STYLES = db.declare("styles")
 ROOM_TYPES = db.declare("room_types")
 # Every index ends in _id, the order pages come in: with equality on the fields before it, a page is an index
-# walk in page order, bounded by the cursor and the search's _id windows (see search_products).
+# walk in page order, bounded by the cursor and the search's _id windows (see search_products). The price
+# indexes serve MongoDB/Atlas's planner where a price range holds fewer products than the walk would read
+# (SecantusDB plans the windows' equalities alone); label_id also serves style_pictures.
 PRODUCTS = db.declare("products", [
     IndexModel([("label", ASCENDING), ("_id", ASCENDING)], name="label_id"),
     IndexModel([("label", ASCENDING), ("search_tokens", ASCENDING), ("_id", ASCENDING)], name="label_tokens"),
     IndexModel([("search_tokens", ASCENDING), ("_id", ASCENDING)], name="tokens"),
     IndexModel([("search_version", ASCENDING), ("_id", ASCENDING)], name="version_id"),
+    IndexModel([("label", ASCENDING), ("price", ASCENDING), ("_id", ASCENDING)], name="label_price"),
+    IndexModel([("price", ASCENDING), ("_id", ASCENDING)], name="price_id"),
 ])
 AR_MODELS = db.declare("ar_models", [IndexModel([("label", ASCENDING)], name="label")])
 LABEL_STATS = db.declare("label_stats")

@@ -12,16 +12,19 @@ Measures, all through the real client code paths:
   (b) the generation's batch of 6 filtered queries (search_similar_batch: label + max width, top 4), recall@4;
   (c) products-similar end to end through the dev server (HTTP on 127.0.0.1: Mongo lookup, vector fetch, one
       filtered query, Mongo enrichment, URL signing);
-  (d) products-search through the dev server (label + max dimensions + price range + text), one page of 20,
-      with a word any product may hold (as first measured: most such queries find nothing for their label)
-      and with a word of the label's own materials (every query finds products);
-  (e) products-search's query side by side on the same data in this process: the unanchored $regex on a
-      lower-cased name it replaced (documents carry `name_lc` for it) against lib.catalog.search_products;
+  (d) products-search through the dev server, one page of 20, five families of queries: label + max
+      dimensions + price range + a word any product may hold (most find nothing for their label), the same
+      with a word of the label's own materials (every query finds products), the same with a price below
+      the label's cheapest (nothing fits: every candidate of label and word is read), label + dimensions
+      + price without a word, and dimensions + price alone;
+  (e) products-search's query side by side on the same data in this process: lib.catalog.search_products
+      (a page read in _id windows) against the one aggregate per page it replaced, and, for the text
+      families, the unanchored $regex on a lower-cased name before that (documents carry `name_lc` for it);
 and the stand-in's memory (RSS now, peak), the load and HNSW build times.
 
     .venv/bin/python scripts/bench_catalog_scale.py [--products 100000] [--requests 300] [--search-only]
 
---search-only loads the documents alone and measures (d) and (e): minutes instead of ~25 at 100k.
+--search-only loads the documents alone and measures (d) and (e): ~10 minutes instead of ~25 at 100k.
 """
 
 from __future__ import annotations
@@ -111,9 +114,12 @@ def recall(found: list[list[str]], exact: list[list[str]]) -> float:
     return round(hits / max(1, sum(len(e) for e in exact)), 4)
 
 
-def search_params(products, labels, count: int, own_material: bool, seed: int = 5) -> list[dict]:
-    """Label + max width/height + price range + one word, a page of 20; the word is any product's material
-    ("Alva wood chair" -> wood), or one of the label's own materials when `own_material`."""
+def search_params(products, labels, count: int, kind: str, seed: int = 5) -> list[dict]:
+    """A page of 20 for `count` random labels: label + max width/height (the label's typical size, plus a
+    margin) + price range + one word. The word is any product's material ("Alva wood chair" -> wood) for
+    "any_word", one of the label's own materials for "own_material" and "nothing_fits" (whose price range lies
+    below the label's cheapest product); "label_no_word" leaves the word out, "no_label_no_word" the label
+    too."""
     from scripts import demo_catalog
 
     rng = random.Random(seed)
@@ -124,10 +130,34 @@ def search_params(products, labels, count: int, own_material: bool, seed: int = 
         spec = demo_catalog.LABELS[lab]
         w, _d, h = spec["dims"]
         lo, hi = spec["price"]
-        word = rng.choice(spec["materials"] if own_material else words)
-        out.append({"label": lab, "max_width_cm": round(w * 1.1), "max_height_cm": round(h * 1.15),
-                    "min_price": lo, "max_price": round((lo + hi) / 2), "q": word, "limit": 20})
+        word = rng.choice(words if kind == "any_word" else spec["materials"])
+        # one decimal: rugs are 1.2 cm high, and a whole centimetre rounded their limit to 1
+        params = {"label": lab, "max_width_cm": round(w * 1.1, 1), "max_height_cm": round(h * 1.15, 1),
+                  "min_price": lo, "max_price": round((lo + hi) / 2), "q": word, "limit": 20}
+        if kind == "nothing_fits":
+            params.update(min_price=1, max_price=round(lo * 0.9))
+        if kind in ("label_no_word", "no_label_no_word"):
+            del params["q"]
+        if kind == "no_label_no_word":
+            del params["label"]
+        out.append(params)
     return out
+
+
+SEARCH_FAMILIES = ("any_word", "own_material", "nothing_fits", "label_no_word", "no_label_no_word")
+TEXT_FAMILIES = ("any_word", "own_material")
+
+
+def one_aggregate_per_page(catalog, db, params: dict) -> list[dict]:
+    """products-search as it was before the _id windows (no cursor here): one aggregate per page, the same two
+    $match stages without a window, the price range in the first stage when there is no word."""
+    indexed, rest = catalog.search_stages(catalog.SearchQuery(**params))
+    indexed.pop("search_version", None)
+    if "search_tokens" not in indexed and "price" in rest:
+        indexed["price"] = rest.pop("price")  # label_price / price_id
+    pipeline = [{"$match": indexed}] + ([{"$match": rest}] if rest else [])
+    pipeline += [{"$sort": {"_id": 1}}, {"$limit": params["limit"] + 1}, {"$project": {"search_tokens": 0}}]
+    return list(db.collection("products").aggregate(pipeline))[:params["limit"]]
 
 
 def index_walk(docs: list[dict], searches: list[dict], catalog) -> dict:
@@ -156,54 +186,63 @@ def index_walk(docs: list[dict], searches: list[dict], catalog) -> dict:
 
 
 def measure_search(args, results: dict, bench_env: dict, products, labels, catalog, db, docs) -> None:
-    """(d) through the dev server and (e) the old query against the new one, in this process."""
+    """(d) through the dev server and (e) the queries before against the one now, in this process."""
     import re
 
     import requests
 
-    any_word = search_params(products, labels, args.requests, own_material=False)
-    own_word = search_params(products, labels, args.requests, own_material=True)
-    results["products_search_index_walk"] = {"any_word": index_walk(docs, any_word, catalog),
-                                             "own_material": index_walk(docs, own_word, catalog)}
+    searches = {kind: search_params(products, labels, args.requests, kind) for kind in SEARCH_FAMILIES}
+    results["products_search_index_walk"] = {kind: index_walk(docs, searches[kind], catalog) for kind in TEXT_FAMILIES}
 
-    def old_query(params: dict) -> list[dict]:
+    def regex_query(params: dict) -> list[dict]:
         flt = {"label": params["label"], "price": {"$gte": params["min_price"], "$lte": params["max_price"]},
                "dimensions.width_cm": {"$lte": params["max_width_cm"]},
                "dimensions.height_cm": {"$lte": params["max_height_cm"]},
                "name_lc": {"$regex": re.escape(params["q"].lower())}}
-        return list(db.collection("products").find(flt).sort("_id", 1).limit(params["limit"] + 1))
+        return list(db.collection("products").find(flt).sort("_id", 1).limit(params["limit"]))
 
-    def new_query(params: dict) -> list[dict]:
+    def windows(params: dict) -> list[dict]:
         return catalog.search_products(catalog.SearchQuery(**params))[0]
 
+    def one_aggregate(params: dict) -> list[dict]:
+        return one_aggregate_per_page(catalog, db, params)
+
+    def run(query, family: list[dict], n: int, pages: list[list[str]]) -> dict:
+        return timed(lambda k: pages.append([d["_id"] for d in query(family[k])]), n)
+
     side_by_side: dict[str, dict[str, Any]] = {}
-    for name, searches in (("any_word", any_word), ("own_material", own_word)):
-        n = min(args.regex_requests, len(searches))
-        # substring vs word start: the same first page, except where a material is inside another word
-        same = sum([d["_id"] for d in old_query(searches[i])][:20] == [d["_id"] for d in new_query(searches[i])]
-                   for i in range(n))
-        side_by_side[name] = {"same_first_page": f"{same}/{n}",
-                              "regex_name_lc": timed(lambda k, s=searches: old_query(s[k]), n),
-                              "search_tokens": timed(lambda k, s=searches: new_query(s[k]), n)}
-        side_by_side[name]["ratio_p50"] = round(side_by_side[name]["regex_name_lc"]["p50_ms"]
-                                                / side_by_side[name]["search_tokens"]["p50_ms"], 1)
+    for kind, family in searches.items():
+        n = min(args.side_by_side_requests, len(family))
+        now, before, regex = [], [], []
+        row = {"one_aggregate_per_page": run(one_aggregate, family, n, before),
+               "id_windows": run(windows, family, n, now)}
+        row["ratio_p50"] = round(row["one_aggregate_per_page"]["p50_ms"] / row["id_windows"]["p50_ms"], 1)
+        row["ratio_p95"] = round(row["one_aggregate_per_page"]["p95_ms"] / row["id_windows"]["p95_ms"], 1)
+        row["same_page_as_one_aggregate"] = f"{sum(a == b for a, b in zip(now, before, strict=True))}/{n}"
+        row["mean_results"] = round(sum(map(len, now)) / n, 1)
+        if kind in TEXT_FAMILIES and args.regex_requests:
+            m = min(args.regex_requests, n)
+            row["regex_name_lc"] = run(regex_query, family, m, regex)
+            # substring vs word start: the same page, except where a material is inside another word
+            row["same_page_as_regex"] = f"{sum(a == b for a, b in zip(now, regex, strict=False))}/{m}"
+        side_by_side[kind] = row
     results["products_search_query_side_by_side"] = side_by_side
 
     server, base = start_dev_server(bench_env)
     try:
         session = requests.Session()
-        session.get(f"{base}/products-search", params=any_word[0], timeout=30)  # warm
-        for name, searches in (("any_word", any_word), ("own_material", own_word)):
+        session.get(f"{base}/products-search", params=searches["any_word"][0], timeout=30)  # warm
+        for kind, family in searches.items():
             hits: list[int] = []
 
-            def search(k: int, s=searches, h=hits) -> None:
-                response = session.get(f"{base}/products-search", params=s[k], timeout=30)
+            def search(k: int, s=family, h=hits) -> None:
+                response = session.get(f"{base}/products-search", params=s[k], timeout=60)
                 assert response.status_code == 200, response.text
                 h.append(len(response.json()["products"]))
 
-            results[f"products_search_dev_server_{name}"] = {
-                **timed(search, len(searches)), "mean_results": round(sum(hits) / len(hits), 1),
-                "params_example": searches[0]}
+            n = min(len(family), args.nothing_fits_requests) if kind == "nothing_fits" else len(family)
+            results[f"products_search_dev_server_{kind}"] = {
+                **timed(search, n), "mean_results": round(sum(hits) / len(hits), 1), "params_example": family[0]}
     finally:
         server.terminate()
         server.wait(10)
@@ -214,7 +253,9 @@ def main() -> None:  # noqa: PLR0915 - one linear script: load, then measure eac
     parser.add_argument("--products", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--search-only", action="store_true", help="documents only; measure (d) and (e)")
-    parser.add_argument("--regex-requests", type=int, default=60, help="requests of the old $regex query in (e)")
+    parser.add_argument("--side-by-side-requests", type=int, default=40, help="queries per family in (e)")
+    parser.add_argument("--regex-requests", type=int, default=40, help="of those, by the older $regex too (0: none)")
+    parser.add_argument("--nothing-fits-requests", type=int, default=60, help="nothing-fits requests in (d)")
     args = parser.parse_args()
     import numpy as np
     import requests
@@ -224,7 +265,9 @@ def main() -> None:  # noqa: PLR0915 - one linear script: load, then measure eac
     with tempfile.TemporaryDirectory() as tmp, LocalStack(Path(tmp) / "local", persistent=False) as stack:
         bench_env = {**stack.env, "MONGODB_DB": "bench_scale", "EMBEDDER": "http",
                      "EMBEDDER_NAME": "bench-synthetic", "EMBEDDER_DIM": str(DIM),
-                     "QDRANT_COLLECTION_PREFIX": "scale", "CATALOG_CACHE_SECONDS": "0"}
+                     "QDRANT_COLLECTION_PREFIX": "scale", "CATALOG_CACHE_SECONDS": "0",
+                     # batches of 5,000 inserts, and the queries measured before, take longer than a request may
+                     "MONGODB_TIMEOUT_MS": "300000"}
         os.environ.update(bench_env)
         from lib import catalog, catalog_import, db, vectors
         from lib.catalog_import import CatalogRow
@@ -251,7 +294,8 @@ def main() -> None:  # noqa: PLR0915 - one linear script: load, then measure eac
                              brand=p.brand, styles=p.styles, description=f"{p.material} {p.label}")
             pid = catalog_import.product_id("bench", row.product_url)
             doc = catalog_import._product_doc(pid, row, "bench", "bench-scale", row.image_url)
-            docs.append({"_id": pid, **doc, "name_lc": row.name.lower(), "created_at": now, "updated_at": now})
+            docs.append({"_id": pid, **doc, **catalog.searchable(doc), "name_lc": row.name.lower(),
+                         "created_at": now, "updated_at": now})
             ids.append(pid)
         for i in range(0, len(docs), 5000):
             db.collection("products").insert_many(docs[i:i + 5000], ordered=False)
