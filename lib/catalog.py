@@ -453,10 +453,11 @@ def _id_position(product_id: str) -> int | None:
 
 def _next_width(walked: int, found: int, wanted: int) -> int:
     """The next window: enough id space for the matches still wanted at the density seen so far (a quarter
-    more), or EMPTY_GROWTH times what was walked while nothing matched."""
+    more, and at least half the space walked, so the last few matches do not take a window each), or
+    EMPTY_GROWTH times what was walked while nothing matched."""
     if not found:
         return walked * EMPTY_GROWTH
-    return max(FIRST_WINDOW, min(walked * EMPTY_GROWTH, math.ceil(walked * (wanted - found) / found * 1.25)))
+    return max(walked // 2, min(walked * EMPTY_GROWTH, math.ceil(walked * (wanted - found) / found * 1.25)))
 
 
 def search_products(query: SearchQuery) -> tuple[list[dict], str | None]:
@@ -472,7 +473,7 @@ def search_products(query: SearchQuery) -> tuple[list[dict], str | None]:
         end = None if position is None or position + width >= ID_SPACE else position + width
         if end is not None:
             ids["$lt"] = f"{end:0{ID_WINDOW_DIGITS}x}"
-        pipeline: list[dict] = [{"$match": {**indexed, **({"_id": ids} if ids else {})}}]
+        pipeline: list[dict] = [{"$match": {**indexed, "_id": ids}}]
         pipeline += [{"$match": rest}] if rest else []
         pipeline += [{"$sort": {"_id": 1}}, {"$limit": wanted - len(found)},
                      {"$project": {"search_tokens": 0, "search_version": 0}}]

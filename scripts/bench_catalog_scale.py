@@ -42,10 +42,27 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pymongo import monitoring  # noqa: E402
+
 from scripts.bench_catalog import percentiles, timed  # noqa: E402
 from scripts.localstack import ROOT, LocalStack, free_port  # noqa: E402
 
 DIM = 512
+aggregates_sent = [0]
+
+
+class AggregateCounter(monitoring.CommandListener):
+    """Counts the aggregate commands this process sends: one per _id window of a search."""
+
+    def started(self, event) -> None:
+        if event.command_name == "aggregate":
+            aggregates_sent[0] += 1
+
+    def succeeded(self, event) -> None:
+        pass
+
+    def failed(self, event) -> None:
+        pass
 
 
 def synthetic_vectors(labels: list[str], seed: int = 7):
@@ -210,6 +227,16 @@ def measure_search(args, results: dict, bench_env: dict, products, labels, catal
     def run(query, family: list[dict], n: int, pages: list[list[str]]) -> dict:
         return timed(lambda k: pages.append([d["_id"] for d in query(family[k])]), n)
 
+    def windows_per_page(family: list[dict], n: int) -> dict:
+        """How many queries (windows) a page took: each an aggregate command on the wire."""
+        counts = []
+        for params in family[:n]:
+            before = aggregates_sent[0]
+            windows(params)
+            counts.append(aggregates_sent[0] - before)
+        counts.sort()
+        return {"p50": counts[len(counts) // 2], "p95": counts[min(n - 1, int(0.95 * n))], "max": counts[-1]}
+
     side_by_side: dict[str, dict[str, Any]] = {}
     for kind, family in searches.items():
         n = min(args.side_by_side_requests, len(family))
@@ -220,6 +247,7 @@ def measure_search(args, results: dict, bench_env: dict, products, labels, catal
         row["ratio_p95"] = round(row["one_aggregate_per_page"]["p95_ms"] / row["id_windows"]["p95_ms"], 1)
         row["same_page_as_one_aggregate"] = f"{sum(a == b for a, b in zip(now, before, strict=True))}/{n}"
         row["mean_results"] = round(sum(map(len, now)) / n, 1)
+        row["id_windows_per_page"] = windows_per_page(family, n)
         if kind in TEXT_FAMILIES and args.regex_requests:
             m = min(args.regex_requests, n)
             row["regex_name_lc"] = run(regex_query, family, m, regex)
@@ -269,6 +297,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script: load, then measure eac
                      # batches of 5,000 inserts, and the queries measured before, take longer than a request may
                      "MONGODB_TIMEOUT_MS": "300000"}
         os.environ.update(bench_env)
+        monitoring.register(AggregateCounter())  # before lib.db creates its client
         from lib import catalog, catalog_import, db, vectors
         from lib.catalog_import import CatalogRow
         from lib.config import get_settings

@@ -134,7 +134,8 @@ def many(count=600):
         label = ("sofa", "lamp", "desk")[n % 3]
         name = f"{('Oak', 'Pine', 'Teak')[n % 7 % 3]} {('round', 'tall')[n % 2]} {label} {n}"
         docs.append(product(pid, name, label=label, price=float(50 + (n * 37) % 900), width=float(40 + n % 7 * 30)))
-    write(*docs)
+    for i in range(0, len(docs), 100):  # each write well within the request timeout on a loaded machine
+        write(*docs[i:i + 100])
     return docs
 
 
