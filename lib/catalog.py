@@ -468,7 +468,8 @@ def search_products(query: SearchQuery) -> tuple[list[dict], str | None]:
     wanted = query.limit + 1  # one more than the page says whether there is a next page
     ids: dict[str, Any] = {"$gt": after} if after is not None else {}
     start = 0 if after is None else _id_position(after)
-    position, width, found = start, FIRST_WINDOW, []
+    position, width = start, FIRST_WINDOW
+    found: list[dict] = []
     while True:
         end = None if position is None or position + width >= ID_SPACE else position + width
         if end is not None:

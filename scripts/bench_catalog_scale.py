@@ -24,7 +24,8 @@ and the stand-in's memory (RSS now, peak), the load and HNSW build times.
 
     .venv/bin/python scripts/bench_catalog_scale.py [--products 100000] [--requests 300] [--search-only]
 
---search-only loads the documents alone and measures (d) and (e): ~10 minutes instead of ~25 at 100k.
+--search-only loads the documents alone and measures (d) and (e): ~20 minutes at 100k on a loaded 2-core
+machine, most of it the load.
 """
 
 from __future__ import annotations
