@@ -230,7 +230,7 @@ def measure_search(args, results: dict, bench_env: dict, products, labels, catal
 
     def windows_per_page(family: list[dict], n: int) -> dict:
         """How many queries (windows) a page took: each an aggregate command on the wire."""
-        counts = []
+        counts: list[int] = []
         for params in family[:n]:
             before = aggregates_sent[0]
             windows(params)
@@ -241,9 +241,11 @@ def measure_search(args, results: dict, bench_env: dict, products, labels, catal
     side_by_side: dict[str, dict[str, Any]] = {}
     for kind, family in searches.items():
         n = min(args.side_by_side_requests, len(family))
-        now, before, regex = [], [], []
-        row = {"one_aggregate_per_page": run(one_aggregate, family, n, before),
-               "id_windows": run(windows, family, n, now)}
+        now: list[list[str]] = []
+        before: list[list[str]] = []
+        regex: list[list[str]] = []
+        row: dict[str, Any] = {"one_aggregate_per_page": run(one_aggregate, family, n, before),
+                               "id_windows": run(windows, family, n, now)}
         row["ratio_p50"] = round(row["one_aggregate_per_page"]["p50_ms"] / row["id_windows"]["p50_ms"], 1)
         row["ratio_p95"] = round(row["one_aggregate_per_page"]["p95_ms"] / row["id_windows"]["p95_ms"], 1)
         row["same_page_as_one_aggregate"] = f"{sum(a == b for a, b in zip(now, before, strict=True))}/{n}"
