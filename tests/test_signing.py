@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from lib import db, storage
+from lib import catalog, storage
 from lib.config import get_settings
 from scripts.iam_double import IamDouble
 from tests.doubles import jpeg
@@ -73,10 +73,10 @@ def test_an_expired_token_is_renewed_once(iam):
 # --- IAM refusing or out of quota: a clear 503 -------------------------------------------------------------
 
 def seed_product(image_ref: str) -> None:
-    db.collection("products").insert_one({
+    catalog.upsert_products([{  # as the import writes it (with the fields a search walks)
         "_id": "p1", "label": "sofa", "name": "Sofa", "price": 100, "currency": "EUR",
         "product_url": "https://shop.example/p1", "image_urls": [image_ref],
-        "dimensions": {"width_cm": 200, "depth_cm": 90, "height_cm": 80}, "styles": []})
+        "dimensions": {"width_cm": 200, "depth_cm": 90, "height_cm": 80}, "styles": []}])
 
 
 @pytest.mark.parametrize("status", [429, 503])
