@@ -9,6 +9,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,25 +147,50 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def seeded_demo_catalog(name: str, **seed_args: object) -> Iterator[tuple[dict[str, str], dict]]:
-    """The demo catalog seeded into a database and vector collection of its own (for a module of read-only tests):
-    yields (the environment that points at them, what demo_catalog.seed returned); both are removed afterwards."""
+def module_catalog(name: str, fill: Callable[[], Any],
+                   extra_env: dict[str, str] | None = None) -> Iterator[tuple[dict[str, str], Any]]:
+    """A database and vector collection of their own for a module of read-only tests, filled once by `fill()`:
+    yields (the environment that points at them, what `fill` returned); both are removed afterwards, and the
+    variables set here (but MONGODB_DB, which conftest's per-test database sets again) are unset."""
     from lib import db, vectors
     from lib.config import get_settings
-    from scripts import demo_catalog
 
     env = {"MONGODB_DB": f"test_{name}_{uuid.uuid4().hex[:8]}",
-           "QDRANT_COLLECTION_PREFIX": f"t{name}{uuid.uuid4().hex[:8]}"}
+           "QDRANT_COLLECTION_PREFIX": f"t{name}{uuid.uuid4().hex[:8]}", **(extra_env or {})}
     os.environ.update(env)
     get_settings.cache_clear()
     db.forget_indexes()
     vectors.reset_caches()
-    result = demo_catalog.seed(**seed_args)
+    result = fill()
     yield env, result
     os.environ.update(env)
     get_settings.cache_clear()
     vectors.client().delete_collection(vectors.collection_name())
     db.client().drop_database(env["MONGODB_DB"])
-    os.environ.pop("QDRANT_COLLECTION_PREFIX", None)
+    for key in set(env) - {"MONGODB_DB"}:
+        os.environ.pop(key, None)
     get_settings.cache_clear()
     vectors.reset_caches()
+
+
+@contextlib.contextmanager
+def seeded_demo_catalog(name: str, **seed_args: object) -> Iterator[tuple[dict[str, str], dict]]:
+    """The demo catalog seeded into a module catalog of its own (module_catalog)."""
+    from scripts import demo_catalog
+
+    with module_catalog(name, lambda: demo_catalog.seed(**seed_args)) as (env, result):
+        yield env, result
+
+
+def reading_module_catalog(env: dict[str, str]) -> Iterator[str]:
+    """The body of a module's `fresh_database` override: each test reads the module's one catalog (`env`, from
+    module_catalog) instead of an empty database of its own."""
+    from lib import db
+    from lib.config import get_settings
+
+    os.environ.update(env)
+    get_settings.cache_clear()
+    db.forget_indexes()
+    yield env["MONGODB_DB"]
+    os.environ.pop("QDRANT_COLLECTION_PREFIX", None)
+    get_settings.cache_clear()

@@ -5,7 +5,6 @@ The catalog is seeded once for the module into its own database and vector colle
 
 from __future__ import annotations
 
-import os
 import statistics
 
 import pytest
@@ -16,7 +15,7 @@ from lib.config import get_settings
 from lib.local import glb
 from lib.local.detector import label_centroids
 from scripts import demo_catalog
-from tests.conftest import seeded_demo_catalog
+from tests.conftest import reading_module_catalog, seeded_demo_catalog
 
 LABELS = ["sofa", "armchair", "chair", "bed", "desk", "table", "wardrobe", "bookshelf", "lamp", "rug"]
 PER_LABEL = 12
@@ -31,12 +30,7 @@ def seeded(stack):
 @pytest.fixture(autouse=True)
 def fresh_database(seeded):
     """Overrides conftest's per-test database: every test here reads the one seeded catalog."""
-    os.environ.update(seeded["env"])
-    get_settings.cache_clear()
-    db.forget_indexes()
-    yield seeded["env"]["MONGODB_DB"]
-    os.environ.pop("QDRANT_COLLECTION_PREFIX", None)
-    get_settings.cache_clear()
+    yield from reading_module_catalog(seeded["env"])
 
 
 def get(fn, function, headers=None, **params):

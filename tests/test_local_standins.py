@@ -5,7 +5,6 @@ that lead to the products drawn into it."""
 from __future__ import annotations
 
 import io
-import os
 
 import pytest
 
@@ -14,7 +13,7 @@ from lib.config import get_settings
 from lib.providers import GenerationRequest
 from scripts import demo_catalog
 from scripts.bench_detector import iou
-from tests.conftest import seeded_demo_catalog
+from tests.conftest import reading_module_catalog, seeded_demo_catalog
 
 PER_LABEL = 10
 
@@ -28,12 +27,7 @@ def seeded(stack):
 @pytest.fixture(autouse=True)
 def fresh_database(seeded):
     """Overrides conftest's per-test database: every test here reads the one seeded catalog."""
-    os.environ.update(seeded)
-    get_settings.cache_clear()
-    db.forget_indexes()
-    yield seeded["MONGODB_DB"]
-    os.environ.pop("QDRANT_COLLECTION_PREFIX", None)
-    get_settings.cache_clear()
+    yield from reading_module_catalog(seeded)
 
 
 def _pixels(data: bytes):

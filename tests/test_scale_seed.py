@@ -8,13 +8,12 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import uuid
 
 import pytest
 
 from lib import db, vectors
-from lib.config import get_settings
 from scripts import demo_catalog, scale_catalog, seed
+from tests.conftest import module_catalog, reading_module_catalog
 
 PER_LABEL = 3
 DEMO = PER_LABEL * len(demo_catalog.LABELS)  # 36
@@ -30,36 +29,23 @@ def prepare(size: int) -> str:
     return out.getvalue()
 
 
-@pytest.fixture(scope="module")
-def grown(stack):
-    env = {"MONGODB_DB": f"test_scale_{uuid.uuid4().hex[:8]}",
-           "QDRANT_COLLECTION_PREFIX": f"tscale{uuid.uuid4().hex[:8]}", "DEMO_CATALOG_PER_LABEL": str(PER_LABEL)}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    db.forget_indexes()
-    vectors.reset_caches()
+def grow_twice() -> dict:
     first = prepare(FIRST)
     between = db.utcnow()
-    second = prepare(SIZE)
-    yield {"env": env, "first": first, "second": second, "between": between}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    vectors.client().delete_collection(vectors.collection_name())
-    db.client().drop_database(env["MONGODB_DB"])
-    for key in ("QDRANT_COLLECTION_PREFIX", "DEMO_CATALOG_PER_LABEL", "DEMO_CATALOG_SIZE"):
-        os.environ.pop(key, None)
-    get_settings.cache_clear()
-    vectors.reset_caches()
+    return {"first": first, "second": prepare(SIZE), "between": between}
+
+
+@pytest.fixture(scope="module")
+def grown(stack):
+    with module_catalog("scale", grow_twice, {"DEMO_CATALOG_PER_LABEL": str(PER_LABEL)}) as (env, result):
+        yield {"env": env, **result}
+    os.environ.pop("DEMO_CATALOG_SIZE", None)
 
 
 @pytest.fixture(autouse=True)
 def fresh_database(grown):
     """Overrides conftest's per-test database: every test here reads the one grown catalog."""
-    os.environ.update(grown["env"])
-    get_settings.cache_clear()
-    db.forget_indexes()
-    yield grown["env"]["MONGODB_DB"]
-    get_settings.cache_clear()
+    yield from reading_module_catalog(grown["env"])
 
 
 def products(**query) -> list[dict]:
