@@ -46,6 +46,9 @@ class _Server:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 status, headers, payload = double.handle(self.command, self.path, dict(self.headers), body)
+                if status is None:  # the connection drops before any answer (the work may have been done)
+                    self.close_connection = True
+                    return
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 headers = {"Content-Type": "application/json", **headers}
@@ -84,6 +87,7 @@ class ReplicateDouble(_Server):
       "nsfw"      fails with an NSFW error;  "failed" fails with a generic error;  "canceled"/"aborted"
       "list"      succeeds with a list output [control map, image]
       "malformed" answers 201 with a body that is not JSON
+      "lost-answer" creates the prediction (it runs, and is billed) but the connection drops before the answer
       "no-output" succeeds without output
       an int      answers that HTTP status (e.g. 500, 402, 429 with Retry-After: 0, 422)
     """
@@ -155,6 +159,9 @@ class ReplicateDouble(_Server):
                 "_mode": mode, "_polls": 0, "_created": time.monotonic(),
             }
             self.predictions[pid] = prediction
+            if mode == "lost-answer":
+                prediction["_mode"] = "ok"
+                return None, {}, b""
             waited = "wait" in (headers.get("Prefer") or "")
             self._advance(prediction, waited)
             done = prediction["status"] in ("succeeded", "failed", "canceled", "aborted")

@@ -301,6 +301,19 @@ def test_a_generation_that_fails_after_its_prediction_ran_is_not_refunded(replic
     assert len(replicate.creates) == 2 and quota.usage(user["id"])["used"] == 1
 
 
+def test_a_create_whose_answer_was_lost_keeps_the_unit_spent(replicate, env, user):
+    """The create reached Replicate (the prediction exists and runs) but its answer never came back: we cannot
+    know nothing ran, so the failed interior is not refunded."""
+    seed_mini_catalog()
+    env(replicate_retries=0, job_max_attempts=2)
+    doc = queued_interior(user, ready_upload(user["id"]))
+    replicate.plan = ["lost-answer", "lost-answer"]
+    assert generation.run([doc["_id"]], retry_delay=0)["failed"] == 1
+    failed = _doc(doc["_id"])
+    assert failed["reason"] == "PROVIDER_UNAVAILABLE" and failed.get("spent_at")
+    assert len(replicate.predictions) == 2 and quota.usage(user["id"])["used"] == 1
+
+
 def test_a_refused_call_after_a_started_one_keeps_the_unit_spent(replicate, env, user):
     """The first attempt's prediction ran and failed; the second attempt's call is refused (503). The first
     one's work was paid, so the refusal does not give the unit back."""
