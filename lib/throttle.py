@@ -25,6 +25,7 @@ the TTL index deletes the document when it closes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import logging
@@ -62,25 +63,21 @@ def address_key(address: str) -> str:
 
 
 def _reserve(key: str, limit: int, window_seconds: int) -> int | None:
-    """Count one attempt for `key`; None when it is allowed, else the seconds until the window closes."""
+    """Count one attempt for `key`; None when it is allowed, else the seconds until the window closes.
+
+    The count is one atomic $inc on a live window's document. Opening a window is a separate insert that a
+    concurrent opener may win (DuplicateKeyError: the window exists, count in it). An upsert doing both at once
+    lost races on SecantusDB by answering no document after counting, so parallel attempts counted twice and
+    refused the owner before the limit."""
     throttle = db.collection(COLLECTION)
     for _ in range(5):
         now = db.utcnow()
-        try:
-            state = throttle.find_one_and_update(
-                {"_id": key, "expires_at": {"$gt": now}},
-                {"$inc": {"attempts": 1},
-                 "$setOnInsert": {"expires_at": now + timedelta(seconds=window_seconds)}},
-                upsert=True, return_document=ReturnDocument.AFTER,
-            )
-        except DuplicateKeyError:
-            # A stale window (expired, not yet swept by the TTL index) is in the way: remove it and count again.
-            # A concurrent first attempt also lands here (its window is live, so nothing is removed).
+        state = throttle.find_one_and_update({"_id": key, "expires_at": {"$gt": now}}, {"$inc": {"attempts": 1}},
+                                             return_document=ReturnDocument.AFTER)
+        if state is None:  # no live window: remove a stale one (expired, not yet swept by the TTL index), open one
             throttle.delete_one({"_id": key, "expires_at": {"$lte": now}})
-            continue
-        # SecantusDB may answer an upsert that lost a race with no document (a 500 before): count again; at
-        # worst this attempt counts twice, which errs on the refusing side
-        if state is None:
+            with contextlib.suppress(DuplicateKeyError):
+                throttle.insert_one({"_id": key, "attempts": 0, "expires_at": now + timedelta(seconds=window_seconds)})
             continue
         if state["attempts"] <= limit:
             return None
